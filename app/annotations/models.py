@@ -1,0 +1,45 @@
+"""Annotations: one document per label (MONGODB.md, contract 2).
+
+Geometry is stored flat so that every engine keeps it exactly: a box as four numbers and a
+polygon as ``[row0, col0, row1, col1, ...]``, all normalised to 0..1.
+"""
+
+from __future__ import annotations
+
+import enum
+
+from pymongo import ASCENDING, IndexModel
+
+from app.core.documents import BaseDocument
+
+
+class AnnotationStatus(enum.StrEnum):
+    SUCCESS = "SUCCESS"
+    PENDING = "PENDING"
+    AWAITING_REVIEW = "AWAITING_REVIEW"
+    AWAITING_CONSENSUS_REVIEW = "AWAITING_CONSENSUS_REVIEW"
+    REVIEW_DENIED = "REVIEW_DENIED"
+
+
+class Annotation(BaseDocument):
+    app_id: str
+    input_id: str
+    concept_id: str
+    dataset_ids: list[str] = []  # copied from the input, kept in step with dataset membership
+    box: list[float] | None = None  # [top, left, bottom, right]
+    polygon: list[float] | None = None  # [row0, col0, row1, col1, ...]
+    confidence: float = 1.0
+    status: AnnotationStatus = AnnotationStatus.SUCCESS
+    labeled_by_user_id: str | None = None
+    labeled_by_model_id: str | None = None
+    task_id: str | None = None
+    reviewed_by: str | None = None
+
+    class Settings:
+        name = "annotations"
+        indexes = [
+            IndexModel([("app_id", ASCENDING)]),
+            IndexModel([("input_id", ASCENDING)]),
+            IndexModel([("task_id", ASCENDING), ("status", ASCENDING)]),
+            IndexModel([("dataset_ids", ASCENDING)]),
+        ]

@@ -1,0 +1,148 @@
+"""Apps and collaborators.
+
+Invariants: every app has at least one OWNER; only owners grant, change or remove the OWNER
+role; a member may always leave (remove themselves) unless they are the last owner.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from pymongo.errors import DuplicateKeyError
+
+from app.apps.models import App, Membership, Role
+from app.core import validate
+from app.core.auth import MANAGERS, Principal, require_app
+from app.core.errors import Conflict, ErrorCode, NotFound, PermissionDenied, ValidationFailed
+from app.core.pagination import Page, PageArgs, paginate
+from app.users.models import User
+from app.users.service import get_or_create_user
+
+
+def _roles(roles: Iterable[Role], field: str = "roles") -> list[Role]:
+    unique = sorted(set(roles), key=list(Role).index)
+    if not unique:
+        raise ValidationFailed("at least one role is needed", field=field, code=ErrorCode.EMPTY)
+    return unique
+
+
+async def create_app(principal: Principal, name: str, description: str = "") -> App:
+    app = App(
+        name=validate.name(name),
+        description=validate.description(description),
+        created_by=principal.user_id,
+    )
+    await app.insert()
+    await Membership(app_id=app.id, user_id=principal.user_id, roles=[Role.OWNER]).insert()
+    return app
+
+
+async def update_app(
+    principal: Principal, app_id: str, name: str | None, description: str | None
+) -> App:
+    app, _ = await require_app(principal, app_id, MANAGERS, field="id")
+    if name is not None:
+        app.name = validate.name(name)
+    if description is not None:
+        app.description = validate.description(description)
+    await app.touch_save()
+    return app
+
+
+async def delete_app(principal: Principal, app_id: str) -> str:
+    """Delete the app and everything in it. Blobs are content-addressed and may be shared by
+    other apps, so they stay (a later garbage collection can remove unreferenced ones)."""
+    app, _ = await require_app(principal, app_id, (Role.OWNER,), field="id")
+    from app.core.db import DOCUMENT_MODELS
+
+    for model in DOCUMENT_MODELS:
+        if "app_id" in model.model_fields:
+            await model.get_pymongo_collection().delete_many({"app_id": app.id})
+    await app.delete()
+    return app.id
+
+
+async def list_apps(principal: Principal, args: PageArgs) -> Page[App]:
+    memberships = await Membership.find({"user_id": principal.user_id}).to_list()
+    return await paginate(App, {"_id": {"$in": [m.app_id for m in memberships]}}, args)
+
+
+async def list_collaborators(principal: Principal, app_id: str, args: PageArgs) -> Page[Membership]:
+    await require_app(principal, app_id)
+    return await paginate(Membership, {"app_id": app_id}, args)
+
+
+async def _owners(app_id: str) -> int:
+    return len(await Membership.find({"app_id": app_id, "roles": Role.OWNER.value}).to_list())
+
+
+async def add_collaborator(
+    principal: Principal, app_id: str, email: str, roles: Iterable[Role]
+) -> Membership:
+    _, mine = await require_app(principal, app_id, MANAGERS)
+    wanted = _roles(roles)
+    if Role.OWNER in wanted and Role.OWNER not in mine.roles:
+        raise PermissionDenied("only owners can grant the OWNER role", field="roles")
+    user = await get_or_create_user(email)
+    membership = Membership(app_id=app_id, user_id=user.id, roles=wanted)
+    try:
+        await membership.insert()
+    except DuplicateKeyError as exc:
+        raise Conflict(
+            "the user is already a collaborator; change their roles instead",
+            field="email",
+            code=ErrorCode.DUPLICATE,
+        ) from exc
+    return membership
+
+
+async def _membership(app_id: str, user_id: str) -> Membership:
+    membership = await Membership.find_one({"app_id": app_id, "user_id": user_id})
+    if membership is None:
+        raise NotFound("collaborator", user_id, field="userId")
+    return membership
+
+
+async def update_collaborator(
+    principal: Principal, app_id: str, user_id: str, roles: Iterable[Role]
+) -> Membership:
+    _, mine = await require_app(principal, app_id, MANAGERS)
+    target = await _membership(app_id, user_id)
+    wanted = _roles(roles)
+    owner_change = (Role.OWNER in wanted) != (Role.OWNER in target.roles)
+    if owner_change and Role.OWNER not in mine.roles:
+        raise PermissionDenied("only owners can grant or remove the OWNER role", field="roles")
+    if Role.OWNER in target.roles and Role.OWNER not in wanted and await _owners(app_id) <= 1:
+        raise Conflict("an app needs at least one owner", field="roles", code=ErrorCode.LAST_OWNER)
+    target.roles = wanted
+    await target.touch_save()
+    return target
+
+
+async def remove_collaborator(principal: Principal, app_id: str, user_id: str) -> Membership:
+    leaving = user_id == principal.user_id
+    _, mine = await require_app(principal, app_id, None if leaving else MANAGERS)
+    target = await _membership(app_id, user_id)
+    if Role.OWNER in target.roles and not leaving and Role.OWNER not in mine.roles:
+        raise PermissionDenied("only owners can remove an owner", field="userId")
+    if Role.OWNER in target.roles and await _owners(app_id) <= 1:
+        raise Conflict("an app needs at least one owner", field="userId", code=ErrorCode.LAST_OWNER)
+    await target.delete()
+    return target
+
+
+async def bootstrap(email: str, app_name: str) -> tuple[User, App, str] | None:
+    """First start of an empty database: an owner, an app and a key (secret returned once).
+
+    Returns None when any user exists already, so a restart never creates a second owner.
+    """
+    from app.users.service import create_api_key
+
+    if await User.find_one({}) is not None:
+        return None
+    user = await get_or_create_user(email, "Owner")
+    app = App(name=app_name, created_by=user.id)
+    await app.insert()
+    await Membership(app_id=app.id, user_id=user.id, roles=[Role.OWNER]).insert()
+    _, secret = await create_api_key(user.id, "created by labelstream up")
+    return user, app, secret

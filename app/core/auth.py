@@ -1,0 +1,136 @@
+"""API keys and role checks.
+
+A key authenticates a user; what the user may do in an app comes from their membership there.
+Not being a member answers exactly like an unknown id (``NotFound``), so another app's ids leak
+nothing; being a member without the needed role is ``PermissionDenied``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from app.apps.models import App, Membership, Role
+from app.core.errors import NotFound, PermissionDenied, Unauthenticated
+from app.users.models import ApiKey, User
+
+D = TypeVar("D", bound=Any)
+
+KEY_PREFIX = "ls_"
+MANAGERS = (Role.OWNER, Role.ADMIN)
+CONTRIBUTORS = (Role.OWNER, Role.ADMIN, Role.LABELER)
+REVIEWERS = (Role.OWNER, Role.ADMIN, Role.REVIEWER)
+
+
+def new_secret() -> str:
+    return KEY_PREFIX + secrets.token_urlsafe(30)
+
+
+def hash_secret(secret: str) -> str:
+    # Secrets carry 240 random bits, so a fast hash is enough (no password stretching needed).
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def parse_authorization(header: str | None) -> str:
+    if not header:
+        raise Unauthenticated("missing Authorization header; send 'Authorization: Key <secret>'")
+    scheme, _, secret = header.strip().partition(" ")
+    if scheme.lower() not in ("key", "bearer") or not secret.strip():
+        raise Unauthenticated("malformed Authorization header; expected 'Key <secret>'")
+    return secret.strip()
+
+
+@dataclass(frozen=True)
+class Principal:
+    user: User
+    key_id: str
+
+    @property
+    def user_id(self) -> str:
+        return self.user.id
+
+
+class Authenticator:
+    """Resolves a secret to its user; records ``last_used_at`` at most once per resolution."""
+
+    def __init__(self, last_used_resolution_s: float = 60.0) -> None:
+        self._resolution = last_used_resolution_s
+        self._last_touch: dict[str, float] = {}
+
+    async def authenticate(self, header: str | None) -> Principal:
+        secret = parse_authorization(header)
+        key = await ApiKey.find_one({"secret_hash": hash_secret(secret)})
+        if key is None or key.revoked:
+            raise Unauthenticated("unknown or revoked API key")
+        user = await User.get(key.user_id)
+        if user is None:
+            raise Unauthenticated("the key's user no longer exists")
+        now = time.monotonic()
+        if now - self._last_touch.get(key.id, -1e18) >= self._resolution:
+            self._last_touch[key.id] = now
+            # $currentDate keeps a real date on every engine (MONGODB.md, contract 7).
+            await ApiKey.get_pymongo_collection().update_one(
+                {"_id": key.id}, {"$currentDate": {"last_used_at": True}}
+            )
+        return Principal(user=user, key_id=key.id)
+
+
+async def membership_of(principal: Principal, app_id: str) -> Membership | None:
+    return await Membership.find_one({"app_id": app_id, "user_id": principal.user_id})
+
+
+async def require_app(
+    principal: Principal, app_id: str, roles: Iterable[Role] | None = None, *, field: str = "appId"
+) -> tuple[App, Membership]:
+    """The app and the caller's membership, or NotFound / PermissionDenied."""
+    membership = await membership_of(principal, app_id)
+    app = await App.get(app_id) if membership is not None else None
+    if membership is None or app is None:
+        raise NotFound("app", app_id, field=field)
+    if roles is not None:
+        allowed = set(roles)
+        if not allowed.intersection(membership.roles):
+            names = ", ".join(sorted(r.value for r in allowed))
+            raise PermissionDenied(f"this needs one of the roles {names} in the app", field=field)
+    return app, membership
+
+
+async def require_member(
+    principal: Principal, app_id: str, roles: Iterable[Role] | None = None
+) -> Membership:
+    """Like ``require_app`` for an object already loaded: the app is not looked up again."""
+    membership = await membership_of(principal, app_id)
+    if membership is None:
+        raise NotFound("app", app_id)
+    if roles is not None and not set(roles).intersection(membership.roles):
+        names = ", ".join(sorted(r.value for r in roles))
+        raise PermissionDenied(f"this needs one of the roles {names} in the app")
+    return membership
+
+
+async def get_for(
+    principal: Principal,
+    model: type[D],
+    ident: str,
+    *,
+    what: str,
+    roles: Iterable[Role] | None = None,
+    field: str = "id",
+) -> D:
+    """Load an app-scoped document for the caller.
+
+    Unknown id and "exists in an app you are not in" give the same ``NotFound``; a member
+    without one of ``roles`` gets ``PermissionDenied``.
+    """
+    doc = await model.get(ident) if isinstance(ident, str) and ident else None
+    membership = await membership_of(principal, doc.app_id) if doc is not None else None
+    if doc is None or membership is None:
+        raise NotFound(what, ident, field=field)
+    if roles is not None and not set(roles).intersection(membership.roles):
+        names = ", ".join(sorted(r.value for r in roles))
+        raise PermissionDenied(f"this needs one of the roles {names} in the app", field=field)
+    return doc

@@ -1,0 +1,82 @@
+"""Domain errors, raised by services and mapped to GraphQL in one place (app/graphql/errors.py).
+
+    DomainError(code, message, field)        base: every error has a machine-readable code
+    ├── ValidationFailed                     the input is malformed or out of range
+    ├── NotFound                             unknown id, or an id of an app the caller is not in
+    ├── PermissionDenied                     the caller is in the app but lacks the role
+    ├── Conflict                             duplicates, objects still in use, last owner
+    └── Unauthenticated                      missing, malformed, unknown or revoked API key
+
+Another app's object answers exactly like an unknown one (``NotFound``), so ids leak nothing.
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class ErrorCode(enum.Enum):
+    # validation
+    INVALID = "INVALID"
+    REQUIRED = "REQUIRED"
+    OUT_OF_RANGE = "OUT_OF_RANGE"
+    TOO_LONG = "TOO_LONG"
+    TOO_MANY = "TOO_MANY"
+    EMPTY = "EMPTY"
+    INVALID_IMAGE = "INVALID_IMAGE"
+    INVALID_URL = "INVALID_URL"
+    INVALID_GEOMETRY = "INVALID_GEOMETRY"
+    INVALID_THRESHOLD = "INVALID_THRESHOLD"
+    INVALID_CURSOR = "INVALID_CURSOR"
+    CONCEPT_NOT_PRODUCED = "CONCEPT_NOT_PRODUCED"
+    MODEL_HAS_NO_CONCEPTS = "MODEL_HAS_NO_CONCEPTS"
+    # lookup and access
+    NOT_FOUND = "NOT_FOUND"
+    PERMISSION_DENIED = "PERMISSION_DENIED"
+    UNAUTHENTICATED = "UNAUTHENTICATED"
+    # state
+    DUPLICATE = "DUPLICATE"
+    IN_USE = "IN_USE"
+    LAST_OWNER = "LAST_OWNER"
+    ALREADY_REVOKED = "ALREADY_REVOKED"
+
+
+class DomainError(Exception):
+    default_code = ErrorCode.INVALID
+
+    def __init__(
+        self, message: str, *, code: ErrorCode | None = None, field: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code or self.default_code
+        self.field = field
+
+    def at(self, prefix: str) -> DomainError:
+        """Return the error with its field path prefixed, e.g. ``inputs.3`` + ``image``."""
+        self.field = f"{prefix}.{self.field}" if self.field else prefix
+        return self
+
+
+class ValidationFailed(DomainError):
+    default_code = ErrorCode.INVALID
+
+
+class NotFound(DomainError):
+    default_code = ErrorCode.NOT_FOUND
+
+    def __init__(self, what: str, ident: str | None = None, *, field: str | None = None) -> None:
+        text = f"{what} {ident!r} not found" if ident is not None else f"{what} not found"
+        super().__init__(text, code=ErrorCode.NOT_FOUND, field=field)
+
+
+class PermissionDenied(DomainError):
+    default_code = ErrorCode.PERMISSION_DENIED
+
+
+class Conflict(DomainError):
+    default_code = ErrorCode.DUPLICATE
+
+
+class Unauthenticated(DomainError):
+    default_code = ErrorCode.UNAUTHENTICATED

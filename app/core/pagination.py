@@ -1,0 +1,82 @@
+"""Cursor pagination over ``_id`` (ids sort by creation time, see ids.py).
+
+``first`` is capped: asking for more than ``max_page_size`` is a typed error rather than a
+silently shorter page, so scripts notice.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from app.core.errors import ErrorCode, ValidationFailed
+
+T = TypeVar("T")
+_PREFIX = "c:"
+
+
+def encode_cursor(doc_id: str) -> str:
+    return base64.urlsafe_b64encode((_PREFIX + doc_id).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> str:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
+        raise ValidationFailed(
+            "malformed cursor", code=ErrorCode.INVALID_CURSOR, field="after"
+        ) from exc
+    if not raw.startswith(_PREFIX) or len(raw) <= len(_PREFIX):
+        raise ValidationFailed("malformed cursor", code=ErrorCode.INVALID_CURSOR, field="after")
+    return raw[len(_PREFIX) :]
+
+
+@dataclass(frozen=True)
+class PageArgs:
+    first: int
+    after: str | None
+
+
+def page_args(first: int | None, after: str | None, *, default: int, cap: int) -> PageArgs:
+    if first is None:
+        first = default
+    if first < 0:
+        raise ValidationFailed(
+            "first must not be negative", code=ErrorCode.OUT_OF_RANGE, field="first"
+        )
+    if first > cap:
+        raise ValidationFailed(
+            f"first may be at most {cap}", code=ErrorCode.OUT_OF_RANGE, field="first"
+        )
+    return PageArgs(first=first, after=decode_cursor(after) if after else None)
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    items: list[T]
+    has_next: bool
+    has_previous: bool
+
+    def cursor(self, item: Any) -> str:
+        return encode_cursor(item.id)
+
+
+async def paginate(model: type[T], query: dict[str, Any], args: PageArgs) -> Page[T]:
+    """One page of ``model`` matching ``query``, in ``_id`` order, after the cursor."""
+    filt = dict(query)
+    if args.after is not None:
+        filt = (
+            {"$and": [query, {"_id": {"$gt": args.after}}]}
+            if query
+            else {"_id": {"$gt": args.after}}
+        )
+    if args.first == 0:
+        return Page(items=[], has_next=False, has_previous=args.after is not None)
+    docs = await model.find(filt).sort("_id").limit(args.first + 1).to_list()  # type: ignore[attr-defined]
+    return Page(
+        items=docs[: args.first],
+        has_next=len(docs) > args.first,
+        has_previous=args.after is not None,
+    )

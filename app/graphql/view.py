@@ -1,0 +1,133 @@
+"""The /graphql endpoint: Strawberry's ASGI view behind an API-key gate.
+
+* Every operation needs ``Authorization: Key <secret>`` (or ``Bearer``); without one the answer
+  is HTTP 401 with a GraphQL-shaped error whose ``extensions.code`` is ``UNAUTHENTICATED``.
+  A browser GET of the page itself (GraphiQL) needs no key: paste it into the headers tab.
+* Domain errors raised by query resolvers keep their code and field in ``extensions``; any other
+  exception is masked ("internal error") and logged with the request id, never a stack trace.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+import orjson
+from graphql import GraphQLError
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocket
+from strawberry.asgi import GraphQL
+from strawberry.http import GraphQLHTTPResponse
+from strawberry.types import ExecutionResult
+
+from app.core.errors import DomainError, Unauthenticated
+from app.core.runtime import Runtime
+from app.graphql.context import Context
+
+log = logging.getLogger("labelstream.graphql")
+
+
+def format_error(error: GraphQLError, request_id: str) -> dict[str, Any]:
+    original = error.original_error
+    out: dict[str, Any] = {"message": error.message}
+    if error.locations:
+        out["locations"] = [{"line": loc.line, "column": loc.column} for loc in error.locations]
+    if error.path:
+        out["path"] = list(error.path)
+    if isinstance(original, DomainError):
+        out["message"] = original.message
+        out["extensions"] = {"code": original.code.value, "field": original.field}
+    elif original is None:
+        out["extensions"] = {"code": "GRAPHQL_VALIDATION_FAILED"}
+    else:
+        log.error("request %s failed", request_id, exc_info=original)
+        out["message"] = f"internal error (request id {request_id})"
+        out["extensions"] = {"code": "INTERNAL", "requestId": request_id}
+    return out
+
+
+def error_body(message: str, code: str) -> bytes:
+    return orjson.dumps(
+        {"data": None, "errors": [{"message": message, "extensions": {"code": code}}]}
+    )
+
+
+class GraphQLView(GraphQL[Context, None]):
+    runtime: Runtime | None = None
+
+    def _is_ide_page(self, request: Request) -> bool:
+        return (
+            request.method == "GET"
+            and "text/html" in request.headers.get("accept", "")
+            and "query" not in request.query_params
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope.setdefault("state", {})["request_id"] = uuid.uuid4().hex[:16]
+        if scope["type"] == "http":
+            request = Request(scope, receive)
+            if not self._is_ide_page(request):
+                limit = self._runtime.settings.max_request_bytes
+                if int(request.headers.get("content-length") or 0) > limit:
+                    response = Response(
+                        error_body(f"request body larger than {limit} bytes", "PAYLOAD_TOO_LARGE"),
+                        status_code=413,
+                        media_type="application/json",
+                    )
+                    await response(scope, receive, send)
+                    return
+                try:
+                    principal = await self._runtime.auth.authenticate(
+                        request.headers.get("authorization")
+                    )
+                except Unauthenticated as exc:
+                    response = Response(
+                        error_body(exc.message, "UNAUTHENTICATED"),
+                        status_code=401,
+                        media_type="application/json",
+                        headers={"WWW-Authenticate": 'Key realm="labelstream"'},
+                    )
+                    await response(scope, receive, send)
+                    return
+                scope["state"]["principal"] = principal
+        await super().__call__(scope, receive, send)
+
+    @property
+    def _runtime(self) -> Runtime:
+        if self.runtime is None:  # pragma: no cover - the lifespan sets it before serving
+            raise RuntimeError("the GraphQL view is used before the app started")
+        return self.runtime
+
+    async def get_context(self, request: Request | WebSocket, response: Any) -> Context:
+        state = request.scope.get("state", {})
+        principal = state.get("principal")
+        if principal is None and isinstance(request, WebSocket):
+            header = request.headers.get("authorization")
+            if header:
+                try:
+                    principal = await self._runtime.auth.authenticate(header)
+                except Unauthenticated:
+                    principal = None
+        return Context(
+            request=request,
+            runtime=self._runtime,
+            principal_or_none=principal,
+            request_id=state.get("request_id", ""),
+        )
+
+    async def process_result(
+        self, request: Request, result: ExecutionResult
+    ) -> GraphQLHTTPResponse:
+        request_id = request.scope.get("state", {}).get("request_id", "")
+        data: GraphQLHTTPResponse = {"data": result.data}
+        if result.errors:
+            data["errors"] = [format_error(e, request_id) for e in result.errors]  # type: ignore[typeddict-item]
+        if result.extensions:
+            data["extensions"] = result.extensions
+        return data
+
+    def encode_json(self, data: object) -> bytes:
+        return orjson.dumps(data)

@@ -1,0 +1,48 @@
+"""The one place configuration comes from.
+
+Every setting can be given as an environment variable with the ``LABELSTREAM_`` prefix
+(``LABELSTREAM_PORT=9000``); ``MONGODB_URL`` and ``REDIS_URL`` are also accepted as they are,
+because that is what hosting platforms set. With no URL configured, ``labelstream up`` starts
+embedded servers whose data lives under ``data_dir``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LABELSTREAM_", extra="ignore")
+
+    mongodb_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("LABELSTREAM_MONGODB_URL", "MONGODB_URL")
+    )
+    mongodb_db: str = "labelstream"
+    redis_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("LABELSTREAM_REDIS_URL", "REDIS_URL")
+    )
+    data_dir: Path = Path(".labelstream")
+    blob_dir: Path | None = None
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+
+    # API limits: each is enforced with a typed error, never silently.
+    max_page_size: int = Field(default=100, ge=1)
+    default_page_size: int = Field(default=20, ge=1)
+    max_upload_bytes: int = Field(default=20 * 1024 * 1024, ge=1)
+    max_image_pixels: int = Field(default=80_000_000, ge=1)
+    max_request_bytes: int = Field(default=64 * 1024 * 1024, ge=1)
+    max_bulk_items: int = Field(default=128, ge=1)
+    max_text_chars: int = Field(default=100_000, ge=1)
+    max_metadata_bytes: int = Field(default=64 * 1024, ge=1)
+    max_query_depth: int = Field(default=12, ge=1)
+    max_aliases: int = Field(default=30, ge=1)
+    graphiql: bool = True
+    key_last_used_resolution_s: float = 60.0
+
+    @property
+    def resolved_blob_dir(self) -> Path:
+        return self.blob_dir if self.blob_dir is not None else self.data_dir / "blobs"

@@ -1,0 +1,111 @@
+"""Labeling tasks. Field names follow Clarifai's LabelingTask where one exists."""
+
+from __future__ import annotations
+
+import enum
+
+from pydantic import BaseModel
+from pymongo import ASCENDING, IndexModel
+
+from app.core.documents import BaseDocument
+
+
+class TaskStatus(enum.StrEnum):
+    QUEUED = "QUEUED"
+    IN_PROGRESS = "IN_PROGRESS"
+    IDLE = "IDLE"
+    DONE = "DONE"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+
+class TaskPriority(enum.StrEnum):
+    LOW = "LOW"
+    MEDIUM = "MEDIUM"
+    HIGH = "HIGH"
+
+
+class TaskType(enum.StrEnum):
+    CONCEPTS_CLASSIFICATION = "CONCEPTS_CLASSIFICATION"
+    BOUNDING_BOX_DETECTION = "BOUNDING_BOX_DETECTION"
+    POLYGON_DETECTION = "POLYGON_DETECTION"
+
+
+class ReviewStrategy(enum.StrEnum):
+    NONE = "NONE"
+    PARTITIONED = "PARTITIONED"
+
+
+class PartitionStrategy(enum.StrEnum):
+    EVENLY = "EVENLY"
+    WEIGHTED = "WEIGHTED"
+
+
+class ThresholdRange(BaseModel):
+    """Clarifai ThresholdRange: at/above ``upper`` approve, between review, below discard."""
+
+    lower: float = 0.5
+    upper: float = 0.9
+    lower_inclusive: bool = True
+    upper_inclusive: bool = True
+
+
+class ConceptThreshold(BaseModel):
+    concept_id: str
+    range: ThresholdRange
+
+
+class ConceptMapping(BaseModel):
+    """Many-to-one: several model concepts may map to one app concept."""
+
+    model_concept_id: str
+    concept_id: str
+
+
+class ReviewerWeight(BaseModel):
+    user_id: str
+    weight: float = 1.0
+
+
+class TaskMetrics(BaseModel):
+    """Counters maintained atomically with ``$inc`` (MONGODB.md, contract 5)."""
+
+    inputs_total: int = 0
+    inputs_processed: int = 0
+    inputs_failed: int = 0
+    annotations_approved: int = 0
+    annotations_awaiting_review: int = 0
+    annotations_discarded: int = 0
+    inputs_reviewed: int = 0
+
+
+class LabelingTask(BaseDocument):
+    app_id: str
+    name: str
+    dataset_id: str
+    model_id: str | None = None
+    workflow_id: str | None = None
+    task_type: TaskType = TaskType.CONCEPTS_CLASSIFICATION
+    concept_ids: list[str]
+    concept_mapping: list[ConceptMapping] = []
+    thresholds: ThresholdRange = ThresholdRange()
+    concept_thresholds: list[ConceptThreshold] = []
+    auto_annotation: bool = True
+    delete_previous_annotations: bool = False
+    reviewer_ids: list[str] = []
+    labeler_ids: list[str] = []
+    review_strategy: ReviewStrategy = ReviewStrategy.PARTITIONED
+    partition_strategy: PartitionStrategy = PartitionStrategy.EVENLY
+    reviewer_weights: list[ReviewerWeight] = []
+    approval_threshold_reviewers: int = 1
+    priority: TaskPriority = TaskPriority.MEDIUM
+    status: TaskStatus = TaskStatus.QUEUED
+    metrics: TaskMetrics = TaskMetrics()
+    created_by: str
+
+    class Settings:
+        name = "labeling_tasks"
+        indexes = [
+            IndexModel([("app_id", ASCENDING)]),
+            IndexModel([("dataset_id", ASCENDING)]),
+        ]

@@ -1,0 +1,76 @@
+"""Shared fixtures: real servers for the session, a fresh database for every test, and an
+HTTP client driving the ASGI app (no mocks of MongoDB, Redis or GraphQL)."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+
+from app.core.db import DOCUMENT_MODELS
+from app.main import create_app
+from app.settings import Settings
+from tests.factories import Api
+from tests.servers import Servers, start_servers
+
+
+@pytest.fixture(scope="session")
+def servers() -> Iterator[Servers]:
+    with start_servers() as found:
+        yield found
+
+
+@pytest.fixture(scope="session")
+def settings(servers: Servers, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    root: Path = tmp_path_factory.mktemp("data")
+    return Settings(
+        mongodb_url=servers.mongodb_url,
+        redis_url=servers.redis_url,
+        mongodb_db=f"labelstream_test_{secrets.token_hex(4)}",
+        data_dir=root,
+        max_page_size=50,
+        max_bulk_items=20,
+        max_upload_bytes=2 * 1024 * 1024,
+        key_last_used_resolution_s=0,
+    )
+
+
+@pytest.fixture(scope="session")
+async def asgi_app(settings: Settings) -> AsyncIterator[Starlette]:
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        yield app
+
+
+@pytest.fixture(autouse=True)
+async def clean_database(request: pytest.FixtureRequest) -> AsyncIterator[None]:
+    """Empty every collection before each test that uses the database."""
+    if "asgi_app" in request.fixturenames or "api" in request.fixturenames:
+        request.getfixturevalue("asgi_app")
+        for model in DOCUMENT_MODELS:
+            await model.get_pymongo_collection().delete_many({})
+    yield
+
+
+@pytest.fixture
+async def http(asgi_app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=asgi_app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        yield client
+
+
+@pytest.fixture
+def api(http: httpx.AsyncClient) -> Api:
+    return Api(http)
+
+
+def pytest_report_header(config: Any) -> str:
+    import os
+
+    engine = os.environ.get("LABELSTREAM_TEST_ENGINE", "embedded")
+    return f"labelstream test engine: {'external' if os.environ.get('MONGODB_URL') else engine}"

