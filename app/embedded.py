@@ -85,6 +85,7 @@ class EmbeddedMongo:
             if self._proc.poll() is not None:
                 raise RuntimeError(f"nx-27017 exited with {self._proc.returncode}; see {log}")
             try:
+                client: MongoClient[dict[str, Any]]
                 with MongoClient(self.url, serverSelectionTimeoutMS=500) as client:
                     client.admin.command("ping")
                 return

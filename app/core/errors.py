@@ -39,6 +39,10 @@ class ErrorCode(enum.Enum):
     IN_USE = "IN_USE"
     LAST_OWNER = "LAST_OWNER"
     ALREADY_REVOKED = "ALREADY_REVOKED"
+    # registry, tasks, annotations
+    MISSING_ROLE = "MISSING_ROLE"
+    # datasets, inputs
+    TOO_LARGE = "TOO_LARGE"
 
 
 class DomainError(Exception):

@@ -1,0 +1,297 @@
+"""The ``labelstream`` command.
+
+labelstream up          embedded servers (when no URL is set) + API + one worker
+labelstream serve       the API only (needs MONGODB_URL; REDIS_URL for jobs)
+labelstream worker      one arq worker
+labelstream schema export|check
+labelstream keys create --email ...
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import difflib
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from app.settings import Settings
+
+cli = typer.Typer(
+    help="Labelstream: self-hosted auto-annotation with a GraphQL API.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+schema_cli = typer.Typer(help="The GraphQL schema file (schema.graphql).", no_args_is_help=True)
+keys_cli = typer.Typer(help="API keys.", no_args_is_help=True)
+cli.add_typer(schema_cli, name="schema")
+cli.add_typer(keys_cli, name="keys")
+console = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+HostOpt = Annotated[str | None, typer.Option("--host", help="Address to listen on.")]
+PortOpt = Annotated[int | None, typer.Option("--port", help="Port to listen on.")]
+DataDirOpt = Annotated[
+    Path | None, typer.Option("--data-dir", help="Folder for embedded servers' data and blobs.")
+]
+STATE_FILE = "servers.json"
+
+
+def _settings(
+    host: str | None = None, port: int | None = None, data_dir: Path | None = None
+) -> Settings:
+    overrides: dict[str, Any] = {}
+    if host is not None:
+        overrides["host"] = host
+    if port is not None:
+        overrides["port"] = port
+    if data_dir is not None:
+        overrides["data_dir"] = data_dir
+    return Settings(**overrides)
+
+
+def _exit_on_sigterm() -> None:
+    """SIGTERM unwinds like Ctrl-C, so every ``finally`` stops what it started."""
+
+    def handler(signum: int, frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def _uvicorn(settings: Settings) -> None:
+    import uvicorn
+
+    from app.main import create_app
+
+    config = uvicorn.Config(
+        lambda: create_app(settings),
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        log_level="info",
+        ws="websockets-sansio",
+        lifespan="on",
+    )
+    uvicorn.Server(config).run()
+
+
+@contextlib.contextmanager
+def _state_file(settings: Settings, mongodb_url: str, redis_url: str) -> Iterator[None]:
+    """While ``up`` runs, other commands (``keys create``) find its servers here."""
+    path = settings.data_dir / STATE_FILE
+    path.write_text(
+        json.dumps({"pid": os.getpid(), "mongodb_url": mongodb_url, "redis_url": redis_url})
+    )
+    try:
+        yield
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def _running_state(settings: Settings) -> dict[str, Any] | None:
+    from app.embedded import pid_alive
+
+    path = settings.data_dir / STATE_FILE
+    try:
+        state: dict[str, Any] = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return state if pid_alive(int(state.get("pid", 0))) else None
+
+
+async def _bootstrap(settings: Settings, email: str) -> str | None:
+    from app.apps.service import bootstrap
+    from app.core.db import open_database
+
+    assert settings.mongodb_url
+    client = await open_database(settings.mongodb_url, settings.mongodb_db)
+    try:
+        made = await bootstrap(email, "My first app")
+        return made[2] if made else None
+    finally:
+        await client.close()
+
+
+@cli.command()
+def up(
+    host: HostOpt = None,
+    port: PortOpt = None,
+    data_dir: DataDirOpt = None,
+    owner_email: Annotated[
+        str, typer.Option(help="Owner created on first start.")
+    ] = "owner@localhost.localdomain",
+    workers: Annotated[int, typer.Option(min=0, max=16, help="Worker processes to run.")] = 1,
+) -> None:
+    """Run everything: embedded MongoDB-wire and Redis servers when no URL is set, the API and
+    a worker. Ctrl-C (or SIGTERM) stops all of it; data stays in --data-dir for the next start."""
+    from app.embedded import EmbeddedServers
+
+    _exit_on_sigterm()
+    settings = _settings(host, port, data_dir)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if _running_state(settings):
+        err.print(f"[red]labelstream up is already running on {settings.data_dir}[/red]")
+        raise typer.Exit(1)
+    children: list[subprocess.Popen[bytes]] = []
+    with EmbeddedServers(settings.data_dir, settings.mongodb_url, settings.redis_url) as servers:
+        assert servers.mongodb_url and servers.redis_url
+        settings = settings.model_copy(
+            update={"mongodb_url": servers.mongodb_url, "redis_url": servers.redis_url}
+        )
+        if servers.mongo is not None:
+            console.print(f"MongoDB (embedded nx-27017): {servers.mongodb_url}")
+        if servers.redis is not None:
+            console.print(f"Redis (embedded valkey): {servers.redis_url}")
+        secret = asyncio.run(_bootstrap(settings, owner_email))
+        if secret:
+            console.print(f"Created owner {owner_email} and the app 'My first app'.")
+            console.print("Your API key (shown once; send it as 'Authorization: Key <key>'):")
+            print(f"API key: {secret}", flush=True)
+        env = {
+            **os.environ,
+            "MONGODB_URL": servers.mongodb_url,
+            "REDIS_URL": servers.redis_url,
+            "LABELSTREAM_DATA_DIR": str(settings.data_dir),
+        }
+        try:
+            with _state_file(settings, servers.mongodb_url, servers.redis_url):
+                for _ in range(workers):
+                    children.append(
+                        subprocess.Popen([sys.executable, "-m", "app.cli", "worker"], env=env)
+                    )
+                url = f"http://{settings.host}:{settings.port}/graphql"
+                console.print(f"GraphiQL: {url}", soft_wrap=True)
+                _uvicorn(settings)
+        finally:
+            for child in children:
+                child.terminate()
+            for child in children:
+                try:
+                    child.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    child.kill()
+                    child.wait()
+
+
+@cli.command()
+def serve(host: HostOpt = None, port: PortOpt = None, data_dir: DataDirOpt = None) -> None:
+    """Run the API only, against MONGODB_URL (and REDIS_URL)."""
+    settings = _settings(host, port, data_dir)
+    if not settings.mongodb_url:
+        err.print("[red]MONGODB_URL is not set[/red] (or run `labelstream up`)")
+        raise typer.Exit(2)
+    _uvicorn(settings)
+
+
+@cli.command()
+def worker(
+    burst: Annotated[bool, typer.Option(help="Exit when the queue is empty.")] = False,
+) -> None:
+    """Run one arq worker against REDIS_URL and MONGODB_URL."""
+    import logging
+
+    from arq.worker import run_worker
+
+    from app.worker import worker_settings
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s worker %(message)s")
+    settings = _settings()
+    if not settings.mongodb_url or not settings.redis_url:
+        err.print("[red]MONGODB_URL and REDIS_URL must be set[/red] (or run `labelstream up`)")
+        raise typer.Exit(2)
+    run_worker(worker_settings(settings), burst=burst)  # type: ignore[arg-type]
+
+
+@schema_cli.command("export")
+def schema_export(
+    path: Annotated[Path, typer.Option(help="Where to write.")] = Path("schema.graphql"),
+) -> None:
+    """Write the SDL the code builds."""
+    from app.graphql.schema import schema_sdl
+
+    path.write_text(schema_sdl())
+    console.print(f"wrote {path}")
+
+
+@schema_cli.command("check")
+def schema_check(
+    path: Annotated[Path, typer.Option(help="File to compare.")] = Path("schema.graphql"),
+) -> None:
+    """Exit 1, with a diff, when the file differs from the SDL the code builds."""
+    from app.graphql.schema import schema_sdl
+
+    built = schema_sdl()
+    current = path.read_text() if path.exists() else ""
+    if current == built:
+        console.print(f"{path} is up to date")
+        return
+    diff = difflib.unified_diff(
+        current.splitlines(True), built.splitlines(True), str(path), "built from code"
+    )
+    sys.stdout.writelines(diff)
+    err.print(f"[red]{path} differs from the code; run `labelstream schema export`[/red]")
+    raise typer.Exit(1)
+
+
+async def _create_key(settings: Settings, email: str, description: str) -> str:
+    from app.core.db import open_database
+    from app.users.service import create_api_key, find_user_by_email
+
+    assert settings.mongodb_url
+    client = await open_database(settings.mongodb_url, settings.mongodb_db)
+    try:
+        user = await find_user_by_email(email)
+        if user is None:
+            raise LookupError(email)
+        _, secret = await create_api_key(user.id, description)
+        return secret
+    finally:
+        await client.close()
+
+
+@keys_cli.command("create")
+def keys_create(
+    email: Annotated[str, typer.Option(help="The existing user's email.")],
+    description: Annotated[str, typer.Option(help="What the key is for.")] = "",
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Create an API key for an existing user and print its secret once."""
+    from app.embedded import EmbeddedMongo
+
+    settings = _settings(data_dir=data_dir)
+    mongo: EmbeddedMongo | None = None
+    if not settings.mongodb_url:
+        state = _running_state(settings)
+        if state:
+            settings = settings.model_copy(update={"mongodb_url": state["mongodb_url"]})
+        else:
+            mongo = EmbeddedMongo(settings.data_dir / "mongodb")
+            mongo.start()
+            settings = settings.model_copy(update={"mongodb_url": mongo.url})
+    try:
+        secret = asyncio.run(_create_key(settings, email, description))
+    except LookupError:
+        err.print(f"[red]no user with email {email!r}[/red]")
+        raise typer.Exit(1) from None
+    finally:
+        if mongo is not None:
+            mongo.stop()
+    print(f"API key: {secret}")
+
+
+def main() -> None:
+    cli()
+
+
+if __name__ == "__main__":
+    main()

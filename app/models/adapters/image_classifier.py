@@ -1,0 +1,107 @@
+"""``general-image-classifier``: EfficientNet-Lite0 (ImageNet-1k) on onnxruntime."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from .base import (
+    WEIGHTS_DIR,
+    AdapterInput,
+    ModelAdapter,
+    ModelConcept,
+    Prediction,
+    check_image,
+    softmax,
+)
+
+MODEL_FILE = WEIGHTS_DIR / "efficientnet_lite0.onnx"
+CLASSES_FILE = WEIGHTS_DIR / "imagenet_classes.txt"
+INPUT_SIZE = 224
+
+
+def load_imagenet_concepts() -> list[ModelConcept]:
+    out = []
+    for line in CLASSES_FILE.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            synset, name = line.split("\t", 1)
+            out.append(ModelConcept(id=synset, name=name))
+    return out
+
+
+class ImageClassifierAdapter(ModelAdapter):
+    """ImageNet classifier; concept ids are WordNet synsets (``n02124075`` = Egyptian cat).
+
+    Config: ``top_k`` (default 5), ``min_confidence`` (default 0.0), ``center_crop``
+    (default False: the whole image is resized to 224x224; True: shorter side to 256 then a
+    224 centre crop), ``intra_op_num_threads`` (default 2).
+    Confidences are the softmax over the 1000 classes.
+    """
+
+    name = "general-image-classifier"
+    kind = "CLASSIFIER"
+
+    def __init__(self, config: Mapping[str, Any] | None = None) -> None:
+        super().__init__(config)
+        self.top_k = int(self.config.get("top_k", 5))
+        self.min_confidence = float(self.config.get("min_confidence", 0.0))
+        self.center_crop = bool(self.config.get("center_crop", False))
+        self._concepts: list[ModelConcept] | None = None
+        self._session: Any = None
+
+    def concepts(self) -> list[ModelConcept]:
+        if self._concepts is None:
+            self._concepts = load_imagenet_concepts()
+        return list(self._concepts)
+
+    def _load(self) -> None:
+        self.concepts()
+        self._session = self.make_session(MODEL_FILE)
+
+    def preprocess(self, img: np.ndarray) -> np.ndarray:
+        import cv2
+
+        if self.center_crop:
+            h, w = img.shape[:2]
+            scale = 256 / min(h, w)
+            img = cv2.resize(
+                img,
+                (max(INPUT_SIZE, round(w * scale)), max(INPUT_SIZE, round(h * scale))),
+                interpolation=cv2.INTER_AREA,
+            )
+            h, w = img.shape[:2]
+            top, left = (h - INPUT_SIZE) // 2, (w - INPUT_SIZE) // 2
+            img = img[top : top + INPUT_SIZE, left : left + INPUT_SIZE]
+        else:
+            interp = cv2.INTER_AREA if min(img.shape[:2]) >= INPUT_SIZE else cv2.INTER_LINEAR
+            img = cv2.resize(img, (INPUT_SIZE, INPUT_SIZE), interpolation=interp)
+        # EfficientNet-Lite normalisation: (x - 127) / 128, RGB, NCHW.
+        x = (img.astype(np.float32) - 127.0) / 128.0
+        return np.ascontiguousarray(x.transpose(2, 0, 1))
+
+    def predict(
+        self, batch: Sequence[AdapterInput], concepts: Sequence[str] | None = None
+    ) -> list[list[Prediction]]:
+        if not batch:
+            return []
+        images = [check_image(item, self.name) for item in batch]
+        self.ensure_loaded()
+        assert self._concepts is not None
+        x = np.stack([self.preprocess(img) for img in images])
+        logits = self._session.run(["logits"], {"input": x})[0]
+        probs = softmax(logits.astype(np.float64), axis=1)
+        k = max(1, min(self.top_k, probs.shape[1]))
+        out: list[list[Prediction]] = []
+        for row in probs:
+            top = np.argsort(-row)[:k]
+            preds = []
+            for i in top:
+                conf = float(row[i])
+                if conf < self.min_confidence:
+                    break
+                c = self._concepts[int(i)]
+                preds.append(Prediction(concept=c.id, confidence=conf, extra={"name": c.name}))
+            out.append(preds)
+        return out

@@ -1,0 +1,76 @@
+"""``text-region-detector``: RapidOCR (PP-OCRv4 det + angle cls + rec, bundled ONNX models).
+
+Every detected text line becomes a ``Polygon`` (4 points, ``(row, col)`` normalised) of the
+concept ``text``; the recognised string is in ``extra["text"]`` and the confidence is the
+recognition score.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from .base import AdapterInput, ModelAdapter, ModelConcept, Polygon, Prediction, check_image
+
+
+class TextRegionAdapter(ModelAdapter):
+    """Config: ``min_confidence`` (recognition score, default 0.5, rapidocr's ``text_score``),
+    ``use_angle_cls`` (default True), ``intra_op_num_threads`` (default 2)."""
+
+    name = "text-region-detector"
+    kind = "SEGMENTER"
+
+    def __init__(self, config: Mapping[str, Any] | None = None) -> None:
+        super().__init__(config)
+        self.min_confidence = float(self.config.get("min_confidence", 0.5))
+        self.use_angle_cls = bool(self.config.get("use_angle_cls", True))
+        self._engine: Any = None
+        self._call_lock = threading.Lock()  # the rapidocr engine object is not re-entrant
+
+    def concepts(self) -> list[ModelConcept]:
+        return [ModelConcept(id="text", name="text")]
+
+    def _load(self) -> None:
+        from rapidocr_onnxruntime import RapidOCR  # type: ignore[import-untyped]
+
+        n = self.num_threads
+        self._engine = RapidOCR(
+            text_score=self.min_confidence,
+            use_cls=self.use_angle_cls,
+            print_verbose=False,
+            # rapidocr copies these global values into its det/cls/rec sessions
+            intra_op_num_threads=n,
+            inter_op_num_threads=1,
+        )
+
+    def _run_one(self, img: np.ndarray) -> list[Prediction]:
+        h, w = img.shape[:2]
+        bgr = np.ascontiguousarray(img[..., ::-1])
+        with self._call_lock:
+            result, _elapse = self._engine(bgr)
+        preds: list[Prediction] = []
+        for box, text, score in result or []:
+            pts = tuple(
+                (min(max(float(y) / h, 0.0), 1.0), min(max(float(x) / w, 0.0), 1.0)) for x, y in box
+            )
+            preds.append(
+                Prediction(
+                    concept="text",
+                    confidence=float(score),
+                    region=Polygon(points=pts),
+                    extra={"text": str(text)},
+                )
+            )
+        return preds
+
+    def predict(
+        self, batch: Sequence[AdapterInput], concepts: Sequence[str] | None = None
+    ) -> list[list[Prediction]]:
+        if not batch:
+            return []
+        images = [check_image(item, self.name) for item in batch]
+        self.ensure_loaded()
+        return [self._run_one(img) for img in images]

@@ -1,0 +1,57 @@
+"""The arq worker: ``labelstream worker``. Jobs take ids, load documents, call services.
+
+The job functions are registered in ``FUNCTIONS``; the lifespan-like ``startup`` opens the
+same runtime the API uses (MongoDB via Beanie, blob store), ``shutdown`` closes it.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, ClassVar
+
+from arq.connections import RedisSettings
+
+from app.core.queue import QUEUE_NAME, redis_settings
+from app.settings import Settings
+
+log = logging.getLogger("labelstream.worker")
+
+
+async def ping(ctx: dict[str, Any]) -> str:
+    """A no-op job: lets operators and tests check that a worker is consuming the queue."""
+    return "pong"
+
+
+async def startup(ctx: dict[str, Any]) -> None:
+    from app.main import open_runtime
+
+    settings: Settings = ctx.get("settings") or Settings()
+    ctx["runtime"] = await open_runtime(settings)
+    log.info("worker connected to MongoDB and Redis")
+
+
+async def shutdown(ctx: dict[str, Any]) -> None:
+    from app.main import close_runtime
+
+    runtime = ctx.get("runtime")
+    if runtime is not None:
+        await close_runtime(runtime)
+
+
+FUNCTIONS: list[Any] = [ping]
+
+
+def worker_settings(settings: Settings) -> type:
+    if not settings.redis_url:
+        raise RuntimeError("no Redis configured: set REDIS_URL, or use `labelstream up`")
+
+    class WorkerSettings:
+        functions: ClassVar[list[Any]] = FUNCTIONS
+        on_startup = staticmethod(startup)
+        on_shutdown = staticmethod(shutdown)
+        queue_name = QUEUE_NAME
+        redis_settings: ClassVar[RedisSettings] = redis_settings(settings.redis_url or "")
+        poll_delay = 0.05  # arq's 0.5 s default leaves short jobs waiting (PERFORMANCE.md)
+        ctx: ClassVar[dict[str, Any]] = {"settings": settings}
+
+    return WorkerSettings
