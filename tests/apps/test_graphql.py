@@ -225,4 +225,5 @@ async def test_graphiql_page_is_served_to_browsers_without_a_key(api: Api) -> No
     response = await api.http.get("/graphql", headers={"Accept": "text/html"})
     assert response.status_code == 200
     assert "graphiql" in response.text.lower()
+    assert "Authorization" in response.text and "Key <paste the key" in response.text
     assert (await api.http.get("/health")).json() == {"status": "ok"}
