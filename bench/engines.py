@@ -1,0 +1,256 @@
+"""Side-by-side figures for the two MongoDB-wire test engines: nx-27017 and FerretDB 1.24.
+
+    python bench/engines.py [--docs 20000] [--batch 1000] [--lookups 1000] [--starts 3]
+
+For each engine, on fresh data directories under one temp dir:
+
+* start time: process spawn until a ``ping`` answers (TCP polled every 5 ms, then ping), the
+  median of ``--starts`` cold starts;
+* insert throughput: ``insert_many`` of ``--docs`` ~200-byte documents in batches of
+  ``--batch`` (docs/s), with the secondary index already in place, as in the app;
+* point reads: ``--lookups`` sequential ``find_one`` by ``_id`` (ops/s);
+* one indexed range query returning 1,000 documents (ms; median of 5 runs).
+
+All traffic goes through ``pymongo.AsyncMongoClient``, as in the app. FerretDB's binary comes
+from ``tests.ferretdb.find_ferretdb_binary`` (build it with ``.ci/build-ferretdb.sh``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import bson
+import pymongo
+from pymongo import AsyncMongoClient
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from tests.ferretdb import FerretDBServer, find_ferretdb_binary  # noqa: E402
+
+RANGE_DOCS = 1000
+T0 = datetime(2025, 1, 1, tzinfo=UTC)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def nx_command(data_dir: Path, port: int) -> list[str]:
+    exe = shutil.which("nx-27017") or str(Path(sys.executable).parent / "nx-27017")
+    base = [exe] if Path(exe).exists() else [sys.executable, "-m", "nx_27017.nx_27017"]
+    return [
+        *base,
+        "--data-dir", str(data_dir),
+        "--pid-file", str(data_dir / "nx-27017.pid"),
+        "--log-file", str(data_dir / "nx-27017.log"),
+        "--host", "127.0.0.1",
+        "--port", str(port),
+    ]  # fmt: skip
+
+
+def ferretdb_command(binary: str) -> Callable[[Path, int], list[str]]:
+    def command(data_dir: Path, port: int) -> list[str]:
+        # Same flags as the test fixture uses.
+        return FerretDBServer(binary, data_dir)._command(port, free_port())
+
+    return command
+
+
+@dataclass
+class Running:
+    proc: subprocess.Popen[bytes]
+    url: str
+    startup_s: float
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def launch(command: list[str], data_dir: Path, port: int, timeout: float = 60) -> Running:
+    """Spawn the engine and return once ``ping`` answers, with the elapsed time."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    url = f"mongodb://127.0.0.1:{port}/"
+    with (data_dir / "bench-stdout.log").open("ab") as log:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=data_dir
+        )
+    deadline = t0 + timeout
+    while time.perf_counter() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{command[0]} exited with {proc.returncode}; see {data_dir}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                pass
+        except OSError:
+            time.sleep(0.005)
+            continue
+        client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(
+            url, serverSelectionTimeoutMS=2000, directConnection=True
+        )
+        try:
+            client.admin.command("ping")
+        except pymongo.errors.PyMongoError:
+            time.sleep(0.005)
+            continue
+        finally:
+            client.close()
+        return Running(proc, url, time.perf_counter() - t0)
+    proc.kill()
+    proc.wait()
+    raise RuntimeError(f"{command[0]} did not answer ping within {timeout:.0f}s")
+
+
+def make_docs(n: int) -> list[dict[str, Any]]:
+    rng = random.Random(42)
+    labels = ["cat", "dog", "car", "person", "tree"]
+    return [
+        {
+            "_id": f"{i:08d}{rng.getrandbits(64):016x}",
+            "project_id": "prj_bench_0001",
+            "seq": i,
+            "label": rng.choice(labels),
+            "score": rng.random(),
+            "status": "pending",
+            "created_at": T0 + timedelta(seconds=i),
+            "note": "x" * 48,
+        }
+        for i in range(n)
+    ]
+
+
+async def workload(
+    url: str, docs: list[dict[str, Any]], batch: int, lookups: int
+) -> dict[str, float]:
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(url, tz_aware=True)
+    try:
+        coll = client["bench"]["items"]
+        await coll.create_index([("project_id", 1), ("seq", 1)], name="project_seq")
+
+        t0 = time.perf_counter()
+        for start in range(0, len(docs), batch):
+            await coll.insert_many(docs[start : start + batch], ordered=True)
+        insert_s = time.perf_counter() - t0
+        stored = await coll.count_documents({})
+        if stored != len(docs):
+            raise RuntimeError(f"expected {len(docs)} documents, found {stored}")
+
+        ids = [d["_id"] for d in random.Random(7).sample(docs, lookups)]
+        t0 = time.perf_counter()
+        for _id in ids:
+            if await coll.find_one({"_id": _id}) is None:
+                raise RuntimeError(f"find_one({_id!r}) found nothing")
+        lookup_s = time.perf_counter() - t0
+
+        lo = len(docs) // 2
+        query = {"project_id": "prj_bench_0001", "seq": {"$gte": lo, "$lt": lo + RANGE_DOCS}}
+        timings = []
+        for _ in range(5):
+            t0 = time.perf_counter()
+            found = await coll.find(query).sort("seq", 1).to_list()
+            timings.append(time.perf_counter() - t0)
+            if len(found) != RANGE_DOCS:
+                raise RuntimeError(f"range query returned {len(found)} documents")
+        return {
+            "insert_docs_per_s": len(docs) / insert_s,
+            "find_one_ops_per_s": lookups / lookup_s,
+            "range_ms": statistics.median(timings) * 1000,
+        }
+    finally:
+        await client.close()
+
+
+def bench_engine(
+    name: str,
+    command: Callable[[Path, int], list[str]],
+    root: Path,
+    args: argparse.Namespace,
+    docs: list[dict[str, Any]],
+) -> dict[str, Any]:
+    starts: list[float] = []
+    for i in range(args.starts):
+        port = free_port()
+        running = launch(command(root / f"{name}-{i}", port), root / f"{name}-{i}", port)
+        starts.append(running.startup_s)
+        if i < args.starts - 1:
+            running.stop()
+    try:
+        figures = asyncio.run(workload(running.url, docs, args.batch, args.lookups))
+    finally:
+        running.stop()
+    return {"starts_s": starts, "start_s": statistics.median(starts), **figures}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--docs", type=int, default=20_000)
+    parser.add_argument("--batch", type=int, default=1_000)
+    parser.add_argument("--lookups", type=int, default=1_000)
+    parser.add_argument("--starts", type=int, default=3)
+    args = parser.parse_args()
+    if args.docs < 2 * RANGE_DOCS or args.lookups > args.docs or args.starts < 1:
+        parser.error("need --docs >= 2000, --lookups <= --docs, --starts >= 1")
+
+    binary = find_ferretdb_binary()
+    if binary is None:
+        print("no ferretdb binary: run .ci/build-ferretdb.sh first", file=sys.stderr)
+        return 2
+
+    docs = make_docs(args.docs)
+    size = statistics.mean(len(bson.encode(d)) for d in docs[:1000])
+    print(f"{args.docs} docs of ~{size:.0f} bytes BSON, batches of {args.batch}; "
+          f"{args.lookups} find_one by _id; range query of {RANGE_DOCS} docs")  # fmt: skip
+    print(f"ferretdb: {binary}")
+
+    results: dict[str, dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory(prefix="labelstream-bench-") as tmp:
+        root = Path(tmp)
+        for name, command in (("nx-27017", nx_command), ("ferretdb", ferretdb_command(binary))):
+            results[name] = bench_engine(name, command, root, args, docs)
+
+    rows = [
+        ("start (median, s)", "start_s", "{:.2f}"),
+        ("insert_many (docs/s)", "insert_docs_per_s", "{:,.0f}"),
+        ("find_one by _id (ops/s)", "find_one_ops_per_s", "{:,.0f}"),
+        (f"range query, {RANGE_DOCS} docs (ms)", "range_ms", "{:.1f}"),
+    ]
+    names = list(results)
+    print()
+    print(f"{'':32}" + "".join(f"{n:>14}" for n in names))
+    for label, key, fmt in rows:
+        print(f"{label:32}" + "".join(f"{fmt.format(results[n][key]):>14}" for n in names))
+    for n in names:
+        print(
+            f"{n} individual starts (s): " + ", ".join(f"{s:.2f}" for s in results[n]["starts_s"])
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
