@@ -49,7 +49,7 @@ async def publish(redis: Any, channel: str, event: dict[str, Any]) -> None:
         return
     try:
         await redis.publish(channel, encode(event))
-    except Exception:  # noqa: BLE001 - state is in MongoDB; a lost event is re-synced
+    except Exception:  # state is in MongoDB; a lost event is re-synced by subscribers
         log.warning("could not publish to %s", channel, exc_info=True)
 
 

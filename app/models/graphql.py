@@ -1,1 +1,263 @@
-"""GraphQL for this domain (being written)."""
+"""GraphQL for the model registry and workflows."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import strawberry
+from strawberry.scalars import JSON
+
+from app.core.errors import NotFound
+from app.graphql.common import DeleteSuccess
+from app.graphql.context import Info
+from app.graphql.errors import mutation_errors, result_union
+from app.graphql.relay import Connection, connection_from_page
+from app.models import service
+from app.models.models import ModelConceptEntry
+from app.models.models import ModelEntry as ModelDoc
+from app.models.models import ModelKind as ModelKindEnum
+from app.models.models import Workflow as WorkflowDoc
+
+ModelKind = strawberry.enum(ModelKindEnum, name="ModelKind", description="What a model outputs.")
+
+
+@strawberry.type(description="A concept a model outputs, in the model's own vocabulary.")
+class ModelConcept:
+    id: strawberry.ID
+    name: str
+
+    @classmethod
+    def from_entry(cls, entry: ModelConceptEntry) -> ModelConcept:
+        return cls(id=strawberry.ID(entry.id), name=entry.name)
+
+
+@strawberry.type(description="A registered model: an inference adapter, its config and outputs.")
+class Model:
+    id: strawberry.ID
+    app_id: strawberry.ID
+    name: str
+    kind: ModelKind  # type: ignore[valid-type]
+    adapter: str
+    config: JSON
+    zero_shot: bool = strawberry.field(description="Scores any concept name it is given.")
+    builtin: bool
+    concepts_count: int
+    created_at: datetime
+    updated_at: datetime
+    _doc: strawberry.Private[ModelDoc]
+
+    @classmethod
+    def from_document(cls, doc: ModelDoc) -> Model:
+        return cls(
+            id=strawberry.ID(doc.id),
+            app_id=strawberry.ID(doc.app_id),
+            name=doc.name,
+            kind=doc.kind,
+            adapter=doc.adapter,
+            config=doc.config,  # type: ignore[arg-type]
+            zero_shot=doc.zero_shot,
+            builtin=doc.builtin,
+            concepts_count=len(doc.concepts),
+            created_at=doc.created_at,
+            updated_at=doc.updated_at,
+            _doc=doc,
+        )
+
+    @strawberry.field(description="The model's output concepts, in order (capped pages).")
+    def concepts(
+        self, info: Info, first: int | None = None, after: str | None = None
+    ) -> Connection[ModelConcept]:
+        page = service.page_of_concepts(self._doc, info.context.page(first, after))
+        return connection_from_page(page, ModelConcept.from_entry)  # type: ignore[no-any-return]
+
+
+@strawberry.type(description="Models run in order over the same input; outputs are merged.")
+class Workflow:
+    id: strawberry.ID
+    app_id: strawberry.ID
+    name: str
+    model_ids: list[strawberry.ID]
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def from_document(cls, doc: WorkflowDoc) -> Workflow:
+        return cls(
+            id=strawberry.ID(doc.id),
+            app_id=strawberry.ID(doc.app_id),
+            name=doc.name,
+            model_ids=[strawberry.ID(m) for m in doc.model_ids],
+            created_at=doc.created_at,
+            updated_at=doc.updated_at,
+        )
+
+    @strawberry.field(description="The workflow's models, in run order.")
+    async def models(self, info: Info) -> list[Model]:
+        docs = await info.context.loader(ModelDoc).load_many([str(m) for m in self.model_ids])
+        return [Model.from_document(d) for d in docs if d is not None]
+
+
+@strawberry.input
+class ModelConceptInput:
+    id: strawberry.ID
+    name: str
+
+
+def _entries(items: list[ModelConceptInput] | None) -> list[ModelConceptEntry] | None:
+    if items is None:
+        return None
+    return [ModelConceptEntry(id=str(i.id), name=i.name) for i in items]
+
+
+@strawberry.input
+class CreateModelInput:
+    app_id: strawberry.ID
+    name: str
+    kind: ModelKind  # type: ignore[valid-type]
+    adapter: str
+    config: JSON | None = None
+    concepts: list[ModelConceptInput] = strawberry.field(default_factory=list)
+    zero_shot: bool = False
+
+
+@strawberry.input(description="Fields left out (or null) stay as they are.")
+class UpdateModelInput:
+    id: strawberry.ID
+    name: str | None = None
+    adapter: str | None = None
+    config: JSON | None = None
+    concepts: list[ModelConceptInput] | None = None
+    zero_shot: bool | None = None
+
+
+@strawberry.input
+class CreateWorkflowInput:
+    app_id: strawberry.ID
+    name: str
+    model_ids: list[strawberry.ID]
+
+
+@strawberry.input(description="Fields left out (or null) stay as they are.")
+class UpdateWorkflowInput:
+    id: strawberry.ID
+    name: str | None = None
+    model_ids: list[strawberry.ID] | None = None
+
+
+@strawberry.type
+class ModelSuccess:
+    model: Model
+
+
+@strawberry.type
+class WorkflowSuccess:
+    workflow: Workflow
+
+
+CreateModelResult = result_union("CreateModelResult", ModelSuccess)
+UpdateModelResult = result_union("UpdateModelResult", ModelSuccess)
+DeleteModelResult = result_union("DeleteModelResult", DeleteSuccess)
+CreateWorkflowResult = result_union("CreateWorkflowResult", WorkflowSuccess)
+UpdateWorkflowResult = result_union("UpdateWorkflowResult", WorkflowSuccess)
+DeleteWorkflowResult = result_union("DeleteWorkflowResult", DeleteSuccess)
+
+
+@strawberry.type
+class Query:
+    @strawberry.field(description="Models registered in an app.")
+    async def models(
+        self, info: Info, app_id: strawberry.ID, first: int | None = None, after: str | None = None
+    ) -> Connection[Model]:
+        page = await service.list_models(
+            info.context.principal, app_id, info.context.page(first, after)
+        )
+        return connection_from_page(page, Model.from_document)  # type: ignore[no-any-return]
+
+    @strawberry.field(description="One model, or null when unknown or not in your apps.")
+    async def model(self, info: Info, id: strawberry.ID) -> Model | None:
+        try:
+            return Model.from_document(await service.get_model(info.context.principal, id))
+        except NotFound:
+            return None
+
+    @strawberry.field(description="Workflows of an app.")
+    async def workflows(
+        self, info: Info, app_id: strawberry.ID, first: int | None = None, after: str | None = None
+    ) -> Connection[Workflow]:
+        page = await service.list_workflows(
+            info.context.principal, app_id, info.context.page(first, after)
+        )
+        return connection_from_page(page, Workflow.from_document)  # type: ignore[no-any-return]
+
+    @strawberry.field(description="One workflow, or null when unknown or not in your apps.")
+    async def workflow(self, info: Info, id: strawberry.ID) -> Workflow | None:
+        try:
+            return Workflow.from_document(await service.get_workflow(info.context.principal, id))
+        except NotFound:
+            return None
+
+
+@strawberry.type
+class Mutation:
+    @strawberry.mutation(description="Register a model in an app (owner, admin).")
+    @mutation_errors
+    async def create_model(self, info: Info, input: CreateModelInput) -> CreateModelResult:
+        doc = await service.create_model(
+            info.context.principal,
+            input.app_id,
+            name=input.name,
+            kind=input.kind,
+            adapter=input.adapter,
+            config=input.config,
+            concepts=_entries(input.concepts) or [],
+            zero_shot=input.zero_shot,
+        )
+        return ModelSuccess(model=Model.from_document(doc))
+
+    @strawberry.mutation(
+        description="Change a model (owner, admin); refused (IN_USE) when a task using it would "
+        "lose a concept."
+    )
+    @mutation_errors
+    async def update_model(self, info: Info, input: UpdateModelInput) -> UpdateModelResult:
+        doc = await service.update_model(
+            info.context.principal,
+            input.id,
+            name=input.name,
+            adapter=input.adapter,
+            config=input.config,
+            concepts=_entries(input.concepts),
+            zero_shot=input.zero_shot,
+        )
+        return ModelSuccess(model=Model.from_document(doc))
+
+    @strawberry.mutation(description="Delete a model no workflow or task uses (owner, admin).")
+    @mutation_errors
+    async def delete_model(self, info: Info, id: strawberry.ID) -> DeleteModelResult:
+        return DeleteSuccess(
+            id=strawberry.ID(await service.delete_model(info.context.principal, id))
+        )
+
+    @strawberry.mutation(description="Create a workflow of this app's models (owner, admin).")
+    @mutation_errors
+    async def create_workflow(self, info: Info, input: CreateWorkflowInput) -> CreateWorkflowResult:
+        doc = await service.create_workflow(
+            info.context.principal, input.app_id, input.name, [str(m) for m in input.model_ids]
+        )
+        return WorkflowSuccess(workflow=Workflow.from_document(doc))
+
+    @strawberry.mutation(description="Rename a workflow or change its models (owner, admin).")
+    @mutation_errors
+    async def update_workflow(self, info: Info, input: UpdateWorkflowInput) -> UpdateWorkflowResult:
+        model_ids = None if input.model_ids is None else [str(m) for m in input.model_ids]
+        doc = await service.update_workflow(
+            info.context.principal, input.id, name=input.name, model_ids=model_ids
+        )
+        return WorkflowSuccess(workflow=Workflow.from_document(doc))
+
+    @strawberry.mutation(description="Delete a workflow no task uses (owner, admin).")
+    @mutation_errors
+    async def delete_workflow(self, info: Info, id: strawberry.ID) -> DeleteWorkflowResult:
+        return DeleteSuccess(
+            id=strawberry.ID(await service.delete_workflow(info.context.principal, id))
+        )

@@ -1,1 +1,391 @@
-"""GraphQL for this domain (being written)."""
+"""GraphQL for labeling tasks."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import strawberry
+
+from app.concepts.graphql import Concept
+from app.concepts.models import Concept as ConceptDoc
+from app.core.errors import NotFound
+from app.graphql.common import DeleteSuccess
+from app.graphql.context import Info
+from app.graphql.errors import mutation_errors, result_union
+from app.graphql.relay import Connection, connection_from_page
+from app.models.graphql import Model, Workflow
+from app.models.models import ModelEntry as ModelDoc
+from app.models.models import Workflow as WorkflowDoc
+from app.tasks import models as m
+from app.tasks import service
+
+TaskStatus = strawberry.enum(m.TaskStatus, name="TaskStatus")
+TaskPriority = strawberry.enum(m.TaskPriority, name="TaskPriority")
+TaskType = strawberry.enum(m.TaskType, name="TaskType")
+ReviewStrategy = strawberry.enum(m.ReviewStrategy, name="ReviewStrategy")
+PartitionStrategy = strawberry.enum(m.PartitionStrategy, name="PartitionStrategy")
+
+
+@strawberry.type(
+    description="At or above `upper` a prediction is approved, between `lower` and `upper` it "
+    "waits for review, below `lower` it is discarded (Clarifai ThresholdRange)."
+)
+class ThresholdRange:
+    lower: float
+    upper: float
+    lower_inclusive: bool
+    upper_inclusive: bool
+
+    @classmethod
+    def from_model(cls, value: m.ThresholdRange) -> ThresholdRange:
+        return cls(
+            lower=value.lower,
+            upper=value.upper,
+            lower_inclusive=value.lower_inclusive,
+            upper_inclusive=value.upper_inclusive,
+        )
+
+
+@strawberry.type
+class ConceptThreshold:
+    concept_id: strawberry.ID
+    range: ThresholdRange
+
+
+@strawberry.type(description="A model concept counted as an app concept (many-to-one).")
+class ConceptMapping:
+    model_concept_id: strawberry.ID
+    concept_id: strawberry.ID
+
+
+@strawberry.type
+class ReviewerWeight:
+    user_id: strawberry.ID
+    weight: float
+
+
+@strawberry.type(description="Counters maintained by the workers.")
+class TaskMetrics:
+    inputs_total: int
+    processed: int = strawberry.field(description="Inputs finished, failed ones included.")
+    failed: int
+    approved: int = strawberry.field(description="Annotations approved automatically.")
+    awaiting_review: int
+    discarded: int
+    reviewed: int = strawberry.field(description="Inputs whose review is done.")
+
+    @strawberry.field(description="processed / inputsTotal in percent (0 while nothing is known).")
+    def labeling_percent(self) -> float:
+        if self.inputs_total <= 0:
+            return 0.0
+        return round(min(100.0, 100.0 * self.processed / self.inputs_total), 2)
+
+    @classmethod
+    def from_model(cls, value: m.TaskMetrics) -> TaskMetrics:
+        return cls(
+            inputs_total=value.inputs_total,
+            processed=value.inputs_processed,
+            failed=value.inputs_failed,
+            approved=value.annotations_approved,
+            awaiting_review=value.annotations_awaiting_review,
+            discarded=value.annotations_discarded,
+            reviewed=value.inputs_reviewed,
+        )
+
+
+@strawberry.type(description="A dataset run through a model or workflow, with review settings.")
+class LabelingTask:
+    id: strawberry.ID
+    app_id: strawberry.ID
+    name: str
+    dataset_id: strawberry.ID
+    model_id: strawberry.ID | None
+    workflow_id: strawberry.ID | None
+    task_type: TaskType  # type: ignore[valid-type]
+    concept_ids: list[strawberry.ID]
+    concept_mapping: list[ConceptMapping]
+    thresholds: ThresholdRange
+    concept_thresholds: list[ConceptThreshold]
+    auto_annotation: bool
+    delete_previous_annotations: bool
+    reviewer_ids: list[strawberry.ID]
+    labeler_ids: list[strawberry.ID]
+    review_strategy: ReviewStrategy  # type: ignore[valid-type]
+    partition_strategy: PartitionStrategy  # type: ignore[valid-type]
+    reviewer_weights: list[ReviewerWeight]
+    approval_threshold_reviewers: int
+    priority: TaskPriority  # type: ignore[valid-type]
+    status: TaskStatus  # type: ignore[valid-type]
+    metrics: TaskMetrics
+    created_by: strawberry.ID
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def from_document(cls, doc: m.LabelingTask) -> LabelingTask:
+        return cls(
+            id=strawberry.ID(doc.id),
+            app_id=strawberry.ID(doc.app_id),
+            name=doc.name,
+            dataset_id=strawberry.ID(doc.dataset_id),
+            model_id=strawberry.ID(doc.model_id) if doc.model_id else None,
+            workflow_id=strawberry.ID(doc.workflow_id) if doc.workflow_id else None,
+            task_type=doc.task_type,
+            concept_ids=[strawberry.ID(c) for c in doc.concept_ids],
+            concept_mapping=[
+                ConceptMapping(
+                    model_concept_id=strawberry.ID(e.model_concept_id),
+                    concept_id=strawberry.ID(e.concept_id),
+                )
+                for e in doc.concept_mapping
+            ],
+            thresholds=ThresholdRange.from_model(doc.thresholds),
+            concept_thresholds=[
+                ConceptThreshold(
+                    concept_id=strawberry.ID(c.concept_id),
+                    range=ThresholdRange.from_model(c.range),
+                )
+                for c in doc.concept_thresholds
+            ],
+            auto_annotation=doc.auto_annotation,
+            delete_previous_annotations=doc.delete_previous_annotations,
+            reviewer_ids=[strawberry.ID(u) for u in doc.reviewer_ids],
+            labeler_ids=[strawberry.ID(u) for u in doc.labeler_ids],
+            review_strategy=doc.review_strategy,
+            partition_strategy=doc.partition_strategy,
+            reviewer_weights=[
+                ReviewerWeight(user_id=strawberry.ID(w.user_id), weight=w.weight)
+                for w in doc.reviewer_weights
+            ],
+            approval_threshold_reviewers=doc.approval_threshold_reviewers,
+            priority=doc.priority,
+            status=doc.status,
+            metrics=TaskMetrics.from_model(doc.metrics),
+            created_by=strawberry.ID(doc.created_by),
+            created_at=doc.created_at,
+            updated_at=doc.updated_at,
+        )
+
+    @strawberry.field
+    async def model(self, info: Info) -> Model | None:
+        if self.model_id is None:
+            return None
+        doc = await info.context.loader(ModelDoc).load(str(self.model_id))
+        return Model.from_document(doc) if doc else None
+
+    @strawberry.field
+    async def workflow(self, info: Info) -> Workflow | None:
+        if self.workflow_id is None:
+            return None
+        doc = await info.context.loader(WorkflowDoc).load(str(self.workflow_id))
+        return Workflow.from_document(doc) if doc else None
+
+    @strawberry.field(description="The task's concepts, in order.")
+    async def concepts(self, info: Info) -> list[Concept]:
+        docs = await info.context.loader(ConceptDoc).load_many([str(c) for c in self.concept_ids])
+        return [Concept.from_document(d) for d in docs if d is not None]
+
+
+# --- inputs ----------------------------------------------------------------------------------
+
+
+@strawberry.input
+class ThresholdRangeInput:
+    lower: float = 0.5
+    upper: float = 0.9
+    lower_inclusive: bool = True
+    upper_inclusive: bool = True
+
+    def to_model(self) -> m.ThresholdRange:
+        return m.ThresholdRange(
+            lower=self.lower,
+            upper=self.upper,
+            lower_inclusive=self.lower_inclusive,
+            upper_inclusive=self.upper_inclusive,
+        )
+
+
+@strawberry.input
+class ConceptThresholdInput:
+    concept_id: strawberry.ID
+    range: ThresholdRangeInput
+
+
+@strawberry.input
+class ConceptMappingInput:
+    model_concept_id: strawberry.ID
+    concept_id: strawberry.ID
+
+
+@strawberry.input
+class ReviewerWeightInput:
+    user_id: strawberry.ID
+    weight: float = 1.0
+
+
+def _concept_thresholds(items: list[ConceptThresholdInput]) -> list[m.ConceptThreshold]:
+    return [
+        m.ConceptThreshold(concept_id=str(i.concept_id), range=i.range.to_model()) for i in items
+    ]
+
+
+def _weights(items: list[ReviewerWeightInput]) -> list[m.ReviewerWeight]:
+    return [m.ReviewerWeight(user_id=str(i.user_id), weight=i.weight) for i in items]
+
+
+@strawberry.input(description="Give exactly one of modelId and workflowId.")
+class CreateLabelingTaskInput:
+    app_id: strawberry.ID
+    name: str
+    dataset_id: strawberry.ID
+    concept_ids: list[strawberry.ID]
+    model_id: strawberry.ID | None = None
+    workflow_id: strawberry.ID | None = None
+    task_type: TaskType = m.TaskType.CONCEPTS_CLASSIFICATION  # type: ignore[valid-type]
+    concept_mapping: list[ConceptMappingInput] = strawberry.field(default_factory=list)
+    thresholds: ThresholdRangeInput | None = None
+    concept_thresholds: list[ConceptThresholdInput] = strawberry.field(default_factory=list)
+    reviewer_ids: list[strawberry.ID] = strawberry.field(default_factory=list)
+    labeler_ids: list[strawberry.ID] = strawberry.field(default_factory=list)
+    review_strategy: ReviewStrategy = m.ReviewStrategy.PARTITIONED  # type: ignore[valid-type]
+    partition_strategy: PartitionStrategy = m.PartitionStrategy.EVENLY  # type: ignore[valid-type]
+    reviewer_weights: list[ReviewerWeightInput] = strawberry.field(default_factory=list)
+    approval_threshold_reviewers: int = 1
+    priority: TaskPriority = m.TaskPriority.MEDIUM  # type: ignore[valid-type]
+    auto_annotation: bool = True
+    delete_previous_annotations: bool = False
+
+    def to_spec(self) -> service.TaskSpec:
+        return service.TaskSpec(
+            app_id=str(self.app_id),
+            name=self.name,
+            dataset_id=str(self.dataset_id),
+            concept_ids=[str(c) for c in self.concept_ids],
+            model_id=str(self.model_id) if self.model_id else None,
+            workflow_id=str(self.workflow_id) if self.workflow_id else None,
+            task_type=self.task_type,
+            concept_mapping=[
+                m.ConceptMapping(
+                    model_concept_id=str(e.model_concept_id), concept_id=str(e.concept_id)
+                )
+                for e in self.concept_mapping
+            ],
+            thresholds=self.thresholds.to_model() if self.thresholds else m.ThresholdRange(),
+            concept_thresholds=_concept_thresholds(self.concept_thresholds),
+            reviewer_ids=[str(u) for u in self.reviewer_ids],
+            labeler_ids=[str(u) for u in self.labeler_ids],
+            review_strategy=self.review_strategy,
+            partition_strategy=self.partition_strategy,
+            reviewer_weights=_weights(self.reviewer_weights),
+            approval_threshold_reviewers=self.approval_threshold_reviewers,
+            priority=self.priority,
+            auto_annotation=self.auto_annotation,
+            delete_previous_annotations=self.delete_previous_annotations,
+        )
+
+
+@strawberry.input(description="Fields left out (or null) stay as they are.")
+class UpdateLabelingTaskInput:
+    id: strawberry.ID
+    name: str | None = None
+    priority: TaskPriority | None = None  # type: ignore[valid-type]
+    reviewer_ids: list[strawberry.ID] | None = None
+    reviewer_weights: list[ReviewerWeightInput] | None = None
+    thresholds: ThresholdRangeInput | None = None
+    concept_thresholds: list[ConceptThresholdInput] | None = None
+
+    def to_changes(self) -> service.TaskChanges:
+        return service.TaskChanges(
+            name=self.name,
+            priority=self.priority,
+            reviewer_ids=None if self.reviewer_ids is None else [str(u) for u in self.reviewer_ids],
+            reviewer_weights=None
+            if self.reviewer_weights is None
+            else _weights(self.reviewer_weights),
+            thresholds=self.thresholds.to_model() if self.thresholds else None,
+            concept_thresholds=None
+            if self.concept_thresholds is None
+            else _concept_thresholds(self.concept_thresholds),
+        )
+
+
+@strawberry.input(description="Criteria combine with AND; an empty or missing list matches all.")
+class LabelingTaskFilter:
+    statuses: list[TaskStatus] | None = None  # type: ignore[valid-type]
+    priorities: list[TaskPriority] | None = None  # type: ignore[valid-type]
+    dataset_ids: list[strawberry.ID] | None = None
+
+    def to_filter(self) -> service.TaskFilter:
+        return service.TaskFilter(
+            statuses=list(self.statuses or []),
+            priorities=list(self.priorities or []),
+            dataset_ids=[str(d) for d in self.dataset_ids or []],
+        )
+
+
+@strawberry.type
+class LabelingTaskSuccess:
+    labeling_task: LabelingTask
+
+
+CreateLabelingTaskResult = result_union("CreateLabelingTaskResult", LabelingTaskSuccess)
+UpdateLabelingTaskResult = result_union("UpdateLabelingTaskResult", LabelingTaskSuccess)
+DeleteLabelingTaskResult = result_union("DeleteLabelingTaskResult", DeleteSuccess)
+
+
+@strawberry.type
+class Query:
+    @strawberry.field(description="Labeling tasks of an app, optionally filtered.")
+    async def labeling_tasks(
+        self,
+        info: Info,
+        app_id: strawberry.ID,
+        filter: LabelingTaskFilter | None = None,
+        first: int | None = None,
+        after: str | None = None,
+    ) -> Connection[LabelingTask]:
+        page = await service.list_tasks(
+            info.context.principal,
+            app_id,
+            info.context.page(first, after),
+            filter.to_filter() if filter else None,
+        )
+        return connection_from_page(page, LabelingTask.from_document)  # type: ignore[no-any-return]
+
+    @strawberry.field(description="One labeling task, or null when unknown or not in your apps.")
+    async def labeling_task(self, info: Info, id: strawberry.ID) -> LabelingTask | None:
+        try:
+            return LabelingTask.from_document(await service.get_task(info.context.principal, id))
+        except NotFound:
+            return None
+
+
+@strawberry.type
+class Mutation:
+    @strawberry.mutation(description="Create a labeling task, stored QUEUED (owner, admin).")
+    @mutation_errors
+    async def create_labeling_task(
+        self, info: Info, input: CreateLabelingTaskInput
+    ) -> CreateLabelingTaskResult:
+        doc = await service.create_task(info.context.principal, input.to_spec())
+        return LabelingTaskSuccess(labeling_task=LabelingTask.from_document(doc))
+
+    @strawberry.mutation(
+        description="Rename, re-prioritise, change reviewers or thresholds (owner, admin)."
+    )
+    @mutation_errors
+    async def update_labeling_task(
+        self, info: Info, input: UpdateLabelingTaskInput
+    ) -> UpdateLabelingTaskResult:
+        doc = await service.update_task(info.context.principal, input.id, input.to_changes())
+        return LabelingTaskSuccess(labeling_task=LabelingTask.from_document(doc))
+
+    @strawberry.mutation(
+        description="Delete a labeling task, and its annotations if asked (owner, admin)."
+    )
+    @mutation_errors
+    async def delete_labeling_task(
+        self, info: Info, id: strawberry.ID, delete_annotations: bool = False
+    ) -> DeleteLabelingTaskResult:
+        deleted = await service.delete_task(info.context.principal, id, delete_annotations)
+        return DeleteSuccess(id=strawberry.ID(deleted))
