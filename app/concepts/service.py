@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import PyMongoError
 
 from app.annotations.models import Annotation
 from app.concepts.models import Concept
 from app.core import validate
+from app.core.db import is_duplicate_key
 from app.core.auth import CONTRIBUTORS, MANAGERS, Principal, get_for, require_app
 from app.core.errors import Conflict, ErrorCode, NotFound
 from app.core.pagination import Page, PageArgs, paginate
@@ -29,8 +30,10 @@ async def create_concept(principal: Principal, app_id: str, name: str) -> Concep
     concept = Concept(app_id=app_id, name=clean, name_key=name_key(clean))
     try:
         await concept.insert()
-    except DuplicateKeyError as exc:
-        raise _duplicate(clean) from exc
+    except PyMongoError as exc:
+        if is_duplicate_key(exc):
+            raise _duplicate(clean) from exc
+        raise
     return concept
 
 
@@ -40,8 +43,10 @@ async def update_concept(principal: Principal, concept_id: str, name: str) -> Co
     concept.name, concept.name_key = clean, name_key(clean)
     try:
         await concept.touch_save()
-    except DuplicateKeyError as exc:
-        raise _duplicate(clean) from exc
+    except PyMongoError as exc:
+        if is_duplicate_key(exc):
+            raise _duplicate(clean) from exc
+        raise
     return concept
 
 

@@ -41,4 +41,5 @@ class Input(BaseDocument):
         indexes = [
             IndexModel([("app_id", ASCENDING)]),
             IndexModel([("dataset_ids", ASCENDING)]),
+            IndexModel([("blob_key", ASCENDING)]),
         ]

@@ -29,6 +29,8 @@ async def input_image(request: Request) -> Response:
         headers={
             "Cache-Control": "private, max-age=31536000, immutable",
             "ETag": f'"{doc.blob_key}"',
+            # the type comes from the decoded image; never let a browser guess another one
+            "X-Content-Type-Options": "nosniff",
         },
     )
 

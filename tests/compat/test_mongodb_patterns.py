@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from pymongo import ASCENDING, AsyncMongoClient, IndexModel, InsertOne, ReturnDocument, UpdateOne
-from pymongo.errors import BulkWriteError, DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 
 from tests.servers import Servers
 
@@ -63,6 +63,13 @@ async def test_single_field_index_with_sort_and_cursor_on_id(db: Db) -> None:
     assert [d["_id"] async for d in nxt] == ["0007", "0009", "0011"]
 
 
+FERRETDB_NOT_ATOMIC = (
+    "FerretDB 1.24 does not apply single-document updates atomically under concurrency "
+    "(FerretDB issue 3040): concurrent $inc and find_one_and_update lose or repeat writes"
+)
+
+
+@pytest.mark.engine_bug("ferretdb", FERRETDB_NOT_ATOMIC)
 async def test_concurrent_inc_counters_lose_nothing(db: Db) -> None:
     await db.t.insert_one({"_id": "t", "metrics": {"processed": 0, "failed": 0}})
 
@@ -96,6 +103,7 @@ async def test_inserted_datetimes_support_range_queries(db: Db) -> None:
     assert got == ["2", "3", "4"]
 
 
+@pytest.mark.engine_bug("ferretdb", FERRETDB_NOT_ATOMIC)
 async def test_find_one_and_update_claims_each_item_once(db: Db) -> None:
     await db.q.insert_many([{"_id": f"{i:03d}", "claimed_by": None} for i in range(60)])
 
@@ -204,6 +212,19 @@ async def test_flat_geometry_arrays_round_trip(db: Db) -> None:
     assert doc["box"] == [0.1, 0.2, 0.5, 0.6] and doc["polygon"] == polygon and doc["none"] is None
 
 
+async def test_unique_violation_by_an_update_is_recognised_as_a_duplicate(db: Db) -> None:
+    from app.core.db import is_duplicate_key
+
+    await db.u.create_index([("name_key", ASCENDING)], unique=True)
+    await db.u.insert_many([{"_id": "1", "name_key": "cat"}, {"_id": "2", "name_key": "dog"}])
+    with pytest.raises(PyMongoError) as info:
+        await db.u.update_one({"_id": "2"}, {"$set": {"name_key": "cat"}})
+    assert is_duplicate_key(info.value)
+    with pytest.raises(PyMongoError) as info:
+        await db.u.replace_one({"_id": "2"}, {"name_key": "cat"})
+    assert is_duplicate_key(info.value)
+
+
 async def test_whole_document_replace_keeps_real_dates(db: Db) -> None:
     await db.rd.insert_one({"_id": "d", "updated_at": datetime(2026, 1, 1, tzinfo=UTC), "n": 1})
     new = datetime(2026, 6, 1, tzinfo=UTC)
@@ -211,3 +232,35 @@ async def test_whole_document_replace_keeps_real_dates(db: Db) -> None:
     assert [
         d["n"] async for d in db.rd.find({"updated_at": {"$gt": datetime(2026, 3, 1, tzinfo=UTC)}})
     ] == [2]
+
+
+async def test_opening_an_existing_database_again_keeps_its_indexes(servers: Servers) -> None:
+    """A restart runs the index set-up again over existing indexes."""
+    from app.core.db import open_database
+    from app.users.models import User
+
+    name = f"compat_{secrets.token_hex(4)}"
+    first = await open_database(servers.mongodb_url, name)
+    second = await open_database(servers.mongodb_url, name)
+    try:
+        await User(email="a@example.com").insert()
+        with pytest.raises(DuplicateKeyError):
+            await User(email="a@example.com").insert()
+    finally:
+        await second.drop_database(name)
+        await first.close()
+        await second.close()
+
+
+async def test_membership_in_an_indexed_array_field_with_in(db: Db) -> None:
+    await db.m.create_index([("dataset_ids", ASCENDING)])
+    await db.m.insert_many([{"_id": "i1", "dataset_ids": ["d1", "d2"]}, {"_id": "i2", "dataset_ids": ["d2"]}])
+    assert {d["_id"] async for d in db.m.find({"dataset_ids": {"$in": ["d1"]}})} == {"i1"}
+    assert {d["_id"] async for d in db.m.find({"dataset_ids": {"$in": ["d2"]}})} == {"i1", "i2"}
+
+
+@pytest.mark.engine_bug("embedded", "nx-27017 0.8.1: equality on an indexed array field matches nothing; the code uses $in")
+async def test_equality_on_an_indexed_array_field_matches_elements(db: Db) -> None:
+    await db.m.create_index([("dataset_ids", ASCENDING)])
+    await db.m.insert_many([{"_id": "i1", "dataset_ids": ["d1", "d2"]}, {"_id": "i2", "dataset_ids": ["d2"]}])
+    assert {d["_id"] async for d in db.m.find({"dataset_ids": "d2"})} == {"i1", "i2"}
