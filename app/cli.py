@@ -46,9 +46,7 @@ DataDirOpt = Annotated[
 STATE_FILE = "servers.json"
 
 
-def _settings(
-    host: str | None = None, port: int | None = None, data_dir: Path | None = None
-) -> Settings:
+def _settings(host: str | None = None, port: int | None = None, data_dir: Path | None = None) -> Settings:
     overrides: dict[str, Any] = {}
     if host is not None:
         overrides["host"] = host
@@ -89,9 +87,7 @@ def _uvicorn(settings: Settings) -> None:
 def _state_file(settings: Settings, mongodb_url: str, redis_url: str) -> Iterator[None]:
     """While ``up`` runs, other commands (``keys create``) find its servers here."""
     path = settings.data_dir / STATE_FILE
-    path.write_text(
-        json.dumps({"pid": os.getpid(), "mongodb_url": mongodb_url, "redis_url": redis_url})
-    )
+    path.write_text(json.dumps({"pid": os.getpid(), "mongodb_url": mongodb_url, "redis_url": redis_url}))
     try:
         yield
     finally:
@@ -166,9 +162,7 @@ def up(
         try:
             with _state_file(settings, servers.mongodb_url, servers.redis_url):
                 for _ in range(workers):
-                    children.append(
-                        subprocess.Popen([sys.executable, "-m", "app.cli", "worker"], env=env)
-                    )
+                    children.append(subprocess.Popen([sys.executable, "-m", "app.cli", "worker"], env=env))
                 url = f"http://{settings.host}:{settings.port}/graphql"
                 console.print(f"GraphiQL: {url}", soft_wrap=True)
                 _uvicorn(settings)

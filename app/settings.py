@@ -41,6 +41,12 @@ class Settings(BaseSettings):
     max_query_depth: int = Field(default=12, ge=1)
     max_aliases: int = Field(default=30, ge=1)
     graphiql: bool = True
+    # labeling engine
+    task_batch_size: int = Field(default=32, ge=1, le=1024)
+    worker_max_jobs: int = Field(default=2, ge=1, le=64)
+    worker_poll_delay_s: float = Field(default=0.01, gt=0, le=5)
+    fetch_timeout_s: float = Field(default=20.0, gt=0, le=300)
+    fetch_allow_private_networks: bool = False
     key_last_used_resolution_s: float = 60.0
 
     @property

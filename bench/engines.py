@@ -145,9 +145,7 @@ def make_docs(n: int) -> list[dict[str, Any]]:
     ]
 
 
-async def workload(
-    url: str, docs: list[dict[str, Any]], batch: int, lookups: int
-) -> dict[str, float]:
+async def workload(url: str, docs: list[dict[str, Any]], batch: int, lookups: int) -> dict[str, float]:
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(url, tz_aware=True)
     try:
         coll = client["bench"]["items"]
@@ -246,9 +244,7 @@ def main() -> int:
     for label, key, fmt in rows:
         print(f"{label:32}" + "".join(f"{fmt.format(results[n][key]):>14}" for n in names))
     for n in names:
-        print(
-            f"{n} individual starts (s): " + ", ".join(f"{s:.2f}" for s in results[n]["starts_s"])
-        )
+        print(f"{n} individual starts (s): " + ", ".join(f"{s:.2f}" for s in results[n]["starts_s"]))
     return 0
 
 

@@ -53,9 +53,7 @@ class Api:
         data: dict[str, Any] = body["data"]
         return data
 
-    async def gql_errors(
-        self, caller: Caller, query: str, **variables: Any
-    ) -> list[dict[str, Any]]:
+    async def gql_errors(self, caller: Caller, query: str, **variables: Any) -> list[dict[str, Any]]:
         """Run an operation expected to fail at the top level; return its ``errors``."""
         response = await self.raw(query, variables, key=caller.key)
         body = response.json()

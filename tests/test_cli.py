@@ -83,11 +83,7 @@ def _stop(proc: subprocess.Popen[str], sig: int, pids: set[int]) -> None:
         psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE for p in pids
     ):
         time.sleep(0.2)
-    alive = [
-        p
-        for p in pids
-        if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE
-    ]
+    alive = [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
     assert alive == [], f"processes left behind: {alive}"
 
 
@@ -109,10 +105,7 @@ def test_up_prints_a_key_serves_graphql_stops_cleanly_and_keeps_data(tmp_path: P
     # restarted over the same folder: same data, no second key printed
     proc, lines = _start_up(data_dir, port)
     assert not [line for line in lines if line.startswith("API key: ")]
-    assert (
-        _me(port, keys[0]).json()["data"]["me"]["user"]["email"]
-        == body["data"]["me"]["user"]["email"]
-    )
+    assert _me(port, keys[0]).json()["data"]["me"]["user"]["email"] == body["data"]["me"]["user"]["email"]
     # `keys create` reaches the running servers
     made = subprocess.run(
         [

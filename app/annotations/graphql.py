@@ -17,6 +17,8 @@ from app.graphql.common import ItemError
 from app.graphql.context import Info
 from app.graphql.errors import mutation_errors, result_union
 from app.graphql.relay import Connection, connection_from_page
+from app.inputs.graphql import Input
+from app.inputs.models import Input as InputDoc
 from app.models.graphql import Model
 from app.models.models import ModelEntry as ModelDoc
 from app.users.graphql import User
@@ -86,6 +88,11 @@ class Annotation:
             created_at=doc.created_at,
             updated_at=doc.updated_at,
         )
+
+    @strawberry.field
+    async def input(self, info: Info) -> Input | None:
+        doc = await info.context.loader(InputDoc).load(str(self.input_id))
+        return Input.from_document(doc) if doc else None
 
     @strawberry.field
     async def concept(self, info: Info) -> Concept | None:
@@ -167,9 +174,7 @@ class AddAnnotationInput:
 )
 class AnnotationFilter:
     operator: FilterOperator = service.FilterOperator.AND  # type: ignore[valid-type]
-    labeled_by: list[strawberry.ID] | None = strawberry.field(
-        default=None, description="User or model ids."
-    )
+    labeled_by: list[strawberry.ID] | None = strawberry.field(default=None, description="User or model ids.")
     statuses: list[AnnotationStatus] | None = None  # type: ignore[valid-type]
     concept_ids: list[strawberry.ID] | None = None
     task_ids: list[strawberry.ID] | None = None
@@ -197,9 +202,7 @@ class AnnotationFilter:
 
 def _item_errors(result: service.BulkResult) -> list[ItemError]:
     return [
-        ItemError(
-            index=f.index, message=f.error.message, field=f.error.field, code=f.error.code.value
-        )
+        ItemError(index=f.index, message=f.error.message, field=f.error.field, code=f.error.code.value)
         for f in result.errors
     ]
 
@@ -276,9 +279,7 @@ class Mutation:
     @strawberry.mutation(description="Add one annotation (owner, admin, labeler).")
     @mutation_errors
     async def add_annotation(self, info: Info, input: AddAnnotationInput) -> AddAnnotationResult:
-        doc = await service.add_annotation(
-            info.context.principal, input.app_id, input.annotation.to_new()
-        )
+        doc = await service.add_annotation(info.context.principal, input.app_id, input.annotation.to_new())
         return AnnotationSuccess(annotation=Annotation.from_document(doc))
 
     @strawberry.mutation(
@@ -286,9 +287,7 @@ class Mutation:
         "reported in `errors`, the others are removed (owner, admin, labeler)."
     )
     @mutation_errors
-    async def remove_annotations(
-        self, info: Info, ids: list[strawberry.ID]
-    ) -> RemoveAnnotationsResult:
+    async def remove_annotations(self, info: Info, ids: list[strawberry.ID]) -> RemoveAnnotationsResult:
         result = await service.remove_annotations(
             info.context.principal,
             [str(i) for i in ids],

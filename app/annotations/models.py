@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 
+from pydantic import model_validator
 from pymongo import ASCENDING, IndexModel
 
 from app.core.documents import BaseDocument
@@ -34,10 +35,20 @@ class Annotation(BaseDocument):
     labeled_by_model_id: str | None = None
     task_id: str | None = None
     reviewed_by: str | None = None
+    # Unique. A model's annotation is keyed by task, input, concept and region, so a job that
+    # runs twice upserts the same one; a person's annotation is keyed by its own id.
+    key: str = ""
+
+    @model_validator(mode="after")
+    def _default_key(self) -> Annotation:
+        if not self.key:
+            self.key = self.id
+        return self
 
     class Settings:
         name = "annotations"
         indexes = [
+            IndexModel([("key", ASCENDING)], unique=True),
             IndexModel([("app_id", ASCENDING)]),
             IndexModel([("input_id", ASCENDING)]),
             IndexModel([("task_id", ASCENDING), ("status", ASCENDING)]),

@@ -19,9 +19,7 @@ from app.users.models import User as UserDoc
 Role = strawberry.enum(RoleEnum, name="Role", description="A collaborator's role in an app.")
 
 
-@strawberry.type(
-    description="A workspace: concepts, datasets, inputs, models and tasks live in one."
-)
+@strawberry.type(description="A workspace: concepts, datasets, inputs, models and tasks live in one.")
 class App:
     id: strawberry.ID
     name: str
@@ -119,9 +117,7 @@ RemoveCollaboratorResult = result_union("RemoveCollaboratorResult", Collaborator
 @strawberry.type
 class Query:
     @strawberry.field(description="Apps you are a member of.")
-    async def apps(
-        self, info: Info, first: int | None = None, after: str | None = None
-    ) -> Connection[App]:
+    async def apps(self, info: Info, first: int | None = None, after: str | None = None) -> Connection[App]:
         page = await service.list_apps(info.context.principal, info.context.page(first, after))
         return connection_from_page(page, App.from_document)  # type: ignore[no-any-return]
 
@@ -157,9 +153,7 @@ class Mutation:
     @strawberry.mutation(description="Rename an app or change its description (owner, admin).")
     @mutation_errors
     async def update_app(self, info: Info, input: UpdateAppInput) -> UpdateAppResult:
-        doc = await service.update_app(
-            info.context.principal, input.id, input.name, input.description
-        )
+        doc = await service.update_app(info.context.principal, input.id, input.name, input.description)
         return AppSuccess(app=App.from_document(doc))
 
     @strawberry.mutation(description="Delete an app and everything in it (owner).")
@@ -169,12 +163,8 @@ class Mutation:
 
     @strawberry.mutation(description="Add a collaborator by email (owner, admin).")
     @mutation_errors
-    async def add_collaborator(
-        self, info: Info, input: AddCollaboratorInput
-    ) -> AddCollaboratorResult:
-        doc = await service.add_collaborator(
-            info.context.principal, input.app_id, input.email, input.roles
-        )
+    async def add_collaborator(self, info: Info, input: AddCollaboratorInput) -> AddCollaboratorResult:
+        doc = await service.add_collaborator(info.context.principal, input.app_id, input.email, input.roles)
         return CollaboratorSuccess(collaborator=Collaborator.from_document(doc))
 
     @strawberry.mutation(description="Change a collaborator's roles (owner, admin).")

@@ -37,9 +37,7 @@ async def create_app(principal: Principal, name: str, description: str = "") -> 
     return app
 
 
-async def update_app(
-    principal: Principal, app_id: str, name: str | None, description: str | None
-) -> App:
+async def update_app(principal: Principal, app_id: str, name: str | None, description: str | None) -> App:
     app, _ = await require_app(principal, app_id, MANAGERS, field="id")
     if name is not None:
         app.name = validate.name(name)

@@ -93,6 +93,4 @@ class Mutation:
     @strawberry.mutation(description="Delete a concept no task or annotation uses (owner, admin).")
     @mutation_errors
     async def delete_concept(self, info: Info, id: strawberry.ID) -> DeleteConceptResult:
-        return DeleteSuccess(
-            id=strawberry.ID(await service.delete_concept(info.context.principal, id))
-        )
+        return DeleteSuccess(id=strawberry.ID(await service.delete_concept(info.context.principal, id)))

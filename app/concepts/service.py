@@ -7,8 +7,8 @@ from pymongo.errors import PyMongoError
 from app.annotations.models import Annotation
 from app.concepts.models import Concept
 from app.core import validate
-from app.core.db import is_duplicate_key
 from app.core.auth import CONTRIBUTORS, MANAGERS, Principal, get_for, require_app
+from app.core.db import is_duplicate_key
 from app.core.errors import Conflict, ErrorCode, NotFound
 from app.core.pagination import Page, PageArgs, paginate
 from app.tasks.models import LabelingTask
@@ -19,9 +19,7 @@ def name_key(name: str) -> str:
 
 
 def _duplicate(name: str) -> Conflict:
-    return Conflict(
-        f"a concept named {name!r} exists already", field="name", code=ErrorCode.DUPLICATE
-    )
+    return Conflict(f"a concept named {name!r} exists already", field="name", code=ErrorCode.DUPLICATE)
 
 
 async def create_concept(principal: Principal, app_id: str, name: str) -> Concept:

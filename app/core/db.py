@@ -14,7 +14,8 @@ from app.concepts.models import Concept
 from app.datasets.models import Dataset
 from app.inputs.models import Input
 from app.models.models import ModelEntry, Workflow
-from app.tasks.models import LabelingTask
+from app.predictions.models import Prediction
+from app.tasks.models import LabelingTask, TaskInput
 from app.users.models import ApiKey, User
 
 DOCUMENT_MODELS: list[Any] = [
@@ -28,27 +29,27 @@ DOCUMENT_MODELS: list[Any] = [
     ModelEntry,
     Workflow,
     LabelingTask,
+    TaskInput,
+    Prediction,
     Annotation,
 ]
 
 
 async def open_database(url: str, db_name: str) -> AsyncMongoClient[Any]:
-    client: AsyncMongoClient[Any] = AsyncMongoClient(
-        url, tz_aware=True, uuidRepresentation="standard"
-    )
+    client: AsyncMongoClient[Any] = AsyncMongoClient(url, tz_aware=True, uuidRepresentation="standard")
     await init_beanie(database=client[db_name], document_models=DOCUMENT_MODELS, skip_indexes=True)
-    await ensure_indexes()
+    await ensure_indexes(client[db_name])
     return client
 
 
-async def ensure_indexes() -> None:
+async def ensure_indexes(database: Any) -> None:
     """Create every model's indexes, one ``createIndexes`` call per index.
 
     Idempotent on every engine. (FerretDB 1.24 drops the connection when one call re-creates
     two or more existing indexes, which Beanie's own index set-up does on every restart.)
     """
     for model in DOCUMENT_MODELS:
-        collection = model.get_pymongo_collection()
+        collection = database[model.Settings.name]
         for index in getattr(model.Settings, "indexes", []):
             await collection.create_indexes([index])
 
@@ -65,6 +66,4 @@ def is_duplicate_key(exc: BaseException) -> bool:
     if isinstance(exc, BulkWriteError):
         errors = exc.details.get("writeErrors", [])
         return bool(errors) and all(e.get("code") == 11000 for e in errors)
-    return isinstance(exc, OperationFailure) and (
-        exc.code == 11000 or "UNIQUE constraint failed" in str(exc)
-    )
+    return isinstance(exc, OperationFailure) and (exc.code == 11000 or "UNIQUE constraint failed" in str(exc))

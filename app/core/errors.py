@@ -43,14 +43,16 @@ class ErrorCode(enum.Enum):
     MISSING_ROLE = "MISSING_ROLE"
     # datasets, inputs
     TOO_LARGE = "TOO_LARGE"
+    # task lifecycle
+    INVALID_STATE = "INVALID_STATE"
+    NOTHING_TO_RETRY = "NOTHING_TO_RETRY"
+    NO_QUEUE = "NO_QUEUE"
 
 
 class DomainError(Exception):
     default_code = ErrorCode.INVALID
 
-    def __init__(
-        self, message: str, *, code: ErrorCode | None = None, field: str | None = None
-    ) -> None:
+    def __init__(self, message: str, *, code: ErrorCode | None = None, field: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.code = code or self.default_code

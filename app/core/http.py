@@ -20,9 +20,7 @@ async def principal_of(request: Request) -> Principal:
 
 
 def error_response(exc: DomainError) -> JSONResponse:
-    status = (
-        401 if isinstance(exc, Unauthenticated) else 404 if exc.code.value == "NOT_FOUND" else 400
-    )
+    status = 401 if isinstance(exc, Unauthenticated) else 404 if exc.code.value == "NOT_FOUND" else 400
     if exc.code.value == "PERMISSION_DENIED":
         status = 403
     return JSONResponse(

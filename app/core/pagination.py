@@ -25,9 +25,7 @@ def decode_cursor(cursor: str) -> str:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
-        raise ValidationFailed(
-            "malformed cursor", code=ErrorCode.INVALID_CURSOR, field="after"
-        ) from exc
+        raise ValidationFailed("malformed cursor", code=ErrorCode.INVALID_CURSOR, field="after") from exc
     if not raw.startswith(_PREFIX) or len(raw) <= len(_PREFIX):
         raise ValidationFailed("malformed cursor", code=ErrorCode.INVALID_CURSOR, field="after")
     return raw[len(_PREFIX) :]
@@ -43,13 +41,9 @@ def page_args(first: int | None, after: str | None, *, default: int, cap: int) -
     if first is None:
         first = default
     if first < 0:
-        raise ValidationFailed(
-            "first must not be negative", code=ErrorCode.OUT_OF_RANGE, field="first"
-        )
+        raise ValidationFailed("first must not be negative", code=ErrorCode.OUT_OF_RANGE, field="first")
     if first > cap:
-        raise ValidationFailed(
-            f"first may be at most {cap}", code=ErrorCode.OUT_OF_RANGE, field="first"
-        )
+        raise ValidationFailed(f"first may be at most {cap}", code=ErrorCode.OUT_OF_RANGE, field="first")
     return PageArgs(first=first, after=decode_cursor(after) if after else None)
 
 
@@ -67,11 +61,7 @@ async def paginate(model: type[T], query: dict[str, Any], args: PageArgs) -> Pag
     """One page of ``model`` matching ``query``, in ``_id`` order, after the cursor."""
     filt = dict(query)
     if args.after is not None:
-        filt = (
-            {"$and": [query, {"_id": {"$gt": args.after}}]}
-            if query
-            else {"_id": {"$gt": args.after}}
-        )
+        filt = {"$and": [query, {"_id": {"$gt": args.after}}]} if query else {"_id": {"$gt": args.after}}
     if args.first == 0:
         return Page(items=[], has_next=False, has_previous=args.after is not None)
     docs = await model.find(filt).sort("_id").limit(args.first + 1).to_list()  # type: ignore[attr-defined]

@@ -45,9 +45,7 @@ def email(value: str, field: str = "email") -> str:
 
 def unit_interval(value: float, field: str) -> float:
     if not isinstance(value, int | float) or math.isnan(value) or not 0.0 <= value <= 1.0:
-        raise ValidationFailed(
-            f"{field} must be between 0 and 1", field=field, code=ErrorCode.OUT_OF_RANGE
-        )
+        raise ValidationFailed(f"{field} must be between 0 and 1", field=field, code=ErrorCode.OUT_OF_RANGE)
     return float(value)
 
 
@@ -82,9 +80,7 @@ def _keys(value: Any) -> list[str]:
     return []
 
 
-def bounded_list(
-    values: list[Any], field: str, *, max_items: int, allow_empty: bool = False
-) -> None:
+def bounded_list(values: list[Any], field: str, *, max_items: int, allow_empty: bool = False) -> None:
     if not values and not allow_empty:
         raise ValidationFailed(f"{field} must not be empty", field=field, code=ErrorCode.EMPTY)
     if len(values) > max_items:

@@ -53,9 +53,7 @@ class CreateDatasetInput:
     app_id: strawberry.ID
     name: str
     description: str = ""
-    all_inputs: bool = strawberry.field(
-        default=False, description="Start with every input the app has now."
-    )
+    all_inputs: bool = strawberry.field(default=False, description="Start with every input the app has now.")
 
 
 @strawberry.input(description="Only the given fields change.")
@@ -83,9 +81,7 @@ class Query:
     async def datasets(
         self, info: Info, app_id: strawberry.ID, first: int | None = None, after: str | None = None
     ) -> Connection[Dataset]:
-        page = await service.list_datasets(
-            info.context.principal, app_id, info.context.page(first, after)
-        )
+        page = await service.list_datasets(info.context.principal, app_id, info.context.page(first, after))
         return connection_from_page(page, Dataset.from_document)  # type: ignore[no-any-return]
 
     @strawberry.field(description="One dataset, or null when unknown or not in your apps.")
@@ -109,9 +105,7 @@ class Mutation:
     @strawberry.mutation(description="Rename or re-describe a dataset (owner, admin).")
     @mutation_errors
     async def update_dataset(self, info: Info, input: UpdateDatasetInput) -> UpdateDatasetResult:
-        doc = await service.update_dataset(
-            info.context.principal, input.id, input.name, input.description
-        )
+        doc = await service.update_dataset(info.context.principal, input.id, input.name, input.description)
         return DatasetSuccess(dataset=Dataset.from_document(doc))
 
     @strawberry.mutation(
@@ -119,9 +113,7 @@ class Mutation:
     )
     @mutation_errors
     async def delete_dataset(self, info: Info, id: strawberry.ID) -> DeleteDatasetResult:
-        return DeleteSuccess(
-            id=strawberry.ID(await service.delete_dataset(info.context.principal, id))
-        )
+        return DeleteSuccess(id=strawberry.ID(await service.delete_dataset(info.context.principal, id)))
 
     @strawberry.mutation(
         description="Add inputs of the app to a dataset; idempotent (owner, admin, labeler)."
@@ -138,9 +130,7 @@ class Mutation:
         )
         return DatasetSuccess(dataset=Dataset.from_document(doc))
 
-    @strawberry.mutation(
-        description="Take inputs out of a dataset; idempotent (owner, admin, labeler)."
-    )
+    @strawberry.mutation(description="Take inputs out of a dataset; idempotent (owner, admin, labeler).")
     @mutation_errors
     async def remove_inputs_from_dataset(
         self, info: Info, dataset_id: strawberry.ID, input_ids: list[strawberry.ID]

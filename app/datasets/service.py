@@ -37,9 +37,7 @@ async def create_dataset(
 ) -> Dataset:
     """A new dataset; with ``all_inputs`` it holds every input the app has at this moment."""
     await require_app(principal, app_id, MANAGERS)
-    dataset = Dataset(
-        app_id=app_id, name=validate.name(name), description=validate.description(description)
-    )
+    dataset = Dataset(app_id=app_id, name=validate.name(name), description=validate.description(description))
     await dataset.insert()
     if all_inputs:
         # $inc (not $set) of the modified count: an input added concurrently with this
@@ -141,9 +139,7 @@ async def _membership_args(
     )
     validate.bounded_list(input_ids, "inputIds", max_items=max_items)
     ids = list(dict.fromkeys(input_ids))
-    found = Input.get_pymongo_collection().find(
-        {"_id": {"$in": ids}, "app_id": dataset.app_id}, {"_id": 1}
-    )
+    found = Input.get_pymongo_collection().find({"_id": {"$in": ids}, "app_id": dataset.app_id}, {"_id": 1})
     known = {doc["_id"] async for doc in found}
     for index, input_id in enumerate(input_ids):
         if input_id not in known:

@@ -50,6 +50,4 @@ def connection_from_page(page: Page[Any], convert: Callable[[Any], Any]) -> Any:
 
 
 def connection_from_list(items: Sequence[Any], convert: Callable[[Any], Any]) -> Any:
-    return connection_from_page(
-        Page(items=list(items), has_next=False, has_previous=False), convert
-    )
+    return connection_from_page(Page(items=list(items), has_next=False, has_previous=False), convert)

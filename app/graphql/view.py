@@ -40,7 +40,9 @@ def format_error(error: GraphQLError, request_id: str) -> dict[str, Any]:
     if isinstance(original, DomainError):
         out["message"] = original.message
         out["extensions"] = {"code": original.code.value, "field": original.field}
-    elif original is None:
+    elif original is None or not error.path:
+        # parse/validation errors, and variables that cannot be coerced (NaN, missing fields):
+        # the request is wrong, nothing failed inside a resolver
         out["extensions"] = {"code": "GRAPHQL_VALIDATION_FAILED"}
     else:
         log.error("request %s failed", request_id, exc_info=original)
@@ -50,9 +52,7 @@ def format_error(error: GraphQLError, request_id: str) -> dict[str, Any]:
 
 
 def error_body(message: str, code: str) -> bytes:
-    return orjson.dumps(
-        {"data": None, "errors": [{"message": message, "extensions": {"code": code}}]}
-    )
+    return orjson.dumps({"data": None, "errors": [{"message": message, "extensions": {"code": code}}]})
 
 
 _HEADERS_HINT = '{\\n  "Authorization": "Key <paste the key that labelstream up printed>"\\n}'
@@ -91,9 +91,7 @@ class GraphQLView(GraphQL[Context, None]):
                     await response(scope, receive, send)
                     return
                 try:
-                    principal = await self._runtime.auth.authenticate(
-                        request.headers.get("authorization")
-                    )
+                    principal = await self._runtime.auth.authenticate(request.headers.get("authorization"))
                 except Unauthenticated as exc:
                     response = Response(
                         error_body(exc.message, "UNAUTHENTICATED"),
@@ -129,9 +127,7 @@ class GraphQLView(GraphQL[Context, None]):
             request_id=state.get("request_id", ""),
         )
 
-    async def process_result(
-        self, request: Request, result: ExecutionResult
-    ) -> GraphQLHTTPResponse:
+    async def process_result(self, request: Request, result: ExecutionResult) -> GraphQLHTTPResponse:
         request_id = request.scope.get("state", {}).get("request_id", "")
         data: GraphQLHTTPResponse = {"data": result.data}
         if result.errors:

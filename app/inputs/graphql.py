@@ -171,9 +171,7 @@ class Mutation:
         )
         return InputSuccess(input=Input.from_document(doc))
 
-    @strawberry.mutation(
-        description="Add several inputs; invalid items are reported, the rest are added."
-    )
+    @strawberry.mutation(description="Add several inputs; invalid items are reported, the rest are added.")
     @mutation_errors
     async def add_inputs(
         self, info: Info, app_id: strawberry.ID, inputs: list[AddInputItem]
@@ -201,9 +199,7 @@ class Mutation:
     @strawberry.mutation(description="Delete an input and its annotations (owner, admin, labeler).")
     @mutation_errors
     async def delete_input(self, info: Info, id: strawberry.ID) -> DeleteInputResult:
-        deleted = await service.delete_input(
-            info.context.principal, id, blobs=info.context.runtime.blobs
-        )
+        deleted = await service.delete_input(info.context.principal, id, blobs=info.context.runtime.blobs)
         return DeleteSuccess(id=strawberry.ID(deleted))
 
     @strawberry.mutation(description="Delete several inputs: all of them, or none on an error.")

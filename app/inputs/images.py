@@ -34,9 +34,7 @@ class ImageInfo:
 
 
 def too_large(field: str, limit: int) -> ValidationFailed:
-    return ValidationFailed(
-        f"{field} may be at most {limit} bytes", field=field, code=ErrorCode.TOO_LARGE
-    )
+    return ValidationFailed(f"{field} may be at most {limit} bytes", field=field, code=ErrorCode.TOO_LARGE)
 
 
 def decode_base64(value: str, field: str, *, max_bytes: int) -> bytes:

@@ -95,9 +95,7 @@ async def add_inputs(
     return BulkResult(inputs=await _store(ready, blobs), errors=errors)
 
 
-async def update_input(
-    principal: Principal, input_id: str, metadata: Any, *, settings: Settings
-) -> Input:
+async def update_input(principal: Principal, input_id: str, metadata: Any, *, settings: Settings) -> Input:
     """Replace the metadata. A ``$set`` (not a whole-document save), so a concurrent
     membership change to ``dataset_ids`` is never overwritten by a stale copy."""
     doc = await get_for(principal, Input, input_id, what="input", roles=CONTRIBUTORS)
@@ -149,17 +147,13 @@ async def list_inputs(
 # --- checking one new input ---------------------------------------------------------------
 
 
-async def _prepare(
-    app_id: str, new: NewInput, known: set[str], settings: Settings, user_id: str
-) -> _Ready:
+async def _prepare(app_id: str, new: NewInput, known: set[str], settings: Settings, user_id: str) -> _Ready:
     source = _only_source(new)
     doc = Input(
         app_id=app_id,
         kind=InputKind.TEXT if source == "text" else InputKind.IMAGE,
         dataset_ids=_dataset_ids(new.dataset_ids, known, settings.max_bulk_items),
-        metadata=validate.json_object(
-            new.metadata, "metadata", max_bytes=settings.max_metadata_bytes
-        ),
+        metadata=validate.json_object(new.metadata, "metadata", max_bytes=settings.max_metadata_bytes),
         created_by=user_id,
     )
     if source == "text":
@@ -244,9 +238,7 @@ async def _image_bytes(new: NewInput, source: str, max_bytes: int) -> bytes:
         return images.decode_base64(new.image_base64 or "", source, max_bytes=max_bytes)
     read = getattr(new.image, "read", None)
     if read is None:
-        raise ValidationFailed(
-            "image must be a file sent with the GraphQL multipart request", field="image"
-        )
+        raise ValidationFailed("image must be a file sent with the GraphQL multipart request", field="image")
     data = await read(max_bytes + 1)  # one byte over the limit is enough to refuse it
     return bytes(data)
 
@@ -266,9 +258,7 @@ async def _store(ready: list[_Ready], blobs: BlobStore) -> list[Input]:
     return docs
 
 
-async def _require_contributor(
-    principal: Principal, input_ids: list[str], docs: dict[str, Input]
-) -> None:
+async def _require_contributor(principal: Principal, input_ids: list[str], docs: dict[str, Input]) -> None:
     memberships: dict[str, Membership | None] = {}
     for app_id in {d.app_id for d in docs.values()}:
         memberships[app_id] = await membership_of(principal, app_id)
@@ -279,9 +269,7 @@ async def _require_contributor(
             raise NotFound("input", input_id, field=f"ids.{index}")
         if not set(CONTRIBUTORS).intersection(membership.roles):
             names = ", ".join(sorted(r.value for r in CONTRIBUTORS))
-            raise PermissionDenied(
-                f"this needs one of the roles {names} in the app", field=f"ids.{index}"
-            )
+            raise PermissionDenied(f"this needs one of the roles {names} in the app", field=f"ids.{index}")
 
 
 async def _delete(input_ids: list[str], blobs: BlobStore) -> None:
@@ -291,9 +279,7 @@ async def _delete(input_ids: list[str], blobs: BlobStore) -> None:
         return
     counts = Counter(ds for doc in gone for ds in doc.get("dataset_ids", []))
     await adjust_inputs_counts({ds: -n for ds, n in counts.items()})
-    await Annotation.get_pymongo_collection().delete_many(
-        {"input_id": {"$in": [doc["_id"] for doc in gone]}}
-    )
+    await Annotation.get_pymongo_collection().delete_many({"input_id": {"$in": [doc["_id"] for doc in gone]}})
     for key in {doc["blob_key"] for doc in gone if doc.get("blob_key")}:
         if await Input.find_one({"blob_key": key}) is None:
             await blobs.delete(key)

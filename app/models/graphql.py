@@ -168,9 +168,7 @@ class Query:
     async def models(
         self, info: Info, app_id: strawberry.ID, first: int | None = None, after: str | None = None
     ) -> Connection[Model]:
-        page = await service.list_models(
-            info.context.principal, app_id, info.context.page(first, after)
-        )
+        page = await service.list_models(info.context.principal, app_id, info.context.page(first, after))
         return connection_from_page(page, Model.from_document)  # type: ignore[no-any-return]
 
     @strawberry.field(description="One model, or null when unknown or not in your apps.")
@@ -184,9 +182,7 @@ class Query:
     async def workflows(
         self, info: Info, app_id: strawberry.ID, first: int | None = None, after: str | None = None
     ) -> Connection[Workflow]:
-        page = await service.list_workflows(
-            info.context.principal, app_id, info.context.page(first, after)
-        )
+        page = await service.list_workflows(info.context.principal, app_id, info.context.page(first, after))
         return connection_from_page(page, Workflow.from_document)  # type: ignore[no-any-return]
 
     @strawberry.field(description="One workflow, or null when unknown or not in your apps.")
@@ -234,9 +230,7 @@ class Mutation:
     @strawberry.mutation(description="Delete a model no workflow or task uses (owner, admin).")
     @mutation_errors
     async def delete_model(self, info: Info, id: strawberry.ID) -> DeleteModelResult:
-        return DeleteSuccess(
-            id=strawberry.ID(await service.delete_model(info.context.principal, id))
-        )
+        return DeleteSuccess(id=strawberry.ID(await service.delete_model(info.context.principal, id)))
 
     @strawberry.mutation(description="Create a workflow of this app's models (owner, admin).")
     @mutation_errors
@@ -258,6 +252,4 @@ class Mutation:
     @strawberry.mutation(description="Delete a workflow no task uses (owner, admin).")
     @mutation_errors
     async def delete_workflow(self, info: Info, id: strawberry.ID) -> DeleteWorkflowResult:
-        return DeleteSuccess(
-            id=strawberry.ID(await service.delete_workflow(info.context.principal, id))
-        )
+        return DeleteSuccess(id=strawberry.ID(await service.delete_workflow(info.context.principal, id)))

@@ -9,6 +9,8 @@ import strawberry
 from app.concepts.graphql import Concept
 from app.concepts.models import Concept as ConceptDoc
 from app.core.errors import NotFound
+from app.datasets.graphql import Dataset
+from app.datasets.models import Dataset as DatasetDoc
 from app.graphql.common import DeleteSuccess
 from app.graphql.context import Info
 from app.graphql.errors import mutation_errors, result_union
@@ -167,6 +169,11 @@ class LabelingTask:
         )
 
     @strawberry.field
+    async def dataset(self, info: Info) -> Dataset | None:
+        doc = await info.context.loader(DatasetDoc).load(str(self.dataset_id))
+        return Dataset.from_document(doc) if doc else None
+
+    @strawberry.field
     async def model(self, info: Info) -> Model | None:
         if self.model_id is None:
             return None
@@ -224,9 +231,7 @@ class ReviewerWeightInput:
 
 
 def _concept_thresholds(items: list[ConceptThresholdInput]) -> list[m.ConceptThreshold]:
-    return [
-        m.ConceptThreshold(concept_id=str(i.concept_id), range=i.range.to_model()) for i in items
-    ]
+    return [m.ConceptThreshold(concept_id=str(i.concept_id), range=i.range.to_model()) for i in items]
 
 
 def _weights(items: list[ReviewerWeightInput]) -> list[m.ReviewerWeight]:
@@ -265,9 +270,7 @@ class CreateLabelingTaskInput:
             workflow_id=str(self.workflow_id) if self.workflow_id else None,
             task_type=self.task_type,
             concept_mapping=[
-                m.ConceptMapping(
-                    model_concept_id=str(e.model_concept_id), concept_id=str(e.concept_id)
-                )
+                m.ConceptMapping(model_concept_id=str(e.model_concept_id), concept_id=str(e.concept_id))
                 for e in self.concept_mapping
             ],
             thresholds=self.thresholds.to_model() if self.thresholds else m.ThresholdRange(),
@@ -299,9 +302,7 @@ class UpdateLabelingTaskInput:
             name=self.name,
             priority=self.priority,
             reviewer_ids=None if self.reviewer_ids is None else [str(u) for u in self.reviewer_ids],
-            reviewer_weights=None
-            if self.reviewer_weights is None
-            else _weights(self.reviewer_weights),
+            reviewer_weights=None if self.reviewer_weights is None else _weights(self.reviewer_weights),
             thresholds=self.thresholds.to_model() if self.thresholds else None,
             concept_thresholds=None
             if self.concept_thresholds is None
@@ -370,9 +371,7 @@ class Mutation:
         doc = await service.create_task(info.context.principal, input.to_spec())
         return LabelingTaskSuccess(labeling_task=LabelingTask.from_document(doc))
 
-    @strawberry.mutation(
-        description="Rename, re-prioritise, change reviewers or thresholds (owner, admin)."
-    )
+    @strawberry.mutation(description="Rename, re-prioritise, change reviewers or thresholds (owner, admin).")
     @mutation_errors
     async def update_labeling_task(
         self, info: Info, input: UpdateLabelingTaskInput
@@ -380,9 +379,7 @@ class Mutation:
         doc = await service.update_task(info.context.principal, input.id, input.to_changes())
         return LabelingTaskSuccess(labeling_task=LabelingTask.from_document(doc))
 
-    @strawberry.mutation(
-        description="Delete a labeling task, and its annotations if asked (owner, admin)."
-    )
+    @strawberry.mutation(description="Delete a labeling task, and its annotations if asked (owner, admin).")
     @mutation_errors
     async def delete_labeling_task(
         self, info: Info, id: strawberry.ID, delete_annotations: bool = False

@@ -101,6 +101,8 @@ class LabelingTask(BaseDocument):
     priority: TaskPriority = TaskPriority.MEDIUM
     status: TaskStatus = TaskStatus.QUEUED
     metrics: TaskMetrics = TaskMetrics()
+    run: int = 0  # bumped by every start/retry; jobs of an older run do nothing
+    watch_dataset: bool = False  # keep labeling inputs added later (IDLE instead of DONE)
     created_by: str
 
     class Settings:
@@ -108,4 +110,37 @@ class LabelingTask(BaseDocument):
         indexes = [
             IndexModel([("app_id", ASCENDING)]),
             IndexModel([("dataset_id", ASCENDING)]),
+        ]
+
+
+class InputState(enum.StrEnum):
+    PENDING = "PENDING"
+    DONE = "DONE"
+    FAILED = "FAILED"
+
+
+class TaskInput(BaseDocument):
+    """One input's state in one task (``_id`` = ``<task_id>:<input_id>``).
+
+    It makes a re-run job harmless (inputs already DONE are skipped) and is the per-input
+    failure log (``code``, ``message``) that "retry failed inputs" works from. The counts are
+    what this input contributed, so the task's metrics can be recounted exactly.
+    """
+
+    app_id: str
+    task_id: str
+    input_id: str
+    state: InputState = InputState.PENDING
+    code: str | None = None
+    message: str | None = None
+    attempts: int = 0
+    approved: int = 0
+    awaiting_review: int = 0
+    discarded: int = 0
+
+    class Settings:
+        name = "task_inputs"
+        indexes = [
+            IndexModel([("task_id", ASCENDING), ("state", ASCENDING)]),
+            IndexModel([("app_id", ASCENDING)]),
         ]

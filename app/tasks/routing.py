@@ -42,9 +42,7 @@ class Router:
     per_concept: Mapping[str, ThresholdRange]
     concept_of: Mapping[str, str]  # model concept id or casefolded name -> task concept id
 
-    def concept_for(
-        self, model_concept_id: str, model_concept_name: str | None = None
-    ) -> str | None:
+    def concept_for(self, model_concept_id: str, model_concept_name: str | None = None) -> str | None:
         hit = self.concept_of.get(model_concept_id)
         if hit is None:
             hit = self.concept_of.get("name:" + model_concept_id.casefold())

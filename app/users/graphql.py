@@ -25,9 +25,7 @@ class User:
 
     @classmethod
     def from_document(cls, doc: UserDoc) -> User:
-        return cls(
-            id=strawberry.ID(doc.id), email=doc.email, name=doc.name, created_at=doc.created_at
-        )
+        return cls(id=strawberry.ID(doc.id), email=doc.email, name=doc.name, created_at=doc.created_at)
 
 
 @strawberry.type(description="An API key. The secret itself is only ever shown once, at creation.")
@@ -118,9 +116,7 @@ class Mutation:
     @strawberry.mutation(description="Create an API key for yourself; its secret is shown once.")
     @mutation_errors
     async def create_api_key(self, info: Info, input: CreateApiKeyInput) -> CreateApiKeyResult:
-        key, secret = await service.create_api_key(
-            info.context.principal.user_id, input.description
-        )
+        key, secret = await service.create_api_key(info.context.principal.user_id, input.description)
         return CreateApiKeySuccess(api_key=ApiKey.from_document(key), secret=secret)
 
     @strawberry.mutation(description="Revoke one of your API keys; it stops working at once.")

@@ -48,9 +48,7 @@ async def revoke_api_key(principal: Principal, key_id: str) -> ApiKey:
     if key is None or key.user_id != principal.user_id:
         raise NotFound("API key", key_id, field="id")
     if key.revoked:
-        raise ValidationFailed(
-            "the key is already revoked", field="id", code=ErrorCode.ALREADY_REVOKED
-        )
+        raise ValidationFailed("the key is already revoked", field="id", code=ErrorCode.ALREADY_REVOKED)
     await ApiKey.get_pymongo_collection().update_one(
         {"_id": key.id}, {"$set": {"revoked": True}, "$currentDate": {"updated_at": True}}
     )

@@ -33,9 +33,7 @@ async def test_me_answers_with_the_key_owner(api: Api) -> None:
     "header",
     [None, "", "Key", "Basic abc", "Key ls_not-a-real-key", "Bearer nope"],
 )
-async def test_requests_without_a_valid_key_are_refused_with_401(
-    api: Api, header: str | None
-) -> None:
+async def test_requests_without_a_valid_key_are_refused_with_401(api: Api, header: str | None) -> None:
     headers = {} if header is None else {"Authorization": header}
     response = await api.raw("{ me { user { id } } }", headers=headers)
     assert response.status_code == 401
@@ -44,9 +42,7 @@ async def test_requests_without_a_valid_key_are_refused_with_401(
 
 async def test_bearer_scheme_is_accepted(api: Api) -> None:
     w = await world(api)
-    response = await api.raw(
-        "{ me { user { email } } }", headers={"Authorization": f"Bearer {w.owner.key}"}
-    )
+    response = await api.raw("{ me { user { email } } }", headers={"Authorization": f"Bearer {w.owner.key}"})
     assert response.json()["data"]["me"]["user"]["email"] == w.owner.email
 
 
@@ -65,9 +61,7 @@ async def test_revoked_key_stops_working_and_last_used_is_recorded(api: Api) -> 
     assert used[key_id] is not None
 
     revoke = "mutation($id: ID!) { revokeApiKey(id: $id) { __typename ... on Error { code } } }"
-    assert (await api.gql(w.owner, revoke, id=key_id))["revokeApiKey"][
-        "__typename"
-    ] == "RevokeApiKeySuccess"
+    assert (await api.gql(w.owner, revoke, id=key_id))["revokeApiKey"]["__typename"] == "RevokeApiKeySuccess"
     assert (await api.raw("{ me { user { id } } }", key=secret)).status_code == 401
     again = await api.gql(w.owner, revoke, id=key_id)
     assert again["revokeApiKey"]["code"] == "ALREADY_REVOKED"
@@ -96,30 +90,18 @@ async def test_update_app_roles_and_other_apps(api: Api) -> None:
     assert (await api.gql(labeler, UPDATE_APP, id=w.app_id, n="x"))["updateApp"][
         "code"
     ] == "PERMISSION_DENIED"
-    assert (await api.gql(w.owner, UPDATE_APP, id=w.other_app_id, n="x"))["updateApp"][
-        "code"
-    ] == "NOT_FOUND"
-    assert (await api.gql(w.owner, UPDATE_APP, id="nope", n="x"))["updateApp"][
-        "code"
-    ] == "NOT_FOUND"
+    assert (await api.gql(w.owner, UPDATE_APP, id=w.other_app_id, n="x"))["updateApp"]["code"] == "NOT_FOUND"
+    assert (await api.gql(w.owner, UPDATE_APP, id="nope", n="x"))["updateApp"]["code"] == "NOT_FOUND"
 
 
 async def test_delete_app_needs_owner_and_removes_its_content(api: Api) -> None:
     w = await world(api)
     admin = await api.member(w.owner, w.app_id, ["ADMIN"])
     await api.concept(w.owner, w.app_id, "cat")
-    assert (await api.gql(admin, DELETE_APP, id=w.app_id))["deleteApp"][
-        "code"
-    ] == "PERMISSION_DENIED"
-    assert (await api.gql(w.owner, DELETE_APP, id=w.other_app_id))["deleteApp"][
-        "code"
-    ] == "NOT_FOUND"
-    assert (await api.gql(w.owner, DELETE_APP, id=w.app_id))["deleteApp"][
-        "__typename"
-    ] == "DeleteSuccess"
-    assert (await api.gql(w.owner, "query($id: ID!) { app(id: $id) { id } }", id=w.app_id))[
-        "app"
-    ] is None
+    assert (await api.gql(admin, DELETE_APP, id=w.app_id))["deleteApp"]["code"] == "PERMISSION_DENIED"
+    assert (await api.gql(w.owner, DELETE_APP, id=w.other_app_id))["deleteApp"]["code"] == "NOT_FOUND"
+    assert (await api.gql(w.owner, DELETE_APP, id=w.app_id))["deleteApp"]["__typename"] == "DeleteSuccess"
+    assert (await api.gql(w.owner, "query($id: ID!) { app(id: $id) { id } }", id=w.app_id))["app"] is None
     errors = await api.gql_errors(
         w.owner, "query($a: ID!) { concepts(appId: $a) { nodes { id } } }", a=w.app_id
     )
@@ -141,18 +123,16 @@ async def test_collaborators_lifecycle_and_rules(api: Api) -> None:
         "DUPLICATE",
         "email",
     )
-    assert (await api.gql(w.owner, ADD, a=w.app_id, e="not-an-email", r=["LABELER"]))[
-        "addCollaborator"
-    ]["code"] == "INVALID"
-    assert (await api.gql(w.owner, ADD, a=w.app_id, e="a@b.co", r=[]))["addCollaborator"][
+    assert (await api.gql(w.owner, ADD, a=w.app_id, e="not-an-email", r=["LABELER"]))["addCollaborator"][
         "code"
-    ] == "EMPTY"
+    ] == "INVALID"
+    assert (await api.gql(w.owner, ADD, a=w.app_id, e="a@b.co", r=[]))["addCollaborator"]["code"] == "EMPTY"
     assert (await api.gql(admin, ADD, a=w.app_id, e="o@b.co", r=["OWNER"]))["addCollaborator"][
         "code"
     ] == "PERMISSION_DENIED"
-    assert (await api.gql(w.owner, ADD, a=w.other_app_id, e="o@b.co", r=["LABELER"]))[
-        "addCollaborator"
-    ]["code"] == "NOT_FOUND"
+    assert (await api.gql(w.owner, ADD, a=w.other_app_id, e="o@b.co", r=["LABELER"]))["addCollaborator"][
+        "code"
+    ] == "NOT_FOUND"
     labeler = await api.member(w.owner, w.app_id, ["LABELER"])
     assert (await api.gql(labeler, ADD, a=w.app_id, e="z@b.co", r=["LABELER"]))["addCollaborator"][
         "code"
@@ -162,12 +142,12 @@ async def test_collaborators_lifecycle_and_rules(api: Api) -> None:
     assert (await api.gql(w.owner, UPDATE, a=w.app_id, u=labeler.user_id, r=["REVIEWER"]))[
         "updateCollaborator"
     ]["collaborator"]["roles"] == ["REVIEWER"]
-    assert (await api.gql(w.owner, UPDATE, a=w.app_id, u=w.owner.user_id, r=["ADMIN"]))[
-        "updateCollaborator"
-    ]["code"] == "LAST_OWNER"
-    assert (await api.gql(admin, UPDATE, a=w.app_id, u=w.owner.user_id, r=["ADMIN"]))[
-        "updateCollaborator"
-    ]["code"] == "PERMISSION_DENIED"
+    assert (await api.gql(w.owner, UPDATE, a=w.app_id, u=w.owner.user_id, r=["ADMIN"]))["updateCollaborator"][
+        "code"
+    ] == "LAST_OWNER"
+    assert (await api.gql(admin, UPDATE, a=w.app_id, u=w.owner.user_id, r=["ADMIN"]))["updateCollaborator"][
+        "code"
+    ] == "PERMISSION_DENIED"
     assert (await api.gql(w.owner, UPDATE, a=w.app_id, u=w.stranger.user_id, r=["ADMIN"]))[
         "updateCollaborator"
     ]["code"] == "NOT_FOUND"
@@ -178,9 +158,7 @@ async def test_collaborators_lifecycle_and_rules(api: Api) -> None:
     assert (await api.gql(labeler, REMOVE, a=w.app_id, u=labeler.user_id))["removeCollaborator"][
         "__typename"
     ] == "CollaboratorSuccess"
-    assert (await api.gql(labeler, "query($id: ID!) { app(id: $id) { id } }", id=w.app_id))[
-        "app"
-    ] is None
+    assert (await api.gql(labeler, "query($id: ID!) { app(id: $id) { id } }", id=w.app_id))["app"] is None
     listed = await api.gql(
         admin, "query($a: ID!) { collaborators(appId: $a) { nodes { userId roles } } }", a=w.app_id
     )
@@ -196,9 +174,7 @@ async def test_pagination_is_capped_and_cursors_are_checked(api: Api) -> None:
     page1 = (await api.gql(w.owner, q, a=w.app_id, f=2))["concepts"]
     assert [n["name"] for n in page1["nodes"]] == ["c0", "c1"]
     assert page1["pageInfo"]["hasNextPage"] is True
-    page3 = (await api.gql(w.owner, q, a=w.app_id, f=2, c=page1["pageInfo"]["endCursor"]))[
-        "concepts"
-    ]
+    page3 = (await api.gql(w.owner, q, a=w.app_id, f=2, c=page1["pageInfo"]["endCursor"]))["concepts"]
     assert [n["name"] for n in page3["nodes"]] == ["c2", "c3"]
     assert page3["pageInfo"]["hasPreviousPage"] is True
     for first, code in ((51, "OUT_OF_RANGE"), (-1, "OUT_OF_RANGE")):
@@ -210,9 +186,7 @@ async def test_pagination_is_capped_and_cursors_are_checked(api: Api) -> None:
 
 async def test_wrong_argument_types_and_deep_queries_are_graphql_errors(api: Api) -> None:
     w = await world(api)
-    errors = await api.gql_errors(
-        w.owner, 'query { concepts(appId: 5, first: "x") { nodes { id } } }'
-    )
+    errors = await api.gql_errors(w.owner, 'query { concepts(appId: 5, first: "x") { nodes { id } } }')
     assert errors[0]["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
     response = await api.raw("{ me { user { id } }", key=w.owner.key)
     assert response.json()["errors"][0]["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"

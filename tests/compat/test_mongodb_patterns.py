@@ -52,14 +52,10 @@ async def test_unique_and_compound_unique_indexes_raise_duplicate_key(db: Db) ->
 async def test_single_field_index_with_sort_and_cursor_on_id(db: Db) -> None:
     # the pagination pattern: filter, sort by _id, continue after the last _id
     await db.p.create_index([("app_id", ASCENDING)])
-    await db.p.insert_many(
-        [{"_id": f"{i:04d}", "app_id": "a" if i % 2 else "b"} for i in range(20)]
-    )
+    await db.p.insert_many([{"_id": f"{i:04d}", "app_id": "a" if i % 2 else "b"} for i in range(20)])
     first = [d["_id"] async for d in db.p.find({"app_id": "a"}).sort("_id", 1).limit(3)]
     assert first == ["0001", "0003", "0005"]
-    nxt = (
-        db.p.find({"$and": [{"app_id": "a"}, {"_id": {"$gt": first[-1]}}]}).sort("_id", 1).limit(3)
-    )
+    nxt = db.p.find({"$and": [{"app_id": "a"}, {"_id": {"$gt": first[-1]}}]}).sort("_id", 1).limit(3)
     assert [d["_id"] async for d in nxt] == ["0007", "0009", "0011"]
 
 
@@ -75,9 +71,7 @@ async def test_concurrent_inc_counters_lose_nothing(db: Db) -> None:
 
     async def bump() -> None:
         for _ in range(25):
-            await db.t.update_one(
-                {"_id": "t"}, {"$inc": {"metrics.processed": 1, "metrics.failed": 2}}
-            )
+            await db.t.update_one({"_id": "t"}, {"$inc": {"metrics.processed": 1, "metrics.failed": 2}})
 
     await asyncio.gather(*(bump() for _ in range(4)))
     doc = await db.t.find_one({"_id": "t"})
@@ -97,9 +91,7 @@ async def test_current_date_stores_a_real_date(db: Db) -> None:
 async def test_inserted_datetimes_support_range_queries(db: Db) -> None:
     t0 = datetime(2026, 1, 1, tzinfo=UTC)
     await db.d.insert_many([{"_id": str(i), "at": t0 + timedelta(hours=i)} for i in range(5)])
-    got = [
-        d["_id"] async for d in db.d.find({"at": {"$gte": t0 + timedelta(hours=2)}}).sort("_id", 1)
-    ]
+    got = [d["_id"] async for d in db.d.find({"at": {"$gte": t0 + timedelta(hours=2)}}).sort("_id", 1)]
     assert got == ["2", "3", "4"]
 
 
@@ -133,16 +125,12 @@ async def test_upsert_with_set_on_insert_is_idempotent(db: Db) -> None:
             upsert=True,
         )
     docs = [d async for d in db.a.find({})]
-    assert docs == [
-        {"_id": "ann1", "key": "task|input|concept", "created": True, "confidence": 0.9}
-    ]
+    assert docs == [{"_id": "ann1", "key": "task|input|concept", "created": True, "confidence": 0.9}]
 
 
 async def test_add_to_set_and_pull_of_scalars(db: Db) -> None:
     await db.i.insert_many([{"_id": "i1", "dataset_ids": []}, {"_id": "i2", "dataset_ids": ["d0"]}])
-    res = await db.i.update_many(
-        {"_id": {"$in": ["i1", "i2"]}}, {"$addToSet": {"dataset_ids": "d0"}}
-    )
+    res = await db.i.update_many({"_id": {"$in": ["i1", "i2"]}}, {"$addToSet": {"dataset_ids": "d0"}})
     assert res.modified_count == 1
     assert {d["_id"] async for d in db.i.find({"dataset_ids": "d0"})} == {"i1", "i2"}
     await db.i.update_many({}, {"$pull": {"dataset_ids": "d0"}})
@@ -190,24 +178,17 @@ async def test_group_and_sum_aggregation(db: Db) -> None:
 
 
 async def test_string_regex_prefix_and_in_and_or(db: Db) -> None:
-    await db.r.insert_many(
-        [{"_id": "1", "n": "cat"}, {"_id": "2", "n": "car"}, {"_id": "3", "n": "dog"}]
-    )
+    await db.r.insert_many([{"_id": "1", "n": "cat"}, {"_id": "2", "n": "car"}, {"_id": "3", "n": "dog"}])
     assert {d["_id"] async for d in db.r.find({"n": {"$regex": "^ca"}})} == {"1", "2"}
+    assert {d["_id"] async for d in db.r.find({"$or": [{"n": "dog"}, {"_id": {"$in": ["1"]}}]})} == {"1", "3"}
     assert {
-        d["_id"] async for d in db.r.find({"$or": [{"n": "dog"}, {"_id": {"$in": ["1"]}}]})
-    } == {"1", "3"}
-    assert {
-        d["_id"]
-        async for d in db.r.find({"$and": [{"n": {"$regex": "^ca"}}, {"_id": {"$in": ["2", "3"]}}]})
+        d["_id"] async for d in db.r.find({"$and": [{"n": {"$regex": "^ca"}}, {"_id": {"$in": ["2", "3"]}}]})
     } == {"2"}
 
 
 async def test_flat_geometry_arrays_round_trip(db: Db) -> None:
     polygon = [0.1, 0.2, 0.3, 0.4, 0.5, 0.25]
-    await db.geo.insert_one(
-        {"_id": "a", "box": [0.1, 0.2, 0.5, 0.6], "polygon": polygon, "none": None}
-    )
+    await db.geo.insert_one({"_id": "a", "box": [0.1, 0.2, 0.5, 0.6], "polygon": polygon, "none": None})
     doc = await db.geo.find_one({"_id": "a"})
     assert doc["box"] == [0.1, 0.2, 0.5, 0.6] and doc["polygon"] == polygon and doc["none"] is None
 
@@ -229,27 +210,20 @@ async def test_whole_document_replace_keeps_real_dates(db: Db) -> None:
     await db.rd.insert_one({"_id": "d", "updated_at": datetime(2026, 1, 1, tzinfo=UTC), "n": 1})
     new = datetime(2026, 6, 1, tzinfo=UTC)
     await db.rd.replace_one({"_id": "d"}, {"updated_at": new, "n": 2})
-    assert [
-        d["n"] async for d in db.rd.find({"updated_at": {"$gt": datetime(2026, 3, 1, tzinfo=UTC)}})
-    ] == [2]
+    assert [d["n"] async for d in db.rd.find({"updated_at": {"$gt": datetime(2026, 3, 1, tzinfo=UTC)}})] == [
+        2
+    ]
 
 
-async def test_opening_an_existing_database_again_keeps_its_indexes(servers: Servers) -> None:
-    """A restart runs the index set-up again over existing indexes."""
-    from app.core.db import open_database
-    from app.users.models import User
+async def test_opening_an_existing_database_again_keeps_its_indexes(db: Db) -> None:
+    """A restart runs the index set-up again over existing indexes (what open_database does)."""
+    from app.core.db import ensure_indexes
 
-    name = f"compat_{secrets.token_hex(4)}"
-    first = await open_database(servers.mongodb_url, name)
-    second = await open_database(servers.mongodb_url, name)
-    try:
-        await User(email="a@example.com").insert()
-        with pytest.raises(DuplicateKeyError):
-            await User(email="a@example.com").insert()
-    finally:
-        await second.drop_database(name)
-        await first.close()
-        await second.close()
+    await ensure_indexes(db)
+    await ensure_indexes(db)
+    await db.users.insert_one({"_id": "u1", "email": "a@example.com"})
+    with pytest.raises(DuplicateKeyError):
+        await db.users.insert_one({"_id": "u2", "email": "a@example.com"})
 
 
 async def test_membership_in_an_indexed_array_field_with_in(db: Db) -> None:
@@ -259,7 +233,10 @@ async def test_membership_in_an_indexed_array_field_with_in(db: Db) -> None:
     assert {d["_id"] async for d in db.m.find({"dataset_ids": {"$in": ["d2"]}})} == {"i1", "i2"}
 
 
-@pytest.mark.engine_bug("embedded", "nx-27017 0.8.1: equality on an indexed array field matches nothing; the code uses $in")
+@pytest.mark.engine_bug(
+    "embedded",
+    "nx-27017 0.8.1: equality on an indexed array field matches nothing; the code uses $in",
+)
 async def test_equality_on_an_indexed_array_field_matches_elements(db: Db) -> None:
     await db.m.create_index([("dataset_ids", ASCENDING)])
     await db.m.insert_many([{"_id": "i1", "dataset_ids": ["d1", "d2"]}, {"_id": "i2", "dataset_ids": ["d2"]}])

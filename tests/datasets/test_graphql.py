@@ -65,9 +65,9 @@ async def test_create_dataset_and_its_errors(api: Api) -> None:
     w = await world(api)
     admin = await api.member(w.owner, w.app_id, ["ADMIN"])
     labeler = await api.member(w.owner, w.app_id, ["LABELER"])
-    made = (await api.gql(admin, CREATE, a=w.app_id, n=" Cats ", d="all the cats"))[
-        "createDataset"
-    ]["dataset"]
+    made = (await api.gql(admin, CREATE, a=w.app_id, n=" Cats ", d="all the cats"))["createDataset"][
+        "dataset"
+    ]
     assert (made["name"], made["description"], made["appId"], made["inputsCount"]) == (
         "Cats",
         "all the cats",
@@ -125,9 +125,7 @@ async def test_update_dataset(api: Api) -> None:
     renamed = (await api.gql(w.owner, UPDATE, id=d, n="new"))["updateDataset"]
     assert renamed["dataset"] == {"name": "new", "description": "keep me", "inputsCount": 1}
     described = (await api.gql(w.owner, UPDATE, id=d, d="changed"))["updateDataset"]
-    assert (
-        described["dataset"]["name"] == "new" and described["dataset"]["description"] == "changed"
-    )
+    assert described["dataset"]["name"] == "new" and described["dataset"]["description"] == "changed"
     cases: list[tuple[Caller, str, dict[str, Any], str, str]] = [
         (w.owner, d, {"n": ""}, "EMPTY", "name"),
         (w.owner, d, {"n": "x" * 201}, "TOO_LONG", "name"),
@@ -160,9 +158,7 @@ async def test_delete_dataset_keeps_its_inputs_and_unlinks_them(api: Api) -> Non
     ):
         result = (await api.gql(caller, DELETE, id=ident))["deleteDataset"]
         assert (result["code"], result["field"]) == (code, "id")
-    assert (await api.gql(w.owner, DELETE, id=d))["deleteDataset"] == {
-        "__typename": "DeleteSuccess"
-    }
+    assert (await api.gql(w.owner, DELETE, id=d))["deleteDataset"] == {"__typename": "DeleteSuccess"}
     stored = await InputDoc.get(input_id)
     assert stored is not None and stored.dataset_ids == [other]
     assert await annotation_datasets(input_id) == [[]]
@@ -199,9 +195,7 @@ async def test_adding_inputs_is_idempotent_and_counted_exactly(api: Api) -> None
     assert added == {"__typename": "DatasetSuccess", "dataset": {"inputsCount": 2}}
     again = (await api.gql(w.owner, ADD, d=d, ids=ids))["addInputsToDataset"]
     assert again["dataset"]["inputsCount"] == 3
-    assert (await api.gql(w.owner, ADD, d=d, ids=ids))["addInputsToDataset"]["dataset"] == {
-        "inputsCount": 3
-    }
+    assert (await api.gql(w.owner, ADD, d=d, ids=ids))["addInputsToDataset"]["dataset"] == {"inputsCount": 3}
     assert await members(d) == set(ids)
     assert await annotation_datasets(ids[0]) == [[d]]
 
@@ -214,9 +208,7 @@ async def test_removing_inputs_is_idempotent_and_counted_exactly(api: Api) -> No
     await annotate(w.app_id, ids[0])
     await api.gql(w.owner, ADD, d=d, ids=[ids[0]])  # the annotation now carries the id
     assert await annotation_datasets(ids[0]) == [[d]]
-    removed = (await api.gql(w.owner, REMOVE, d=d, ids=[ids[0], loose, ids[0]]))[
-        "removeInputsFromDataset"
-    ]
+    removed = (await api.gql(w.owner, REMOVE, d=d, ids=[ids[0], loose, ids[0]]))["removeInputsFromDataset"]
     assert removed == {"__typename": "DatasetSuccess", "dataset": {"inputsCount": 2}}
     again = (await api.gql(w.owner, REMOVE, d=d, ids=[ids[0]]))["removeInputsFromDataset"]
     assert again["dataset"]["inputsCount"] == 2
@@ -260,9 +252,9 @@ async def test_datasets_are_paginated_and_private(api: Api) -> None:
     first = (await api.gql(reviewer, LIST, a=w.app_id, first=3))["datasets"]
     assert [n["id"] for n in first["nodes"]] == ids[:3]
     assert first["pageInfo"]["hasNextPage"] is True
-    rest = (
-        await api.gql(reviewer, LIST, a=w.app_id, first=3, after=first["pageInfo"]["endCursor"])
-    )["datasets"]
+    rest = (await api.gql(reviewer, LIST, a=w.app_id, first=3, after=first["pageInfo"]["endCursor"]))[
+        "datasets"
+    ]
     assert [n["id"] for n in rest["nodes"]] == ids[3:]
     assert rest["pageInfo"]["hasNextPage"] is False and rest["pageInfo"]["hasPreviousPage"] is True
     errors = await api.gql_errors(w.owner, LIST, a=w.other_app_id)
@@ -280,8 +272,7 @@ async def test_dataset_inputs_connection_pages_through_members_only(api: Api) ->
     w = await world(api)
     d = await create(api, w.owner, w.app_id)
     ids = [
-        await text_input(api, w.owner, w.app_id, str(i), datasetIds=[d] if i != 2 else [])
-        for i in range(6)
+        await text_input(api, w.owner, w.app_id, str(i), datasetIds=[d] if i != 2 else []) for i in range(6)
     ]
     expected = [i for n, i in enumerate(ids) if n != 2]
     seen: list[str] = []

@@ -100,9 +100,7 @@ async def test_image_url_waits_for_fetch_and_text_is_stored(api: Api) -> None:
         url,
         None,
     )
-    text = (await add(api, w.owner, w.app_id, text=" a cat ", metadata={"a": [1, {"b": 2}]}))[
-        "input"
-    ]
+    text = (await add(api, w.owner, w.app_id, text=" a cat ", metadata={"a": [1, {"b": 2}]}))["input"]
     assert (text["kind"], text["status"], text["text"], text["imageUrl"]) == (
         "TEXT",
         "READY",
@@ -354,14 +352,10 @@ async def test_update_input_metadata(api: Api, settings: Settings) -> None:
 
 
 async def _annotate(app_id: str, input_id: str, dataset_ids: list[str]) -> None:
-    await Annotation(
-        app_id=app_id, input_id=input_id, concept_id="c", dataset_ids=dataset_ids
-    ).insert()
+    await Annotation(app_id=app_id, input_id=input_id, concept_id="c", dataset_ids=dataset_ids).insert()
 
 
-async def test_delete_input_removes_annotations_blob_and_dataset_count(
-    api: Api, settings: Settings
-) -> None:
+async def test_delete_input_removes_annotations_blob_and_dataset_count(api: Api, settings: Settings) -> None:
     w = await world(api)
     d = await dataset(api, w.owner, w.app_id)
     data = image_bytes("PNG", (13, 17), "green")
@@ -372,9 +366,7 @@ async def test_delete_input_removes_annotations_blob_and_dataset_count(
     await _annotate(w.app_id, keep, [d])
     blobs_before = blob_files(settings.resolved_blob_dir)
 
-    assert (await api.gql(w.owner, DELETE, id=made["id"]))["deleteInput"] == {
-        "__typename": "DeleteSuccess"
-    }
+    assert (await api.gql(w.owner, DELETE, id=made["id"]))["deleteInput"] == {"__typename": "DeleteSuccess"}
     assert await Annotation.find({"input_id": made["id"]}).count() == 0
     assert await Annotation.find({"input_id": keep}).count() == 1
     assert await inputs_count(api, w.owner, d) == 1
@@ -445,8 +437,7 @@ async def test_inputs_are_paginated_and_filtered_by_dataset(api: Api) -> None:
     w = await world(api)
     d = await dataset(api, w.owner, w.app_id)
     ids = [
-        await text_input(api, w.owner, w.app_id, str(i), datasetIds=[d] if i % 2 else [])
-        for i in range(5)
+        await text_input(api, w.owner, w.app_id, str(i), datasetIds=[d] if i % 2 else []) for i in range(5)
     ]
     await text_input(api, w.stranger, w.other_app_id)
     seen: list[str] = []

@@ -111,9 +111,7 @@ def test_classifier_cat(classifier: ModelAdapter) -> None:
 
 
 def test_classifier_coffee_and_batch(classifier: ModelAdapter) -> None:
-    out = classifier.predict(
-        [AdapterInput(image=rgb("coffee")), AdapterInput(image=rgb("chelsea"))]
-    )
+    out = classifier.predict([AdapterInput(image=rgb("coffee")), AdapterInput(image=rgb("chelsea"))])
     assert len(out) == 2
     assert out[0][0].extra["name"] in ("espresso", "cup")
     assert out[1][0].concept == "n02124075"

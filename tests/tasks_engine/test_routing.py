@@ -56,9 +56,7 @@ def _task(**kw: object) -> LabelingTask:
 
 def test_per_concept_range_wins_over_global() -> None:
     task = _task(
-        concept_thresholds=[
-            ConceptThreshold(concept_id="c-cat", range=ThresholdRange(lower=0.1, upper=0.2))
-        ]
+        concept_thresholds=[ConceptThreshold(concept_id="c-cat", range=ThresholdRange(lower=0.1, upper=0.2))]
     )
     router = build_router(task, [("c-cat", "cat"), ("c-pet", "pet")])
     assert router.route("c-cat", 0.3) is A

@@ -19,9 +19,7 @@ def _region(spec: Any) -> Box | Polygon | None:
     if isinstance(spec, Mapping):
         if "points" in spec:
             return Polygon(tuple((float(r), float(c)) for r, c in spec["points"]))
-        return Box(
-            float(spec["top"]), float(spec["left"]), float(spec["bottom"]), float(spec["right"])
-        )
+        return Box(float(spec["top"]), float(spec["left"]), float(spec["bottom"]), float(spec["right"]))
     raise ValueError(f"null: bad region spec {spec!r}")
 
 
@@ -57,9 +55,7 @@ class NullAdapter(ModelAdapter):
             )
             for s in specs
         ]
-        ids = self.config.get("concepts") or list(
-            dict.fromkeys(p.concept for p in self._predictions)
-        )
+        ids = self.config.get("concepts") or list(dict.fromkeys(p.concept for p in self._predictions))
         self._concepts = [ModelConcept(id=str(c), name=str(c)) for c in ids]
         self.kind = str(self.config.get("kind", "CLASSIFIER"))  # type: ignore[misc]
         self._delay = float(self.config.get("delay_ms", 0)) / 1000.0

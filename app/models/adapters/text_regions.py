@@ -53,9 +53,7 @@ class TextRegionAdapter(ModelAdapter):
             result, _elapse = self._engine(bgr)
         preds: list[Prediction] = []
         for box, text, score in result or []:
-            pts = tuple(
-                (min(max(float(y) / h, 0.0), 1.0), min(max(float(x) / w, 0.0), 1.0)) for x, y in box
-            )
+            pts = tuple((min(max(float(y) / h, 0.0), 1.0), min(max(float(x) / w, 0.0), 1.0)) for x, y in box)
             preds.append(
                 Prediction(
                     concept="text",

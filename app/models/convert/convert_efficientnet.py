@@ -65,9 +65,7 @@ class _Storage:
 
 
 class _LazyTensor:
-    def __init__(
-        self, storage: _Storage, offset: int, size: tuple[int, ...], stride: tuple[int, ...]
-    ):
+    def __init__(self, storage: _Storage, offset: int, size: tuple[int, ...], stride: tuple[int, ...]):
         self.storage, self.offset, self.size, self.stride = storage, offset, size, stride
 
     def to_numpy(self) -> np.ndarray:
@@ -79,9 +77,7 @@ class _LazyTensor:
         ).copy()
 
 
-def _rebuild_tensor_v2(
-    storage: _Storage, offset: int, size: Any, stride: Any, *_: Any
-) -> _LazyTensor:
+def _rebuild_tensor_v2(storage: _Storage, offset: int, size: Any, stride: Any, *_: Any) -> _LazyTensor:
     return _LazyTensor(storage, offset, tuple(size), tuple(stride))
 
 
@@ -226,11 +222,7 @@ def build(sd: dict[str, np.ndarray]):  # type: ignore[no-untyped-def]
     graph = helper.make_graph(
         nodes,
         "efficientnet_lite0",
-        [
-            helper.make_tensor_value_info(
-                "input", TensorProto.FLOAT, ["N", 3, IMAGE_SIZE, IMAGE_SIZE]
-            )
-        ],
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, IMAGE_SIZE, IMAGE_SIZE])],
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 1000])],
         inits,
     )
@@ -243,9 +235,7 @@ def build(sd: dict[str, np.ndarray]):  # type: ignore[no-untyped-def]
 
 
 def write_classes(info_dir: Path, out: Path) -> None:
-    synsets = [
-        s.strip() for s in (info_dir / "imagenet_synsets.txt").read_text().splitlines() if s.strip()
-    ]
+    synsets = [s.strip() for s in (info_dir / "imagenet_synsets.txt").read_text().splitlines() if s.strip()]
     lemmas = {}
     for line in (info_dir / "imagenet_synset_to_lemma.txt").read_text().splitlines():
         if "\t" in line:
@@ -259,9 +249,7 @@ def write_classes(info_dir: Path, out: Path) -> None:
 def main() -> None:
     import onnx
 
-    ap = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--pth", type=Path, required=True)
     ap.add_argument("--timm-info", type=Path, required=True)
     ap.add_argument("--out", type=Path, default=WEIGHTS / "efficientnet_lite0.onnx")

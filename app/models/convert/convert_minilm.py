@@ -98,9 +98,7 @@ def build(sd: dict[str, np.ndarray], compact: bool = False):  # type: ignore[no-
     # embeddings
     table = sd["embeddings.word_embeddings.weight"].astype(np.float32)
     pos = weight(sd["embeddings.position_embeddings.weight"], "position_embeddings")
-    tok0 = const(
-        sd["embeddings.token_type_embeddings.weight"][0].astype(np.float32), "token_type_0"
-    )
+    tok0 = const(sd["embeddings.token_type_embeddings.weight"][0].astype(np.float32), "token_type_0")
     shape = node("Shape", ["input_ids"])
     seq = node("Gather", [shape, const(np.array(1, np.int64))], axis=0)
     pos_ids = node("Range", [const(np.array(0, np.int64)), seq, const(np.array(1, np.int64))])
@@ -182,9 +180,7 @@ def build(sd: dict[str, np.ndarray], compact: bool = False):  # type: ignore[no-
         ],
     )
     mean = node("Div", [summed, count])
-    norm = node(
-        "Max", [node("ReduceL2", [mean], axes=[1], keepdims=1), const(np.array(1e-12, np.float32))]
-    )
+    norm = node("Max", [node("ReduceL2", [mean], axes=[1], keepdims=1), const(np.array(1e-12, np.float32))])
     nodes.append(helper.make_node("Div", [mean, norm], ["embedding"]))
 
     graph = helper.make_graph(
@@ -220,10 +216,7 @@ def numpy_forward(sd: dict[str, np.ndarray], ids: np.ndarray, mask: np.ndarray) 
         return x @ sd[f"{p}.weight"].T.astype(np.float64) + sd[f"{p}.bias"]
 
     b, s = ids.shape
-    x = (
-        sd["embeddings.word_embeddings.weight"][ids]
-        + sd["embeddings.position_embeddings.weight"][:s]
-    )
+    x = sd["embeddings.word_embeddings.weight"][ids] + sd["embeddings.position_embeddings.weight"][:s]
     x = ln(
         x.astype(np.float64) + sd["embeddings.token_type_embeddings.weight"][0],
         "embeddings.LayerNorm",
@@ -269,9 +262,7 @@ def main() -> None:
     from safetensors.numpy import load_file
     from tokenizers import Tokenizer
 
-    ap = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model-dir", type=Path, required=True)
     ap.add_argument("--out", type=Path, default=WEIGHTS / "minilm_l6_v2.onnx")
     ap.add_argument("--max-sim-diff", type=float, default=0.02)

@@ -101,9 +101,7 @@ def _fold(op: str, node: dict[str, Any], vals: list[np.ndarray]) -> np.ndarray |
     """Evaluate an op whose inputs are all constants (only what this graph needs)."""
     if op == "SparseToDense":
         idx, shape, values, default = vals
-        out = np.full(
-            [int(s) for s in np.atleast_1d(shape)], default, dtype=np.asarray(default).dtype
-        )
+        out = np.full([int(s) for s in np.atleast_1d(shape)], default, dtype=np.asarray(default).dtype)
         if idx.size:
             out[tuple(np.asarray(idx).T)] = values
         return out
@@ -233,9 +231,7 @@ def convert(model_json: Path):  # type: ignore[no-untyped-def]
             assert w is not None
             strides = _attr(node, "strides")
             wn = fresh("W")
-            inits[wn] = np.ascontiguousarray(w.transpose(3, 2, 0, 1)).astype(
-                np.float32
-            )  # HWIO->OIHW
+            inits[wn] = np.ascontiguousarray(w.transpose(3, 2, 0, 1)).astype(np.float32)  # HWIO->OIHW
             y = fresh("conv")
             make(
                 "Conv",
@@ -295,9 +291,7 @@ def convert(model_json: Path):  # type: ignore[no-untyped-def]
         for i, v in enumerate(n.input):
             if v == "input_1":
                 n.input[i] = "input"
-    outputs = [
-        helper.make_tensor_value_info(v, TensorProto.FLOAT, None) for v in OUTPUT_NAMES.values()
-    ]
+    outputs = [helper.make_tensor_value_info(v, TensorProto.FLOAT, None) for v in OUTPUT_NAMES.values()]
     init_protos = [numpy_helper.from_array(np.asarray(v), k) for k, v in inits.items()]
     graph = helper.make_graph(onnx_nodes, "nanodet_m_416", graph_inputs, outputs, init_protos)
     m = helper.make_model(
@@ -306,8 +300,7 @@ def convert(model_json: Path):  # type: ignore[no-untyped-def]
     m.ir_version = 8
     inferred = onnx.shape_inference.infer_shapes(m)
     shapes = {
-        vi.name: [d.dim_value for d in vi.type.tensor_type.shape.dim]
-        for vi in inferred.graph.value_info
+        vi.name: [d.dim_value for d in vi.type.tensor_type.shape.dim] for vi in inferred.graph.value_info
     }
     for n in m.graph.node:
         if n.op_type == "Conv":
@@ -371,11 +364,7 @@ def simplify(m: Any) -> None:
             # (b) Conv -> Transpose(NHWC) -> Add(bias[C]) => Conv(bias) -> Transpose
             if n.op_type == "Conv" and len(n.input) == 2:
                 t = cons.get(n.output[0], [])
-                if (
-                    len(t) == 1
-                    and t[0].op_type == "Transpose"
-                    and list(attr(t[0], "perm")) == [0, 2, 3, 1]
-                ):
+                if len(t) == 1 and t[0].op_type == "Transpose" and list(attr(t[0], "perm")) == [0, 2, 3, 1]:
                     a = cons.get(t[0].output[0], [])
                     if len(a) == 1 and a[0].op_type == "Add":
                         other = [i for i in a[0].input if i != t[0].output[0]]
@@ -427,9 +416,7 @@ def simplify(m: Any) -> None:
 def main() -> None:
     import onnx
 
-    ap = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model-json", type=Path, required=True)
     ap.add_argument("--out", type=Path, default=WEIGHTS / "nanodet_m_416.onnx")
     args = ap.parse_args()
