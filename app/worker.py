@@ -38,7 +38,10 @@ async def shutdown(ctx: dict[str, Any]) -> None:
         await close_runtime(runtime)
 
 
-FUNCTIONS: list[Any] = [ping]
+def _functions() -> list[Any]:
+    from app.tasks.jobs import FUNCTIONS as TASK_FUNCTIONS
+
+    return [ping, *TASK_FUNCTIONS]
 
 
 def worker_settings(settings: Settings) -> type:
@@ -46,12 +49,14 @@ def worker_settings(settings: Settings) -> type:
         raise RuntimeError("no Redis configured: set REDIS_URL, or use `labelstream up`")
 
     class WorkerSettings:
-        functions: ClassVar[list[Any]] = FUNCTIONS
+        functions: ClassVar[list[Any]] = _functions()
         on_startup = staticmethod(startup)
         on_shutdown = staticmethod(shutdown)
         queue_name = QUEUE_NAME
         redis_settings: ClassVar[RedisSettings] = redis_settings(settings.redis_url or "")
-        poll_delay = 0.05  # arq's 0.5 s default leaves short jobs waiting (PERFORMANCE.md)
+        # arq's 0.5 s default poll leaves short jobs waiting (PERFORMANCE.md)
+        poll_delay = settings.worker_poll_delay_s
+        max_jobs = settings.worker_max_jobs
         ctx: ClassVar[dict[str, Any]] = {"settings": settings}
 
     return WorkerSettings

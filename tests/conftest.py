@@ -37,6 +37,9 @@ def settings(servers: Servers, tmp_path_factory: pytest.TempPathFactory) -> Sett
         max_bulk_items=20,
         max_upload_bytes=2 * 1024 * 1024,
         key_last_used_resolution_s=0,
+        task_batch_size=4,  # small batches: several jobs per task even with a few inputs
+        fetch_allow_private_networks=True,  # URL inputs are served from 127.0.0.1 in tests
+        fetch_timeout_s=5,
     )
 
 

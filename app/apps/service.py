@@ -15,6 +15,7 @@ from app.core import validate
 from app.core.auth import MANAGERS, Principal, require_app
 from app.core.errors import Conflict, ErrorCode, NotFound, PermissionDenied, ValidationFailed
 from app.core.pagination import Page, PageArgs, paginate
+from app.models.builtin import register_builtin_models
 from app.users.models import User
 from app.users.service import get_or_create_user
 
@@ -34,6 +35,7 @@ async def create_app(principal: Principal, name: str, description: str = "") -> 
     )
     await app.insert()
     await Membership(app_id=app.id, user_id=principal.user_id, roles=[Role.OWNER]).insert()
+    await register_builtin_models(app.id)
     return app
 
 
@@ -142,5 +144,6 @@ async def bootstrap(email: str, app_name: str) -> tuple[User, App, str] | None:
     app = App(name=app_name, created_by=user.id)
     await app.insert()
     await Membership(app_id=app.id, user_id=user.id, roles=[Role.OWNER]).insert()
+    await register_builtin_models(app.id)
     _, secret = await create_api_key(user.id, "created by labelstream up")
     return user, app, secret

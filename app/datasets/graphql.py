@@ -14,6 +14,7 @@ from app.graphql.context import Info
 from app.graphql.errors import mutation_errors, result_union
 from app.graphql.relay import Connection, connection_from_page
 from app.inputs.graphql import Input
+from app.tasks import lifecycle
 
 
 @strawberry.type(description="A named set of inputs of an app.")
@@ -122,12 +123,13 @@ class Mutation:
     async def add_inputs_to_dataset(
         self, info: Info, dataset_id: strawberry.ID, input_ids: list[strawberry.ID]
     ) -> AddInputsToDatasetResult:
+        ids = [str(i) for i in input_ids]
+        before = await service.members_among(str(dataset_id), ids)
         doc = await service.add_inputs(
-            info.context.principal,
-            dataset_id,
-            [str(i) for i in input_ids],
-            max_items=info.context.settings.max_bulk_items,
+            info.context.principal, dataset_id, ids, max_items=info.context.settings.max_bulk_items
         )
+        added = [i for i in dict.fromkeys(ids) if i not in before]
+        await lifecycle.on_inputs_added(info.context.runtime, doc.id, added)
         return DatasetSuccess(dataset=Dataset.from_document(doc))
 
     @strawberry.mutation(description="Take inputs out of a dataset; idempotent (owner, admin, labeler).")

@@ -112,6 +112,16 @@ async def list_dataset_inputs(dataset: Dataset, args: PageArgs) -> Page[Input]:
     return await paginate(Input, {"app_id": dataset.app_id, **member_of(dataset.id)}, args)
 
 
+async def members_among(dataset_id: str, input_ids: list[str]) -> set[str]:
+    """Which of ``input_ids`` are in the dataset already (to tell what an add really adds)."""
+    docs = (
+        await Input.get_pymongo_collection()
+        .find({"_id": {"$in": input_ids}, **member_of(dataset_id)}, {"_id": 1})
+        .to_list()
+    )
+    return {d["_id"] for d in docs}
+
+
 async def known_dataset_ids(app_id: str, dataset_ids: set[str]) -> set[str]:
     """Which of ``dataset_ids`` are datasets of ``app_id`` (one ``$in`` query)."""
     if not dataset_ids:

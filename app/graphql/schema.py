@@ -26,8 +26,9 @@ def _modules() -> list[Any]:
     from app.inputs import graphql as inputs
     from app.models import graphql as models
     from app.tasks import graphql as tasks
+    from app.tasks import graphql_lifecycle as task_runs
 
-    return [users, apps, concepts, datasets, inputs, models, tasks, annotations]
+    return [users, apps, concepts, datasets, inputs, models, tasks, task_runs, annotations]
 
 
 def _limits(settings: Settings) -> type[AddValidationRules]:

@@ -17,6 +17,7 @@ from app.graphql.relay import Connection, connection_from_page
 from app.inputs import service
 from app.inputs.models import Input as InputDoc
 from app.inputs.models import InputKind, InputStatus
+from app.tasks import lifecycle
 
 InputKindEnum = strawberry.enum(InputKind, name="InputKind")
 InputStatusEnum = strawberry.enum(
@@ -169,6 +170,7 @@ class Mutation:
             settings=info.context.settings,
             blobs=info.context.runtime.blobs,
         )
+        await lifecycle.on_new_inputs(info.context.runtime, [doc])
         return InputSuccess(input=Input.from_document(doc))
 
     @strawberry.mutation(description="Add several inputs; invalid items are reported, the rest are added.")
@@ -183,6 +185,7 @@ class Mutation:
             settings=info.context.settings,
             blobs=info.context.runtime.blobs,
         )
+        await lifecycle.on_new_inputs(info.context.runtime, result.inputs)
         return AddInputsSuccess(
             inputs=[Input.from_document(doc) for doc in result.inputs],
             errors=[_item_error(index, exc) for index, exc in result.errors],

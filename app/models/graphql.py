@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
 import strawberry
 from strawberry.scalars import JSON
@@ -166,9 +167,19 @@ DeleteWorkflowResult = result_union("DeleteWorkflowResult", DeleteSuccess)
 class Query:
     @strawberry.field(description="Models registered in an app.")
     async def models(
-        self, info: Info, app_id: strawberry.ID, first: int | None = None, after: str | None = None
+        self,
+        info: Info,
+        app_id: strawberry.ID,
+        builtin: Annotated[
+            bool | None,
+            strawberry.argument(description="Only the built-in models (true) or only yours (false)."),
+        ] = None,
+        first: int | None = None,
+        after: str | None = None,
     ) -> Connection[Model]:
-        page = await service.list_models(info.context.principal, app_id, info.context.page(first, after))
+        page = await service.list_models(
+            info.context.principal, app_id, info.context.page(first, after), builtin
+        )
         return connection_from_page(page, Model.from_document)  # type: ignore[no-any-return]
 
     @strawberry.field(description="One model, or null when unknown or not in your apps.")

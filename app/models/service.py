@@ -270,9 +270,14 @@ async def get_model(principal: Principal, model_id: str) -> ModelEntry:
     return await get_for(principal, ModelEntry, model_id, what="model")
 
 
-async def list_models(principal: Principal, app_id: str, args: PageArgs) -> Page[ModelEntry]:
+async def list_models(
+    principal: Principal, app_id: str, args: PageArgs, builtin: bool | None = None
+) -> Page[ModelEntry]:
     await require_app(principal, app_id)
-    return await paginate(ModelEntry, {"app_id": app_id}, args)
+    query: dict[str, Any] = {"app_id": app_id}
+    if builtin is not None:
+        query["builtin"] = builtin
+    return await paginate(ModelEntry, query, args)
 
 
 def page_of_concepts(model: ModelEntry, args: PageArgs) -> Page[ModelConceptEntry]:

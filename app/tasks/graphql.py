@@ -18,8 +18,8 @@ from app.graphql.relay import Connection, connection_from_page
 from app.models.graphql import Model, Workflow
 from app.models.models import ModelEntry as ModelDoc
 from app.models.models import Workflow as WorkflowDoc
+from app.tasks import lifecycle, service
 from app.tasks import models as m
-from app.tasks import service
 
 TaskStatus = strawberry.enum(m.TaskStatus, name="TaskStatus")
 TaskPriority = strawberry.enum(m.TaskPriority, name="TaskPriority")
@@ -66,32 +66,35 @@ class ReviewerWeight:
     weight: float
 
 
-@strawberry.type(description="Counters maintained by the workers.")
+@strawberry.type(description="Counters maintained by the workers (exact once the task is DONE).")
 class TaskMetrics:
     inputs_total: int
     processed: int = strawberry.field(description="Inputs finished, failed ones included.")
-    failed: int
+    failed: int = strawberry.field(description="Inputs that could not be labeled (see taskInputs).")
     approved: int = strawberry.field(description="Annotations approved automatically.")
     awaiting_review: int
-    discarded: int
+    discarded: int = strawberry.field(description="Predictions below the lower threshold.")
     reviewed: int = strawberry.field(description="Inputs whose review is done.")
-
-    @strawberry.field(description="processed / inputsTotal in percent (0 while nothing is known).")
-    def labeling_percent(self) -> float:
-        if self.inputs_total <= 0:
-            return 0.0
-        return round(min(100.0, 100.0 * self.processed / self.inputs_total), 2)
+    labeling_percent: float = strawberry.field(
+        description="Clarifai's 'labeling status': processed / inputsTotal, in percent."
+    )
 
     @classmethod
-    def from_model(cls, value: m.TaskMetrics) -> TaskMetrics:
+    def from_model(cls, value: m.TaskMetrics, status: m.TaskStatus) -> TaskMetrics:
+        settled = value.inputs_processed + value.inputs_failed
+        if value.inputs_total > 0:
+            percent = round(min(100.0, 100.0 * settled / value.inputs_total), 2)
+        else:
+            percent = 100.0 if status in (m.TaskStatus.DONE, m.TaskStatus.IDLE) else 0.0
         return cls(
             inputs_total=value.inputs_total,
-            processed=value.inputs_processed,
+            processed=settled,
             failed=value.inputs_failed,
             approved=value.annotations_approved,
             awaiting_review=value.annotations_awaiting_review,
             discarded=value.annotations_discarded,
             reviewed=value.inputs_reviewed,
+            labeling_percent=percent,
         )
 
 
@@ -110,6 +113,10 @@ class LabelingTask:
     concept_thresholds: list[ConceptThreshold]
     auto_annotation: bool
     delete_previous_annotations: bool
+    watch_dataset: bool = strawberry.field(
+        description="Keep labeling inputs added to the dataset later (IDLE instead of DONE)."
+    )
+    run: int = strawberry.field(description="How many times the task was started or retried.")
     reviewer_ids: list[strawberry.ID]
     labeler_ids: list[strawberry.ID]
     review_strategy: ReviewStrategy  # type: ignore[valid-type]
@@ -151,6 +158,8 @@ class LabelingTask:
             ],
             auto_annotation=doc.auto_annotation,
             delete_previous_annotations=doc.delete_previous_annotations,
+            watch_dataset=doc.watch_dataset,
+            run=doc.run,
             reviewer_ids=[strawberry.ID(u) for u in doc.reviewer_ids],
             labeler_ids=[strawberry.ID(u) for u in doc.labeler_ids],
             review_strategy=doc.review_strategy,
@@ -162,7 +171,7 @@ class LabelingTask:
             approval_threshold_reviewers=doc.approval_threshold_reviewers,
             priority=doc.priority,
             status=doc.status,
-            metrics=TaskMetrics.from_model(doc.metrics),
+            metrics=TaskMetrics.from_model(doc.metrics, doc.status),
             created_by=strawberry.ID(doc.created_by),
             created_at=doc.created_at,
             updated_at=doc.updated_at,
@@ -257,8 +266,17 @@ class CreateLabelingTaskInput:
     reviewer_weights: list[ReviewerWeightInput] = strawberry.field(default_factory=list)
     approval_threshold_reviewers: int = 1
     priority: TaskPriority = m.TaskPriority.MEDIUM  # type: ignore[valid-type]
-    auto_annotation: bool = True
-    delete_previous_annotations: bool = False
+    auto_annotation: bool = strawberry.field(
+        default=True, description="Run the model over the dataset as soon as the task exists."
+    )
+    delete_previous_annotations: bool = strawberry.field(
+        default=False,
+        description="On every start, first delete this task's earlier predictions and the "
+        "machine annotations nobody reviewed.",
+    )
+    watch_dataset: bool = strawberry.field(
+        default=False, description="Keep labeling inputs added to the dataset later (IDLE)."
+    )
 
     def to_spec(self) -> service.TaskSpec:
         return service.TaskSpec(
@@ -284,6 +302,7 @@ class CreateLabelingTaskInput:
             priority=self.priority,
             auto_annotation=self.auto_annotation,
             delete_previous_annotations=self.delete_previous_annotations,
+            watch_dataset=self.watch_dataset,
         )
 
 
@@ -369,6 +388,8 @@ class Mutation:
         self, info: Info, input: CreateLabelingTaskInput
     ) -> CreateLabelingTaskResult:
         doc = await service.create_task(info.context.principal, input.to_spec())
+        if doc.auto_annotation:
+            doc = await lifecycle.start(info.context.runtime, doc)
         return LabelingTaskSuccess(labeling_task=LabelingTask.from_document(doc))
 
     @strawberry.mutation(description="Rename, re-prioritise, change reviewers or thresholds (owner, admin).")

@@ -28,6 +28,7 @@ from app.core.errors import Conflict, ErrorCode, NotFound, ValidationFailed
 from app.core.pagination import Page, PageArgs, paginate
 from app.datasets.models import Dataset
 from app.models.service import Producer, check_production, producer_for
+from app.predictions.models import Prediction
 from app.tasks.models import (
     ConceptMapping,
     ConceptThreshold,
@@ -35,6 +36,7 @@ from app.tasks.models import (
     PartitionStrategy,
     ReviewerWeight,
     ReviewStrategy,
+    TaskInput,
     TaskPriority,
     TaskStatus,
     TaskType,
@@ -69,6 +71,7 @@ class TaskSpec:
     priority: TaskPriority = TaskPriority.MEDIUM
     auto_annotation: bool = True
     delete_previous_annotations: bool = False
+    watch_dataset: bool = False
 
 
 @dataclass
@@ -248,6 +251,7 @@ async def create_task(principal: Principal, spec: TaskSpec) -> LabelingTask:
         concept_thresholds=spec.concept_thresholds,
         auto_annotation=spec.auto_annotation,
         delete_previous_annotations=spec.delete_previous_annotations,
+        watch_dataset=spec.watch_dataset,
         reviewer_ids=spec.reviewer_ids,
         labeler_ids=spec.labeler_ids,
         review_strategy=spec.review_strategy,
@@ -316,7 +320,10 @@ async def delete_task(principal: Principal, task_id: str, delete_annotations: bo
     task = await get_for(principal, LabelingTask, task_id, what="labeling task", roles=MANAGERS)
     if delete_annotations:
         await Annotation.get_pymongo_collection().delete_many({"app_id": task.app_id, "task_id": task.id})
+    # jobs still queued find no task and do nothing; its engine state goes with it
     await task.delete()
+    await TaskInput.get_pymongo_collection().delete_many({"task_id": task.id})
+    await Prediction.get_pymongo_collection().delete_many({"task_id": task.id})
     return task.id
 
 

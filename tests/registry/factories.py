@@ -85,8 +85,10 @@ async def workflow(api: Api, caller: Caller, app_id: str, model_ids: list[str]) 
     return workflow_id
 
 
-async def create_task(api: Api, caller: Caller, **fields: Any) -> dict[str, Any]:
-    body = {"name": "Task"} | fields
+async def create_task(api: Api, caller: Caller, *, defaults: bool = False, **fields: Any) -> dict[str, Any]:
+    """``createLabelingTask``; these tests check what is stored, so the model does not run
+    (``autoAnnotation: false``) unless asked, or unless ``defaults`` sends only the fields given."""
+    body = ({"name": "Task"} if defaults else {"name": "Task", "autoAnnotation": False}) | fields
     result: dict[str, Any] = (await api.gql(caller, CREATE_TASK, i=body))["createLabelingTask"]
     return result
 

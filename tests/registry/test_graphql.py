@@ -23,7 +23,7 @@ UPDATE_WORKFLOW = (
     "mutation($i: UpdateWorkflowInput!) { updateWorkflow(input: $i) { " + WORKFLOW_FIELDS + " } }"
 )
 DELETE_WORKFLOW = "mutation($id: ID!) { deleteWorkflow(id: $id) { __typename ... on Error { code field } } }"
-MODELS = """query($a: ID!, $f: Int, $after: String) { models(appId: $a, first: $f, after: $after) {
+MODELS = """query($a: ID!, $f: Int, $after: String, $b: Boolean = false) { models(appId: $a, first: $f, after: $after, builtin: $b) {
   nodes { id name } pageInfo { hasNextPage endCursor } } }"""
 MODEL = """query($id: ID!, $f: Int, $after: String) { model(id: $id) { id name
   concepts(first: $f, after: $after) { nodes { id name } pageInfo { hasNextPage hasPreviousPage endCursor } } } }"""
@@ -341,3 +341,17 @@ async def test_delete_workflow_unless_a_task_uses_it(api: Api) -> None:
     assert (await api.gql(w.stranger, WORKFLOW, id=used))["workflow"] is None
     errors = await api.gql_errors(w.stranger, WORKFLOWS, a=w.app_id)
     assert errors[0]["extensions"]["code"] == "NOT_FOUND"
+
+
+async def test_every_new_app_has_the_builtin_models(api: Api) -> None:
+    w = await world(api)
+    data = await api.gql(w.owner, MODELS, a=w.app_id, f=50, b=True)
+    names = sorted(n["name"] for n in data["models"]["nodes"])
+    assert names == [
+        "general-image-classifier",
+        "general-object-detector",
+        "text-region-detector",
+        "text-sentiment",
+        "text-topic-classifier",
+    ]
+    assert (await api.gql(w.owner, MODELS, a=w.app_id, f=50))["models"]["nodes"] == []

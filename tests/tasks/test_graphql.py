@@ -65,12 +65,13 @@ def code(result: dict[str, Any]) -> tuple[str, str | None]:
 
 async def test_create_task_is_stored_queued_with_defaults(api: Api) -> None:
     s = await setup(api)
-    made = await create_task(api, s.w.owner, **s.task(name=" Pets "))
+    made = await create_task(api, s.w.owner, defaults=True, **s.task(name=" Pets "))
     assert made["__typename"] == "LabelingTaskSuccess", made
     t = made["labelingTask"]
+    # auto-annotation is on by default; with an empty dataset there is nothing to label
     assert (t["name"], t["status"], t["priority"], t["taskType"]) == (
         "Pets",
-        "QUEUED",
+        "DONE",
         "MEDIUM",
         "CONCEPTS_CLASSIFICATION",
     )
@@ -91,7 +92,7 @@ async def test_create_task_is_stored_queued_with_defaults(api: Api) -> None:
         "awaitingReview": 0,
         "discarded": 0,
         "reviewed": 0,
-        "labelingPercent": 0.0,
+        "labelingPercent": 100.0,  # DONE with nothing to label
     }
     read = (await api.gql(s.w.owner, TASK, id=t["id"]))["labelingTask"]
     assert read["model"] == {"id": s.model_id} and read["workflow"] is None

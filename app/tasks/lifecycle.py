@@ -1,0 +1,365 @@
+"""Task lifecycle: start, cancel, retry failed inputs, watch a dataset, re-apply thresholds.
+
+    QUEUED --first job--> IN_PROGRESS --all inputs settled--> DONE (or IDLE when watching)
+       \\______________________ cancel ______________________/--> CANCELLED
+    DONE / IDLE / CANCELLED / FAILED --start--> QUEUED (a new run)
+    DONE / IDLE / CANCELLED --retry failed inputs--> IN_PROGRESS
+
+Jobs carry the task's ``run``; a start or retry bumps it, so jobs of an older run do nothing.
+Job ids are deterministic (``labelstream:task:<id>:run:<n>:<part>:<k>``): enqueueing the same
+batch twice is refused by arq, and running it twice is harmless anyway (TaskInput states).
+Priority: a job's score is its enqueue time minus 1 h for MEDIUM and 2 h for HIGH, so a worker
+takes HIGH before MEDIUM before LOW and, within one priority, oldest first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from app.annotations.models import Annotation, AnnotationStatus
+from app.core import pubsub
+from app.core.auth import MANAGERS, Principal, get_for
+from app.core.errors import Conflict, ErrorCode, ValidationFailed
+from app.core.runtime import Runtime
+from app.inputs.models import Input
+from app.predictions.models import Prediction
+from app.tasks import engine
+from app.tasks.models import (
+    ConceptThreshold,
+    InputState,
+    LabelingTask,
+    TaskInput,
+    TaskPriority,
+    TaskStatus,
+    ThresholdRange,
+)
+from app.tasks.routing import Route, build_router
+
+JOB_NAME = "process_batch"
+PRIORITY_HEAD_START = {
+    TaskPriority.HIGH: timedelta(hours=2),
+    TaskPriority.MEDIUM: timedelta(hours=1),
+    TaskPriority.LOW: timedelta(0),
+}
+FINISHED = (TaskStatus.DONE, TaskStatus.IDLE, TaskStatus.CANCELLED, TaskStatus.FAILED)
+
+
+def _state_error(task: LabelingTask, action: str) -> Conflict:
+    return Conflict(
+        f"cannot {action} a task that is {task.status.value}",
+        field="id",
+        code=ErrorCode.INVALID_STATE,
+    )
+
+
+async def dataset_input_ids(app_id: str, dataset_id: str, page: int = 1000) -> AsyncIterator[str]:
+    """The dataset's input ids in id order, read in pages (bounded memory)."""
+    after = ""
+    while True:
+        query: dict[str, Any] = {"app_id": app_id, "dataset_ids": {"$in": [dataset_id]}}
+        if after:
+            query["_id"] = {"$gt": after}
+        docs = (
+            await Input.get_pymongo_collection().find(query, {"_id": 1}).sort("_id", 1).limit(page).to_list()
+        )
+        for doc in docs:
+            yield doc["_id"]
+        if len(docs) < page:
+            return
+        after = docs[-1]["_id"]
+
+
+async def enqueue(
+    runtime: Runtime,
+    task: LabelingTask,
+    input_ids: Sequence[str],
+    *,
+    part: str,
+    retry: bool = False,
+) -> int:
+    """Enqueue ``input_ids`` in batches; returns the number of jobs."""
+    if runtime.redis is None:
+        raise ValidationFailed("no job queue is configured (REDIS_URL)", field="id")
+    size = runtime.settings.task_batch_size
+    score_time = datetime.now(UTC) - PRIORITY_HEAD_START[task.priority]
+    jobs = 0
+    for k in range(0, len(input_ids), size):
+        await runtime.redis.enqueue_job(
+            JOB_NAME,
+            task.id,
+            list(input_ids[k : k + size]),
+            task.run,
+            retry,
+            _job_id=f"labelstream:task:{task.id}:run:{task.run}:{part}:{k // size}",
+            _defer_until=score_time,
+        )
+        jobs += 1
+    return jobs
+
+
+async def _bump_run(task: LabelingTask, status: TaskStatus, extra: dict[str, Any]) -> LabelingTask:
+    await LabelingTask.get_pymongo_collection().update_one(
+        {"_id": task.id},
+        {
+            "$inc": {"run": 1},
+            "$set": {"status": status.value, **extra},
+            "$currentDate": {"updated_at": True},
+        },
+    )
+    fresh = await LabelingTask.get(task.id)
+    assert fresh is not None
+    return fresh
+
+
+async def start(runtime: Runtime, task: LabelingTask) -> LabelingTask:
+    """A fresh run over every input of the dataset."""
+    if task.status is TaskStatus.IN_PROGRESS:
+        raise _state_error(task, "start")
+    ids = [i async for i in dataset_input_ids(task.app_id, task.dataset_id)]
+    await TaskInput.get_pymongo_collection().delete_many({"task_id": task.id})
+    if task.delete_previous_annotations:
+        await delete_machine_output(task.id)
+    metrics = {f"metrics.{k}": 0 for k in task.metrics.model_dump()}
+    metrics["metrics.inputs_total"] = len(ids)
+    task = await _bump_run(task, TaskStatus.QUEUED, metrics)
+    if ids:
+        await enqueue(runtime, task, ids, part="all")
+    else:
+        task = await engine.finish_if_complete(runtime, task.id, force_recount=True) or task
+    await engine.publish_progress(runtime, task)
+    return task
+
+
+async def delete_machine_output(task_id: str) -> None:
+    """The task's predictions and the annotations its models made that nobody reviewed."""
+    await Prediction.get_pymongo_collection().delete_many({"task_id": task_id})
+    await Annotation.get_pymongo_collection().delete_many(
+        {
+            "task_id": task_id,
+            "labeled_by_model_id": {"$ne": None},
+            "reviewed_by": None,
+            "status": {"$in": [AnnotationStatus.SUCCESS.value, AnnotationStatus.AWAITING_REVIEW.value]},
+        }
+    )
+
+
+async def cancel(runtime: Runtime, task: LabelingTask) -> LabelingTask:
+    if task.status in FINISHED:
+        raise _state_error(task, "cancel")
+    await LabelingTask.get_pymongo_collection().update_one(
+        {"_id": task.id, "status": {"$in": [s.value for s in engine.ACTIVE]}},
+        {"$set": {"status": TaskStatus.CANCELLED.value}, "$currentDate": {"updated_at": True}},
+    )
+    fresh = await LabelingTask.get(task.id)
+    assert fresh is not None
+    await engine.publish_progress(runtime, fresh)
+    return fresh
+
+
+async def retry_failed(runtime: Runtime, task: LabelingTask) -> LabelingTask:
+    if task.status in (TaskStatus.IN_PROGRESS, TaskStatus.QUEUED):
+        raise _state_error(task, "retry")
+    failed = [
+        s.input_id
+        for s in await TaskInput.find({"task_id": task.id, "state": InputState.FAILED.value}).to_list()
+    ]
+    if not failed:
+        raise Conflict("the task has no failed inputs", field="id", code=ErrorCode.NOTHING_TO_RETRY)
+    task = await _bump_run(task, TaskStatus.IN_PROGRESS, {})
+    await enqueue(runtime, task, sorted(failed), part="retry", retry=True)
+    await engine.publish_progress(runtime, task)
+    return task
+
+
+async def on_new_inputs(runtime: Runtime, inputs: Sequence[Input]) -> None:
+    """Inputs just created with dataset ids reach the tasks watching those datasets."""
+    by_dataset: dict[str, list[str]] = {}
+    for doc in inputs:
+        for dataset_id in doc.dataset_ids:
+            by_dataset.setdefault(dataset_id, []).append(doc.id)
+    for dataset_id, ids in by_dataset.items():
+        await on_inputs_added(runtime, dataset_id, ids)
+
+
+async def on_inputs_added(runtime: Runtime, dataset_id: str, input_ids: Sequence[str]) -> None:
+    """New inputs in a dataset reach the tasks that watch it (IDLE tasks wake up)."""
+    if not input_ids or runtime.redis is None:
+        return
+    tasks = await LabelingTask.find(
+        {
+            "dataset_id": dataset_id,
+            "watch_dataset": True,
+            "status": {
+                "$in": [
+                    TaskStatus.IDLE.value,
+                    TaskStatus.IN_PROGRESS.value,
+                    TaskStatus.QUEUED.value,
+                ]
+            },
+        }
+    ).to_list()
+    for task in tasks:
+        known = {
+            d["input_id"]
+            for d in await TaskInput.get_pymongo_collection()
+            .find({"_id": {"$in": [engine.task_input_id(task.id, i) for i in input_ids]}}, {"input_id": 1})
+            .to_list()
+        }
+        fresh = [i for i in input_ids if i not in known]
+        if not fresh:
+            continue
+        await LabelingTask.get_pymongo_collection().update_one(
+            {"_id": task.id},
+            {
+                "$inc": {"metrics.inputs_total": len(fresh)},
+                "$set": {"status": TaskStatus.IN_PROGRESS.value},
+                "$currentDate": {"updated_at": True},
+            },
+        )
+        await enqueue(runtime, task, fresh, part=f"added-{fresh[0]}")
+
+
+# ---------------------------------------------------------------------------------------------
+# re-applying thresholds to stored predictions
+
+
+@dataclass
+class ConceptHistogram:
+    concept_id: str
+    approved: int = 0
+    awaiting_review: int = 0
+    discarded: int = 0
+
+
+async def _predictions(task_id: str, page: int = 2000) -> AsyncIterator[list[Prediction]]:
+    after = ""
+    while True:
+        query: dict[str, Any] = {"task_id": task_id}
+        if after:
+            query["_id"] = {"$gt": after}
+        docs = await Prediction.find(query).sort("_id").limit(page).to_list()
+        if docs:
+            yield docs
+        if len(docs) < page:
+            return
+        after = docs[-1].id
+
+
+def _by_input(predictions: list[Prediction]) -> dict[str, list[Prediction]]:
+    grouped: dict[str, list[Prediction]] = {}
+    for p in predictions:
+        grouped.setdefault(p.input_id, []).append(p)
+    return grouped
+
+
+async def reapply_thresholds(
+    runtime: Runtime,
+    task: LabelingTask,
+    thresholds: ThresholdRange | None,
+    concept_thresholds: list[ConceptThreshold] | None,
+    *,
+    dry_run: bool,
+) -> list[ConceptHistogram]:
+    """Route the stored predictions again; no model runs.
+
+    The histogram counts, per task concept, the best prediction of every (input, concept,
+    region) by where it would go. Without ``dry_run`` the new ranges are saved on the task and
+    the annotations rewritten to match (reviewed annotations are left as they are), then the
+    metrics are recounted.
+    """
+    if task.status in (TaskStatus.IN_PROGRESS, TaskStatus.QUEUED):
+        raise _state_error(task, "re-apply thresholds to")
+    per_concept = (
+        {c.concept_id: c.range for c in concept_thresholds} if concept_thresholds is not None else None
+    )
+    concepts = await engine.task_concepts(task)
+    router = build_router(task, [(c.id, c.name) for c in concepts], thresholds, per_concept)
+    histogram = {c.id: ConceptHistogram(c.id) for c in concepts}
+    if not dry_run:
+        update: dict[str, Any] = {}
+        if thresholds is not None:
+            update["thresholds"] = thresholds.model_dump()
+        if concept_thresholds is not None:
+            update["concept_thresholds"] = [c.model_dump() for c in concept_thresholds]
+        if update:
+            await LabelingTask.get_pymongo_collection().update_one(
+                {"_id": task.id}, {"$set": update, "$currentDate": {"updated_at": True}}
+            )
+    # predictions are read in id order, which groups them by input (ids start with task:input)
+    carry: list[Prediction] = []
+    async for page in _predictions(task.id):
+        items = carry + page
+        last_input = items[-1].input_id
+        carry = [p for p in items if p.input_id == last_input]
+        ready = [p for p in items if p.input_id != last_input]
+        await _reapply_page(task, router, ready, histogram, dry_run)
+    await _reapply_page(task, router, carry, histogram, dry_run)
+    if not dry_run:
+        fresh = await LabelingTask.get(task.id)
+        if fresh is not None:
+            counts = await engine.recount(task.id)
+            await LabelingTask.get_pymongo_collection().update_one({"_id": task.id}, {"$set": counts})
+            fresh = await LabelingTask.get(task.id)
+            if fresh is not None:
+                await engine.publish_progress(runtime, fresh)
+    return list(histogram.values())
+
+
+async def _reapply_page(
+    task: LabelingTask,
+    router: Any,
+    predictions: list[Prediction],
+    histogram: dict[str, ConceptHistogram],
+    dry_run: bool,
+) -> None:
+    if not predictions:
+        return
+    for p in predictions:  # mapping may have changed since they were stored
+        p.concept_id = router.concept_for(p.model_concept_id, p.model_concept_name)
+    chosen = engine.candidates(predictions, router)
+    for cand in chosen.values():
+        h = histogram.get(cand.prediction.concept_id or "")
+        if h is None:
+            continue
+        if cand.route is Route.APPROVE:
+            h.approved += 1
+        elif cand.route is Route.REVIEW:
+            h.awaiting_review += 1
+        else:
+            h.discarded += 1
+    if dry_run:
+        return
+    grouped = _by_input(predictions)
+    inputs = await Input.find({"_id": {"$in": list(grouped)}}).to_list()
+    outcomes = await engine.write_annotations(task, {i.id: i for i in inputs}, chosen, list(grouped))
+    for input_id, out in outcomes.items():
+        await TaskInput.get_pymongo_collection().update_one(
+            {"_id": engine.task_input_id(task.id, input_id)},
+            {
+                "$set": {
+                    "approved": out.approved,
+                    "awaiting_review": out.awaiting_review,
+                    "discarded": out.discarded,
+                }
+            },
+        )
+
+
+async def load_for_manager(principal: Principal, task_id: str) -> LabelingTask:
+    return await get_for(principal, LabelingTask, task_id, what="labeling task", roles=MANAGERS)
+
+
+__all__ = [
+    "ConceptHistogram",
+    "cancel",
+    "enqueue",
+    "load_for_manager",
+    "on_inputs_added",
+    "pubsub",
+    "reapply_thresholds",
+    "retry_failed",
+    "start",
+]
