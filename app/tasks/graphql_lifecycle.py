@@ -111,7 +111,7 @@ class Query:
         )
         query: dict[str, object] = {"task_id": task.id}
         if states:
-            query["state"] = {"$in": [s.value for s in states]}
+            query["state"] = {"$in": [m.InputState(s).value for s in states]}
         page = await paginate(m.TaskInput, query, info.context.page(first, after))
         return connection_from_page(page, TaskInput.from_document)  # type: ignore[no-any-return]
 
