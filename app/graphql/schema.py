@@ -23,12 +23,28 @@ def _modules() -> list[Any]:
     from app.annotations import graphql as annotations
     from app.concepts import graphql as concepts
     from app.datasets import graphql as datasets
+    from app.exports import graphql as exports
     from app.inputs import graphql as inputs
+    from app.live import graphql as live
     from app.models import graphql as models
+    from app.review import graphql as review
     from app.tasks import graphql as tasks
     from app.tasks import graphql_lifecycle as task_runs
 
-    return [users, apps, concepts, datasets, inputs, models, tasks, task_runs, annotations]
+    return [
+        users,
+        apps,
+        concepts,
+        datasets,
+        inputs,
+        models,
+        tasks,
+        task_runs,
+        annotations,
+        review,
+        exports,
+        live,
+    ]
 
 
 def _limits(settings: Settings) -> type[AddValidationRules]:
@@ -57,9 +73,11 @@ def build_schema(settings: Settings | None = None) -> Schema:
     modules = _modules()
     query = merge_types("Query", tuple(m.Query for m in modules if hasattr(m, "Query")))
     mutation = merge_types("Mutation", tuple(m.Mutation for m in modules if hasattr(m, "Mutation")))
+    subscriptions = tuple(m.Subscription for m in modules if hasattr(m, "Subscription"))
     return Schema(
         query=query,
         mutation=mutation,
+        subscription=merge_types("Subscription", subscriptions) if subscriptions else None,
         types=list(ERROR_TYPES),
         extensions=[ParserCache, ValidationCache, _limits(settings)],
     )

@@ -37,6 +37,7 @@ from app.models.adapters import AdapterInput, Box, Polygon, get_adapter
 from app.models.adapters import Prediction as RawPrediction
 from app.models.models import ModelEntry, Workflow
 from app.predictions.models import Prediction
+from app.review import queue as review_queue
 from app.tasks.fetch import FetchFailed, fetch_image
 from app.tasks.models import InputState, LabelingTask, TaskInput, TaskStatus
 from app.tasks.routing import Route, Router, build_router
@@ -594,6 +595,7 @@ async def run_batch(
         input_docs = {x.doc.id: x.doc for x in loaded}
         outcomes = await write_annotations(task, input_docs, candidates(predictions, router), list(outputs))
         await _record(task, outcomes, failures, previously_failed)
+        await review_queue.on_batch_routed(runtime, task, list(outcomes))
         result.processed, result.failed, result.outcomes = len(outcomes), len(failures), outcomes
     updated = await finish_if_complete(runtime, task.id, force_recount=not pending)
     if updated is not None:

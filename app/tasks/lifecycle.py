@@ -26,6 +26,7 @@ from app.core.errors import Conflict, ErrorCode, ValidationFailed
 from app.core.runtime import Runtime
 from app.inputs.models import Input
 from app.predictions.models import Prediction
+from app.review import queue as review_queue
 from app.tasks import engine
 from app.tasks.models import (
     ConceptThreshold,
@@ -295,8 +296,8 @@ async def reapply_thresholds(
         last_input = items[-1].input_id
         carry = [p for p in items if p.input_id == last_input]
         ready = [p for p in items if p.input_id != last_input]
-        await _reapply_page(task, router, ready, histogram, dry_run)
-    await _reapply_page(task, router, carry, histogram, dry_run)
+        await _reapply_page(runtime, task, router, ready, histogram, dry_run)
+    await _reapply_page(runtime, task, router, carry, histogram, dry_run)
     if not dry_run:
         fresh = await LabelingTask.get(task.id)
         if fresh is not None:
@@ -309,6 +310,7 @@ async def reapply_thresholds(
 
 
 async def _reapply_page(
+    runtime: Runtime,
     task: LabelingTask,
     router: Any,
     predictions: list[Prediction],
@@ -335,6 +337,7 @@ async def _reapply_page(
     grouped = _by_input(predictions)
     inputs = await Input.find({"_id": {"$in": list(grouped)}}).to_list()
     outcomes = await engine.write_annotations(task, {i.id: i for i in inputs}, chosen, list(grouped))
+    await review_queue.on_batch_routed(runtime, task, list(outcomes))
     for input_id, out in outcomes.items():
         await TaskInput.get_pymongo_collection().update_one(
             {"_id": engine.task_input_id(task.id, input_id)},

@@ -36,16 +36,27 @@ async def test_image_classifier_labels_the_cat_and_the_coffee(api: Api, drain: D
     cat = await api.concept(w.owner, w.app_id, "cat")
     coffee = await api.concept(w.owner, w.app_id, "coffee")
     ds = await create_dataset(api, w.owner, w.app_id)
-    cat_input, coffee_input = await add_inputs(api, w.owner, w.app_id, [
-        {"imageBase64": b64(jpeg(samples.chelsea())), "datasetIds": [ds]},
-        {"imageBase64": b64(jpeg(samples.coffee())), "datasetIds": [ds]},
-    ])
-    mapping = [
-        {"modelConceptId": m, "conceptId": cat} for m in ("n02124075", "n02123045", "n02123159")
-    ] + [{"modelConceptId": m, "conceptId": coffee} for m in ("n07920052", "n07930864", "n03063599")]
+    cat_input, coffee_input = await add_inputs(
+        api,
+        w.owner,
+        w.app_id,
+        [
+            {"imageBase64": b64(jpeg(samples.chelsea())), "datasetIds": [ds]},
+            {"imageBase64": b64(jpeg(samples.coffee())), "datasetIds": [ds]},
+        ],
+    )
+    mapping = [{"modelConceptId": m, "conceptId": cat} for m in ("n02124075", "n02123045", "n02123159")] + [
+        {"modelConceptId": m, "conceptId": coffee} for m in ("n07920052", "n07930864", "n03063599")
+    ]
     task = await create_task(
-        api, w.owner, appId=w.app_id, datasetId=ds, modelId=models["general-image-classifier"],
-        conceptIds=[cat, coffee], conceptMapping=mapping, thresholds={"lower": 0.2, "upper": 0.6},
+        api,
+        w.owner,
+        appId=w.app_id,
+        datasetId=ds,
+        modelId=models["general-image-classifier"],
+        conceptIds=[cat, coffee],
+        conceptMapping=mapping,
+        thresholds={"lower": 0.2, "upper": 0.6},
     )
     await drain()
     assert (await get_task(api, w.owner, task["id"]))["status"] == "DONE"
@@ -64,16 +75,28 @@ async def test_detector_and_text_regions_in_one_workflow(api: Api, drain: Drain)
         w.owner,
         """mutation($a: ID!, $m: [ID!]!) { createWorkflow(input: {appId: $a, name: "detect", modelIds: $m}) {
              ... on WorkflowSuccess { workflow { id } } } }""",
-        a=w.app_id, m=[models["general-object-detector"], models["text-region-detector"]],
+        a=w.app_id,
+        m=[models["general-object-detector"], models["text-region-detector"]],
     )
     ds = await create_dataset(api, w.owner, w.app_id)
-    astronaut, page = await add_inputs(api, w.owner, w.app_id, [
-        {"imageBase64": b64(jpeg(samples.astronaut())), "datasetIds": [ds]},
-        {"imageBase64": b64(jpeg(np.stack([samples.page()] * 3, axis=-1))), "datasetIds": [ds]},
-    ])
+    astronaut, page = await add_inputs(
+        api,
+        w.owner,
+        w.app_id,
+        [
+            {"imageBase64": b64(jpeg(samples.astronaut())), "datasetIds": [ds]},
+            {"imageBase64": b64(jpeg(np.stack([samples.page()] * 3, axis=-1))), "datasetIds": [ds]},
+        ],
+    )
     task = await create_task(
-        api, w.owner, appId=w.app_id, datasetId=ds, workflowId=flow["createWorkflow"]["workflow"]["id"],
-        taskType="BOUNDING_BOX_DETECTION", conceptIds=[person, text], thresholds={"lower": 0.3, "upper": 0.6},
+        api,
+        w.owner,
+        appId=w.app_id,
+        datasetId=ds,
+        workflowId=flow["createWorkflow"]["workflow"]["id"],
+        taskType="BOUNDING_BOX_DETECTION",
+        conceptIds=[person, text],
+        thresholds={"lower": 0.3, "upper": 0.6},
     )
     await drain()
     anns = await annotations_of(task["id"])
@@ -89,13 +112,23 @@ async def test_text_inputs_get_zero_shot_topics(api: Api, drain: Drain) -> None:
     sports = await api.concept(w.owner, w.app_id, "sports")
     finance = await api.concept(w.owner, w.app_id, "finance")
     ds = await create_dataset(api, w.owner, w.app_id)
-    match, market = await add_inputs(api, w.owner, w.app_id, [
-        {"text": "The striker scored twice and the home team won the cup final.", "datasetIds": [ds]},
-        {"text": "Shares fell sharply after the central bank raised interest rates.", "datasetIds": [ds]},
-    ])
+    match, market = await add_inputs(
+        api,
+        w.owner,
+        w.app_id,
+        [
+            {"text": "The striker scored twice and the home team won the cup final.", "datasetIds": [ds]},
+            {"text": "Shares fell sharply after the central bank raised interest rates.", "datasetIds": [ds]},
+        ],
+    )
     task = await create_task(
-        api, w.owner, appId=w.app_id, datasetId=ds, modelId=models["text-topic-classifier"],
-        conceptIds=[sports, finance], thresholds={"lower": 0.5, "upper": 0.8},
+        api,
+        w.owner,
+        appId=w.app_id,
+        datasetId=ds,
+        modelId=models["text-topic-classifier"],
+        conceptIds=[sports, finance],
+        thresholds={"lower": 0.5, "upper": 0.8},
     )
     await drain()
     best = {}

@@ -1,0 +1,1 @@
+"""GraphQL for this domain (being written)."""
