@@ -178,6 +178,34 @@ def up(
 
 
 @cli.command()
+def demo(data_dir: DataDirOpt = None) -> None:
+    """Label the bundled sample images with the built-in models, with a live progress bar.
+
+    Uses the servers of a running `labelstream up` on the same --data-dir, else starts the
+    embedded ones for the duration of the demo (its data stays in --data-dir)."""
+    from app.demo.runner import DemoError, run_demo
+    from app.embedded import EmbeddedServers
+
+    _exit_on_sigterm()
+    settings = _settings(data_dir=data_dir).model_copy(update={"task_batch_size": 1})
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    state = None if settings.mongodb_url else _running_state(settings)
+    if state:
+        settings = settings.model_copy(
+            update={"mongodb_url": state["mongodb_url"], "redis_url": state["redis_url"]}
+        )
+    with EmbeddedServers(settings.data_dir, settings.mongodb_url, settings.redis_url) as servers:
+        settings = settings.model_copy(
+            update={"mongodb_url": servers.mongodb_url, "redis_url": servers.redis_url}
+        )
+        try:
+            asyncio.run(run_demo(settings, console))
+        except DemoError as exc:
+            err.print(f"[red]demo failed: {exc}[/red]")
+            raise typer.Exit(1) from None
+
+
+@cli.command()
 def serve(host: HostOpt = None, port: PortOpt = None, data_dir: DataDirOpt = None) -> None:
     """Run the API only, against MONGODB_URL (and REDIS_URL)."""
     settings = _settings(host, port, data_dir)

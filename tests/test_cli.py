@@ -179,3 +179,23 @@ def test_serve_without_mongodb_url_explains_itself() -> None:
         timeout=60,
     )
     assert result.returncode == 2 and "MONGODB_URL" in result.stderr
+
+
+@pytest.mark.slow
+def test_demo_labels_the_bundled_samples_with_the_real_models(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "app.cli", "demo", "--data-dir", str(tmp_path)],
+        cwd=ROOT,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "labeling (DONE)" in out and "100.0%" in out
+    assert "Task DONE: 4 images" in out
+    rows = [line for line in out.splitlines() if line.startswith("│")]
+    assert any("chelsea" in r and "cat" in r and "SUCCESS" in r for r in rows)
+    assert any("coffee" in r and "coffee" in r and "SUCCESS" in r for r in rows)
+    assert any("astronaut" in r and "person" in r for r in rows)
