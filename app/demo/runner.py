@@ -33,6 +33,17 @@ CONCEPTS: dict[str, list[str]] = {
     "rocket": ["n03773504", "n04008634", "n04266014"],  # missile, projectile, space shuttle
 }
 
+CREATE_CONCEPT = """mutation($a: ID!, $n: String!) { createConcept(input: {appId: $a, name: $n}) {
+  ... on ConceptSuccess { concept { id } } ... on Error { code message } } }"""
+CREATE_DATASET = """mutation($a: ID!) { createDataset(input: {appId: $a, name: "Samples"}) {
+  ... on DatasetSuccess { dataset { id } } ... on Error { code message } } }"""
+CREATE_WORKFLOW = """mutation($a: ID!, $m: [ID!]!) {
+  createWorkflow(input: {appId: $a, name: "detect + classify", modelIds: $m}) {
+    ... on WorkflowSuccess { workflow { id } } ... on Error { code message } } }"""
+START = """mutation($id: ID!) { startLabelingTask(id: $id) {
+  ... on TaskRunSuccess { labelingTask { id } } ... on Error { code message } } }"""
+POLL = "query($id: ID!) { labelingTask(id: $id) { status metrics { labelingPercent } } }"
+
 
 class DemoError(RuntimeError):
     pass
