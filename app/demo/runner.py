@@ -126,18 +126,8 @@ async def _setup(client: httpx.AsyncClient) -> tuple[str, str, list[tuple[str, s
             )
         )["models"]["nodes"]
     }
-    flow = _ok(
-        (
-            await _gql(
-                client,
-                'mutation($a: ID!, $m: [ID!]!) { createWorkflow(input: {appId: $a, name: "detect + classify", '
-                "modelIds: $m}) { ... on WorkflowSuccess { workflow { id } } ... on Error { code message } } }",
-                a=app_id,
-                m=[models["general-object-detector"], models["general-image-classifier"]],
-            )
-        )["createWorkflow"],
-        "workflow",
-    )
+    pair = [models["general-object-detector"], models["general-image-classifier"]]
+    flow = _ok((await _gql(client, CREATE_WORKFLOW, a=app_id, m=pair))["createWorkflow"], "workflow")
     mapping = [{"modelConceptId": m, "conceptId": concept_ids[c]} for c, ms in CONCEPTS.items() for m in ms]
     task = _ok(
         (
