@@ -57,8 +57,11 @@ class InputFailure(Exception):
 
 @dataclass
 class Loaded:
+    """An input ready for the models: a text, or image bytes decoded just before predicting."""
+
     doc: Input
-    adapter_input: AdapterInput
+    adapter_input: AdapterInput | None = None
+    raw: bytes | None = None
 
 
 @dataclass
@@ -147,13 +150,7 @@ async def _load_one(runtime: Runtime, doc: Input) -> Loaded:
         data = await runtime.blobs.get(doc.blob_key) if doc.blob_key else None
         if data is None:
             raise InputFailure("INPUT_MISSING", "the input's image bytes are missing")
-    try:
-        array = await asyncio.to_thread(_decode, data, settings.max_image_pixels)
-    except InputFailure:
-        raise
-    except Exception as exc:  # Pillow raises many types for corrupt data
-        raise InputFailure("IMAGE_UNDECODABLE", f"cannot decode the image: {exc}") from exc
-    return Loaded(doc, AdapterInput(image=array))
+    return Loaded(doc, raw=data)
 
 
 async def load_inputs(
@@ -175,31 +172,104 @@ async def load_inputs(
     return loaded, failures
 
 
+def decode_all(loaded: Sequence[Loaded], max_pixels: int) -> tuple[list[Loaded], dict[str, InputFailure]]:
+    """Decode the images (CPU-bound: called in a thread, right before the model runs)."""
+    ready: list[Loaded] = []
+    failures: dict[str, InputFailure] = {}
+    for item in loaded:
+        if item.raw is None:
+            ready.append(item)
+            continue
+        try:
+            array = _decode(item.raw, max_pixels)
+        except InputFailure as exc:
+            failures[item.doc.id] = exc
+            continue
+        except Exception as exc:  # Pillow raises many types for corrupt data
+            failures[item.doc.id] = InputFailure("IMAGE_UNDECODABLE", f"cannot decode the image: {exc}")
+            continue
+        ready.append(Loaded(item.doc, AdapterInput(image=array)))
+    return ready, failures
+
+
 # ---------------------------------------------------------------------------------------------
 # prediction
 
 
-async def task_models(task: LabelingTask) -> list[ModelEntry]:
+@dataclass(frozen=True)
+class RunModel:
+    """What a job needs of a model entry: not its (possibly 1,000) concepts as pydantic objects."""
+
+    id: str
+    kind: str
+    adapter: str
+    config: dict[str, Any]
+    zero_shot: bool
+    concept_names: dict[str, str]
+
+
+_models_of_run: dict[tuple[str, int], list[RunModel]] = {}
+
+
+async def task_models(task: LabelingTask) -> list[RunModel]:
+    """The task's models, read once per run and worker process (a run uses one configuration)."""
+    key = (task.id, task.run)
+    cached = _models_of_run.get(key)
+    if cached is None:
+        if len(_models_of_run) > 256:
+            _models_of_run.clear()
+        cached = _models_of_run[key] = await _load_models(task)
+    return cached
+
+
+async def _load_models(task: LabelingTask) -> list[RunModel]:
     if task.model_id:
         ids = [task.model_id]
     else:
         workflow = await Workflow.get(task.workflow_id or "")
         ids = list(workflow.model_ids) if workflow else []
-    docs = await ModelEntry.find({"_id": {"$in": ids}, "app_id": task.app_id}).to_list()
-    by_id = {d.id: d for d in docs}
+    docs = (
+        await ModelEntry.get_pymongo_collection().find({"_id": {"$in": ids}, "app_id": task.app_id}).to_list()
+    )
+    by_id = {
+        d["_id"]: RunModel(
+            id=d["_id"],
+            kind=d["kind"],
+            adapter=d["adapter"],
+            config=d.get("config") or {},
+            zero_shot=bool(d.get("zero_shot")),
+            concept_names={c["id"]: c["name"] for c in d.get("concepts") or []},
+        )
+        for d in docs
+    }
     return [by_id[i] for i in ids if i in by_id]
 
 
-def _accepts(model: ModelEntry, item: AdapterInput) -> bool:
-    wants_text = model.kind.value == "TEXT_CLASSIFIER"
+_inference_locks: dict[int, asyncio.Lock] = {}
+
+
+def _inference_lock() -> asyncio.Lock:
+    """One model call at a time per process: onnxruntime already uses every core for one batch,
+    so two at once only fight over the CPU while the other job's I/O could run instead."""
+    loop_id = id(asyncio.get_running_loop())
+    lock = _inference_locks.get(loop_id)
+    if lock is None:
+        lock = _inference_locks[loop_id] = asyncio.Lock()
+    return lock
+
+
+def _accepts(model: RunModel, item: AdapterInput | None) -> bool:
+    if item is None:
+        return False
+    wants_text = model.kind == "TEXT_CLASSIFIER"
     return (item.text is not None) if wants_text else (item.image is not None)
 
 
 async def predict(
-    models: Sequence[ModelEntry], loaded: Sequence[Loaded], concept_names: Sequence[str]
-) -> tuple[dict[str, list[tuple[ModelEntry, RawPrediction]]], dict[str, InputFailure]]:
+    models: Sequence[RunModel], loaded: Sequence[Loaded], concept_names: Sequence[str]
+) -> tuple[dict[str, list[tuple[RunModel, RawPrediction]]], dict[str, InputFailure]]:
     """Every model over the inputs it can read; outputs merged per input (workflows)."""
-    merged: dict[str, list[tuple[ModelEntry, RawPrediction]]] = {x.doc.id: [] for x in loaded}
+    merged: dict[str, list[tuple[RunModel, RawPrediction]]] = {x.doc.id: [] for x in loaded}
     served: set[str] = set()
     for model in models:
         batch = [x for x in loaded if _accepts(model, x.adapter_input)]
@@ -207,7 +277,8 @@ async def predict(
             continue
         adapter = get_adapter(model.adapter, model.config)
         names = list(concept_names) if model.zero_shot else None
-        outputs = await asyncio.to_thread(adapter.predict, [x.adapter_input for x in batch], names)
+        items = [x.adapter_input for x in batch if x.adapter_input is not None]
+        outputs = await asyncio.to_thread(adapter.predict, items, names)
         for item, preds in zip(batch, outputs, strict=True):
             served.add(item.doc.id)
             merged[item.doc.id].extend((model, p) for p in preds)
@@ -230,18 +301,22 @@ async def predict(
 def prediction_docs(
     task: LabelingTask,
     input_id: str,
-    outputs: Iterable[tuple[ModelEntry, RawPrediction]],
+    outputs: Iterable[tuple[RunModel, RawPrediction]],
     router: Router,
-    names: dict[tuple[str, str], str],
 ) -> list[Prediction]:
     docs: list[Prediction] = []
+    now = utcnow()
     for model, raw in outputs:
         box, polygon = _flat_region(raw.region)
         rkey = region_key(box, polygon)
-        name = names.get((model.id, raw.concept), str(raw.extra.get("name", raw.concept)))
+        name = model.concept_names.get(raw.concept) or str(raw.extra.get("name", raw.concept))
         docs.append(
-            Prediction(
+            # model_construct: these are built by the thousand on the hot path, from values
+            # that are already the right types, so pydantic validation would only cost time
+            Prediction.model_construct(
                 id=f"{task.id}:{input_id}:{model.id}:{raw.concept}:{rkey}",
+                created_at=now,
+                updated_at=now,
                 app_id=task.app_id,
                 task_id=task.id,
                 input_id=input_id,
@@ -365,19 +440,23 @@ async def _bulk(model: Any, ops: list[Any]) -> None:
             raise
 
 
+PREDICTION_FIELDS = (
+    "app_id", "task_id", "input_id", "model_id", "model_concept_id", "model_concept_name", "concept_id",
+    "confidence", "box", "polygon", "region_key", "extra", "created_at", "updated_at",
+)  # fmt: skip
+
+
 async def write_predictions(predictions: Sequence[Prediction]) -> None:
-    ops = [
-        UpdateOne(
-            {"_id": p.id},
-            {
-                "$set": p.model_dump(by_alias=True, mode="python", exclude={"id", "created_at"}),
-                "$setOnInsert": {"created_at": p.created_at},
-            },
-            upsert=True,
-        )
-        for p in predictions
-    ]
-    await _bulk(Prediction, ops)
+    """Insert; a prediction that exists already (same deterministic id: a re-run of the same
+    model on the same input) is a duplicate-key error that is ignored."""
+    if not predictions:
+        return
+    docs = [{"_id": p.id, **{f: getattr(p, f) for f in PREDICTION_FIELDS}} for p in predictions]
+    try:
+        await Prediction.get_pymongo_collection().insert_many(docs, ordered=False)
+    except BulkWriteError as exc:
+        if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", [])):
+            raise
 
 
 # ---------------------------------------------------------------------------------------------
@@ -583,21 +662,29 @@ async def run_batch(
         router = build_router(task, [(c.id, c.name) for c in concepts])
         models = await task_models(task)
         loaded, failures = await load_inputs(runtime, task, pending)
-        outputs, unsupported = await predict(models, loaded, [c.name for c in concepts])
+        # Decoding and inference form the critical path; one batch at a time per process
+        # (onnxruntime already uses every core), while other jobs do their I/O meanwhile.
+        async with _inference_lock():
+            loaded, undecodable = await asyncio.to_thread(
+                decode_all, loaded, runtime.settings.max_image_pixels
+            )
+            outputs, unsupported = await predict(models, loaded, [c.name for c in concepts])
+        failures.update(undecodable)
         failures.update(unsupported)
-        names = {(m.id, c.id): c.name for m in models for c in m.concepts}
         predictions = [
-            p
-            for input_id, outs in outputs.items()
-            for p in prediction_docs(task, input_id, outs, router, names)
+            p for input_id, outs in outputs.items() for p in prediction_docs(task, input_id, outs, router)
         ]
         await write_predictions(predictions)
         input_docs = {x.doc.id: x.doc for x in loaded}
         outcomes = await write_annotations(task, input_docs, candidates(predictions, router), list(outputs))
         await _record(task, outcomes, failures, previously_failed)
-        await review_queue.on_batch_routed(runtime, task, list(outcomes))
         result.processed, result.failed, result.outcomes = len(outcomes), len(failures), outcomes
-    updated = await finish_if_complete(runtime, task.id, force_recount=not pending)
-    if updated is not None:
-        await publish_progress(runtime, updated)
+    try:
+        if result.outcomes:
+            await review_queue.on_batch_routed(runtime, task, list(result.outcomes))
+    finally:
+        # the inputs are recorded: the task closes and reports even if review routing failed
+        updated = await finish_if_complete(runtime, task.id, force_recount=not pending)
+        if updated is not None:
+            await publish_progress(runtime, updated)
     return result

@@ -116,6 +116,11 @@ class ModelAdapter(abc.ABC):
         opts.intra_op_num_threads = self.num_threads
         opts.inter_op_num_threads = 1
         opts.log_severity_level = 3
+        # No busy-waiting between kernels: in a worker, the event loop (database writes of the
+        # previous batch) shares the cores with inference, and spinning threads starve it and
+        # themselves (measured: 3-7x slower predictions under a busy event loop with spinning).
+        if not self.config.get("allow_spinning", False):
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
 
 
