@@ -311,6 +311,11 @@ def keys_create(
     print(f"API key: {secret}")
 
 
+from app.exports.cli import export_command  # noqa: E402 - registered like the commands above
+
+cli.command("export")(export_command)
+
+
 def main() -> None:
     cli()
 

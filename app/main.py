@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -20,6 +21,8 @@ from app.core.db import open_database
 from app.core.runtime import Runtime
 from app.graphql.schema import build_schema
 from app.graphql.view import GraphQLView
+from app.live import execution as live_execution
+from app.live.hub import Hub
 from app.settings import Settings
 
 log = logging.getLogger("labelstream")
@@ -53,21 +56,36 @@ async def close_runtime(runtime: Runtime) -> None:
 
 def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or Settings()
+    schema = build_schema(settings)
+    live_execution.install(schema)  # a shared live event is executed once per distinct operation
     view = GraphQLView(
-        build_schema(settings),
+        schema,
         graphql_ide="graphiql" if settings.graphiql else None,
         multipart_uploads_enabled=True,
         allow_queries_via_get=True,
+        keep_alive=settings.ws_keep_alive_interval_s > 0,
+        keep_alive_interval=settings.ws_keep_alive_interval_s or 1,
+        connection_init_wait_timeout=timedelta(seconds=settings.ws_connection_init_timeout_s),
+        max_subscriptions_per_connection=settings.max_subscriptions_per_connection,
     )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         runtime = await open_runtime(settings)
+        if settings.redis_url:
+            runtime.live = Hub(
+                settings.redis_url,
+                interval_s=settings.live_progress_interval_s,
+                queue_size=settings.live_queue_size,
+            )
+            await runtime.live.start()
         app.state.runtime = runtime
         view.runtime = runtime
         try:
             yield
         finally:
+            if runtime.live is not None:
+                await runtime.live.stop()
             await close_runtime(runtime)
 
     async def health(request: Request) -> Response:
@@ -78,6 +96,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     async def root(request: Request) -> Response:
         return RedirectResponse("/graphql")
 
+    from app.exports.routes import routes as export_routes
     from app.inputs.routes import routes as input_routes
 
     routes = [
@@ -86,5 +105,6 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/graphql", view, methods=["GET", "POST"]),
         WebSocketRoute("/graphql", view),
         *input_routes,
+        *export_routes,  # dataset-version exports and annotation crops (object mode)
     ]
     return Starlette(routes=routes, lifespan=lifespan)

@@ -28,13 +28,13 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from app.core.queue import QUEUE_NAME, redis_settings  # noqa: E402
-from app.embedded import EmbeddedServers  # noqa: E402
-from app.main import create_app  # noqa: E402
-from app.settings import Settings  # noqa: E402
-from app.tasks.jobs import FUNCTIONS  # noqa: E402
-from app.users.service import create_api_key, get_or_create_user  # noqa: E402
-from app.worker import ping  # noqa: E402
+from app.core.queue import QUEUE_NAME, redis_settings
+from app.embedded import EmbeddedServers
+from app.main import create_app
+from app.settings import Settings
+from app.tasks.jobs import FUNCTIONS
+from app.users.service import create_api_key, get_or_create_user
+from app.worker import ping
 
 IMAGES = 200
 BATCH = 32
@@ -96,27 +96,53 @@ class Bench:
         from arq.worker import Worker
 
         assert self.settings.redis_url
-        kwargs = {"poll_delay": self.settings.worker_poll_delay_s, "max_jobs": self.settings.worker_max_jobs,
-                  "handle_signals": False, "burst": True} | options
-        return Worker(functions=[*FUNCTIONS, ping], queue_name=QUEUE_NAME,
-                      redis_settings=redis_settings(self.settings.redis_url),
-                      ctx={"runtime": self.runtime}, **kwargs)
+        kwargs = {
+            "poll_delay": self.settings.worker_poll_delay_s,
+            "max_jobs": self.settings.worker_max_jobs,
+            "handle_signals": False,
+            "burst": True,
+        } | options
+        return Worker(
+            functions=[*FUNCTIONS, ping],
+            queue_name=QUEUE_NAME,
+            redis_settings=redis_settings(self.settings.redis_url),
+            ctx={"runtime": self.runtime},
+            **kwargs,
+        )
 
     async def app_with_dataset(self, items: list[dict[str, Any]]) -> tuple[str, str]:
-        app_id = (await self.gql('mutation { createApp(input: {name: "bench"}) { ... on AppSuccess { app { id } } } }'))[
-            "createApp"]["app"]["id"]
-        ds = (await self.gql('mutation($a: ID!) { createDataset(input: {appId: $a, name: "d"}) { '
-                             "... on DatasetSuccess { dataset { id } } } }", a=app_id))["createDataset"]["dataset"]["id"]
+        app_id = (
+            await self.gql(
+                'mutation { createApp(input: {name: "bench"}) { ... on AppSuccess { app { id } } } }'
+            )
+        )["createApp"]["app"]["id"]
+        ds = (
+            await self.gql(
+                'mutation($a: ID!) { createDataset(input: {appId: $a, name: "d"}) { '
+                "... on DatasetSuccess { dataset { id } } } }",
+                a=app_id,
+            )
+        )["createDataset"]["dataset"]["id"]
         for k in range(0, len(items), 100):
             chunk = [dict(i, datasetIds=[ds]) for i in items[k : k + 100]]
-            res = (await self.gql("mutation($a: ID!, $i: [AddInputItem!]!) { addInputs(appId: $a, inputs: $i) { "
-                                  "... on AddInputsSuccess { errors { message } } } }", a=app_id, i=chunk))["addInputs"]
+            res = (
+                await self.gql(
+                    "mutation($a: ID!, $i: [AddInputItem!]!) { addInputs(appId: $a, inputs: $i) { "
+                    "... on AddInputsSuccess { errors { message } } } }",
+                    a=app_id,
+                    i=chunk,
+                )
+            )["addInputs"]
             assert not res["errors"], res
         return app_id, ds
 
     async def concept(self, app_id: str, name: str) -> str:
-        made = await self.gql("mutation($a: ID!, $n: String!) { createConcept(input: {appId: $a, name: $n}) { "
-                              "... on ConceptSuccess { concept { id } } } }", a=app_id, n=name)
+        made = await self.gql(
+            "mutation($a: ID!, $n: String!) { createConcept(input: {appId: $a, name: $n}) { "
+            "... on ConceptSuccess { concept { id } } } }",
+            a=app_id,
+            n=name,
+        )
         concept_id: str = made["createConcept"]["concept"]["id"]
         return concept_id
 
@@ -124,15 +150,22 @@ class Bench:
         """Seconds from createLabelingTask until the worker has closed the task."""
         worker = self.worker()
         start = time.perf_counter()
-        made = await self.gql("mutation($i: CreateLabelingTaskInput!) { createLabelingTask(input: $i) { "
-                              "... on LabelingTaskSuccess { labelingTask { id } } ... on Error { code message } } }",
-                              i=fields)
+        made = await self.gql(
+            "mutation($i: CreateLabelingTaskInput!) { createLabelingTask(input: $i) { "
+            "... on LabelingTaskSuccess { labelingTask { id } } ... on Error { code message } } }",
+            i=fields,
+        )
         task_id = made["createLabelingTask"]["labelingTask"]["id"]
         await worker.async_run()
         elapsed = time.perf_counter() - start
         await worker.close()
-        task = (await self.gql("query($id: ID!) { labelingTask(id: $id) { status metrics { inputsTotal processed "
-                               "failed approved awaitingReview discarded } } }", id=task_id))["labelingTask"]
+        task = (
+            await self.gql(
+                "query($id: ID!) { labelingTask(id: $id) { status metrics { inputsTotal processed "
+                "failed approved awaitingReview discarded } } }",
+                id=task_id,
+            )
+        )["labelingTask"]
         return elapsed, task
 
 
@@ -146,26 +179,47 @@ async def overhead(settings: Settings) -> dict[str, float]:
     def plain_loop() -> float:
         start = time.perf_counter()
         for k in range(0, len(images), BATCH):
-            batch = [AdapterInput(image=np.asarray(Image.open(io.BytesIO(b)).convert("RGB")))
-                     for b in images[k : k + BATCH]]
+            batch = [
+                AdapterInput(image=np.asarray(Image.open(io.BytesIO(b)).convert("RGB")))
+                for b in images[k : k + BATCH]
+            ]
             adapter.predict(batch)
         return time.perf_counter() - start
 
     async with Bench(settings.model_copy(update={"task_batch_size": BATCH})) as bench:
-        app_id, ds = await bench.app_with_dataset([{"imageBase64": base64.b64encode(b).decode()} for b in images])
-        models = {m["name"]: m["id"] for m in (await bench.gql(
-            "query($a: ID!) { models(appId: $a, builtin: true) { nodes { id name } } }", a=app_id))["models"]["nodes"]}
+        app_id, ds = await bench.app_with_dataset(
+            [{"imageBase64": base64.b64encode(b).decode()} for b in images]
+        )
+        models = {
+            m["name"]: m["id"]
+            for m in (
+                await bench.gql(
+                    "query($a: ID!) { models(appId: $a, builtin: true) { nodes { id name } } }", a=app_id
+                )
+            )["models"]["nodes"]
+        }
         cat = await bench.concept(app_id, "cat")
         plain = [plain_loop()]
-        pipeline, task = await bench.run_task({
-            "appId": app_id, "name": "overhead", "datasetId": ds, "modelId": models["general-image-classifier"],
-            "conceptIds": [cat], "conceptMapping": [{"modelConceptId": "n02124075", "conceptId": cat}],
-        })
+        pipeline, task = await bench.run_task(
+            {
+                "appId": app_id,
+                "name": "overhead",
+                "datasetId": ds,
+                "modelId": models["general-image-classifier"],
+                "conceptIds": [cat],
+                "conceptMapping": [{"modelConceptId": "n02124075", "conceptId": cat}],
+            }
+        )
         plain.append(plain_loop())
         assert task["status"] == "DONE" and task["metrics"]["processed"] == IMAGES, task
     plain_s = statistics.mean(plain)
-    return {"images": IMAGES, "batch": BATCH, "plain_s": plain_s, "pipeline_s": pipeline,
-            "ratio": pipeline / plain_s}
+    return {
+        "images": IMAGES,
+        "batch": BATCH,
+        "plain_s": plain_s,
+        "pipeline_s": pipeline,
+        "ratio": pipeline / plain_s,
+    }
 
 
 async def throughput(settings: Settings) -> dict[str, float]:
@@ -174,16 +228,31 @@ async def throughput(settings: Settings) -> dict[str, float]:
         app_id, ds = await bench.app_with_dataset(items)
         names = ["null-a", "null-b", "null-c"]
         concepts = [await bench.concept(app_id, n) for n in names]
-        model = (await bench.gql("mutation($i: CreateModelInput!) { createModel(input: $i) { ... on ModelSuccess { "
-                                 "model { id } } } }", i={
-            "appId": app_id, "name": "null", "kind": "TEXT_CLASSIFIER", "adapter": "null",
-            "concepts": [{"id": n, "name": n} for n in names]}))["createModel"]["model"]["id"]
-        elapsed, task = await bench.run_task({"appId": app_id, "name": "null", "datasetId": ds, "modelId": model,
-                                              "conceptIds": concepts})
+        model = (
+            await bench.gql(
+                "mutation($i: CreateModelInput!) { createModel(input: $i) { ... on ModelSuccess { "
+                "model { id } } } }",
+                i={
+                    "appId": app_id,
+                    "name": "null",
+                    "kind": "TEXT_CLASSIFIER",
+                    "adapter": "null",
+                    "concepts": [{"id": n, "name": n} for n in names],
+                },
+            )
+        )["createModel"]["model"]["id"]
+        elapsed, task = await bench.run_task(
+            {"appId": app_id, "name": "null", "datasetId": ds, "modelId": model, "conceptIds": concepts}
+        )
         assert task["status"] == "DONE" and task["metrics"]["processed"] == NULL_INPUTS, task
-    return {"inputs": NULL_INPUTS, "predictions_per_input": 3, "batch": NULL_BATCH, "seconds": elapsed,
-            "inputs_per_s": NULL_INPUTS / elapsed, "annotations": task["metrics"]["approved"]
-            + task["metrics"]["awaitingReview"]}
+    return {
+        "inputs": NULL_INPUTS,
+        "predictions_per_input": 3,
+        "batch": NULL_BATCH,
+        "seconds": elapsed,
+        "inputs_per_s": NULL_INPUTS / elapsed,
+        "annotations": task["metrics"]["approved"] + task["metrics"]["awaitingReview"],
+    }
 
 
 async def latency(settings: Settings, jobs: int = 300) -> dict[str, float]:
@@ -194,7 +263,9 @@ async def latency(settings: Settings, jobs: int = 300) -> dict[str, float]:
         handles = []
         rng = np.random.default_rng(1)
         for i in range(jobs):
-            handles.append(await bench.runtime.redis.enqueue_job("ping", _job_id=f"bench-ping-{time.time_ns()}-{i}"))
+            handles.append(
+                await bench.runtime.redis.enqueue_job("ping", _job_id=f"bench-ping-{time.time_ns()}-{i}")
+            )
             await asyncio.sleep(float(rng.uniform(0.005, 0.03)))  # arrivals at random moments
         delays = []
         for job in handles:
@@ -204,18 +275,32 @@ async def latency(settings: Settings, jobs: int = 300) -> dict[str, float]:
         running.cancel()
         await worker.close()
     delays.sort()
-    return {"jobs": jobs, "poll_delay_ms": settings.worker_poll_delay_s * 1000,
-            "p50_ms": delays[len(delays) // 2], "p99_ms": delays[int(len(delays) * 0.99) - 1], "max_ms": delays[-1]}
+    return {
+        "jobs": jobs,
+        "poll_delay_ms": settings.worker_poll_delay_s * 1000,
+        "p50_ms": delays[len(delays) // 2],
+        "p99_ms": delays[int(len(delays) * 0.99) - 1],
+        "max_ms": delays[-1],
+    }
 
 
 async def main(which: list[str]) -> None:
     with tempfile.TemporaryDirectory() as tmp, EmbeddedServers(Path(tmp), None, None) as servers:
-        settings = Settings(mongodb_url=servers.mongodb_url, redis_url=servers.redis_url, data_dir=Path(tmp),
-                            mongodb_db="bench")
+        settings = Settings(
+            mongodb_url=servers.mongodb_url,
+            redis_url=servers.redis_url,
+            data_dir=Path(tmp),
+            mongodb_db="bench",
+        )
         for name in which:
-            result = await {"overhead": overhead, "throughput": throughput, "latency": latency}[name](settings)
-            print(name, " ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in result.items()),
-                  flush=True)
+            result = await {"overhead": overhead, "throughput": throughput, "latency": latency}[name](
+                settings
+            )
+            print(
+                name,
+                " ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in result.items()),
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from app.inputs.graphql import Input
 from app.inputs.models import Input as InputDoc
 from app.models.graphql import Model
 from app.models.models import ModelEntry as ModelDoc
+from app.review import labeling
 from app.users.graphql import User
 from app.users.models import User as UserDoc
 
@@ -61,6 +62,12 @@ class Annotation:
     labeled_by_model_id: strawberry.ID | None
     task_id: strawberry.ID | None
     reviewed_by: strawberry.ID | None
+    reviewed_at: datetime | None = strawberry.field(description="When a person last decided it.")
+    review_action: str | None = strawberry.field(
+        description="APPROVE, APPROVE_PARTIAL (consensus), REJECT, REQUEST_CHANGES or EDIT."
+    )
+    approved_by: list[strawberry.ID] = strawberry.field(description="Consensus: reviewers who approved.")
+    audit: bool = strawberry.field(description="Sent to review by audit sampling.")
     created_at: datetime
     updated_at: datetime
 
@@ -85,6 +92,10 @@ class Annotation:
             labeled_by_model_id=_id(doc.labeled_by_model_id),
             task_id=_id(doc.task_id),
             reviewed_by=_id(doc.reviewed_by),
+            reviewed_at=doc.reviewed_at,
+            review_action=doc.review_action,
+            approved_by=[strawberry.ID(u) for u in doc.approved_by],
+            audit=doc.audit,
             created_at=doc.created_at,
             updated_at=doc.updated_at,
         )
@@ -106,12 +117,38 @@ class Annotation:
         doc = await info.context.loader(UserDoc).load(str(self.labeled_by_user_id))
         return User.from_document(doc) if doc else None
 
+    @strawberry.field(description="'Labeled by': the person or the model, with a display name.")
+    async def labeled_by(self, info: Info) -> LabeledByRef | None:
+        if self.labeled_by_user_id is not None:
+            user = await info.context.loader(UserDoc).load(str(self.labeled_by_user_id))
+            return LabeledByRef(kind="USER", id=self.labeled_by_user_id, name=user.email if user else "")
+        if self.labeled_by_model_id is not None:
+            model = await info.context.loader(ModelDoc).load(str(self.labeled_by_model_id))
+            return LabeledByRef(kind="MODEL", id=self.labeled_by_model_id, name=model.name if model else "")
+        return None
+
+    @strawberry.field(
+        description="Object mode: URL of the region cropped from the image (GET with your API key), "
+        "null for a whole-input label."
+    )
+    def crop_url(self) -> str | None:
+        if self.box is None and self.polygon is None:
+            return None
+        return f"/annotations/{self.id}/crop"
+
     @strawberry.field(description="The model that labeled it, when a model did.")
     async def labeled_by_model(self, info: Info) -> Model | None:
         if self.labeled_by_model_id is None:
             return None
         doc = await info.context.loader(ModelDoc).load(str(self.labeled_by_model_id))
         return Model.from_document(doc) if doc else None
+
+
+@strawberry.type(description="Who labeled an annotation.")
+class LabeledByRef:
+    kind: str = strawberry.field(description="USER or MODEL.")
+    id: strawberry.ID
+    name: str
 
 
 def _id(value: str | None) -> strawberry.ID | None:
@@ -248,6 +285,26 @@ class Query:
         )
         return connection_from_page(page, Annotation.from_document)  # type: ignore[no-any-return]
 
+    @strawberry.field(
+        description="Object mode: annotations with a region (box or polygon), filtered like "
+        "`annotations`; each has a `cropUrl`."
+    )
+    async def annotation_objects(
+        self,
+        info: Info,
+        app_id: strawberry.ID,
+        filter: AnnotationFilter | None = None,
+        first: int | None = None,
+        after: str | None = None,
+    ) -> Connection[Annotation]:
+        page = await service.list_objects(
+            info.context.principal,
+            app_id,
+            info.context.page(first, after),
+            filter.to_filter() if filter else None,
+        )
+        return connection_from_page(page, Annotation.from_document)  # type: ignore[no-any-return]
+
     @strawberry.field(description="One annotation, or null when unknown or not in your apps.")
     async def annotation(self, info: Info, id: strawberry.ID) -> Annotation | None:
         try:
@@ -271,6 +328,7 @@ class Mutation:
             [a.to_new() for a in input.annotations],
             max_items=info.context.settings.max_bulk_items,
         )
+        await labeling.on_labeled(info.context.runtime, info.context.principal.user_id, result.annotations)
         return AddAnnotationsSuccess(
             annotations=[Annotation.from_document(a) for a in result.annotations],
             errors=_item_errors(result),
@@ -280,6 +338,7 @@ class Mutation:
     @mutation_errors
     async def add_annotation(self, info: Info, input: AddAnnotationInput) -> AddAnnotationResult:
         doc = await service.add_annotation(info.context.principal, input.app_id, input.annotation.to_new())
+        await labeling.on_labeled(info.context.runtime, info.context.principal.user_id, [doc])
         return AnnotationSuccess(annotation=Annotation.from_document(doc))
 
     @strawberry.mutation(

@@ -7,6 +7,7 @@ polygon as ``[row0, col0, row1, col1, ...]``, all normalised to 0..1.
 from __future__ import annotations
 
 import enum
+from datetime import datetime
 
 from pydantic import model_validator
 from pymongo import ASCENDING, IndexModel
@@ -35,6 +36,13 @@ class Annotation(BaseDocument):
     labeled_by_model_id: str | None = None
     task_id: str | None = None
     reviewed_by: str | None = None
+    # Set by review actions (app/review/actions.py): when, and which action, last decided it.
+    reviewed_at: datetime | None = None
+    review_action: str | None = None
+    # Consensus: the reviewers who approved so far (scalars, grown with $addToSet).
+    approved_by: list[str] = []
+    # Sent to review by audit sampling although the model was confident enough.
+    audit: bool = False
     # Unique. A model's annotation is keyed by task, input, concept and region, so a job that
     # runs twice upserts the same one; a person's annotation is keyed by its own id.
     key: str = ""

@@ -283,5 +283,19 @@ async def list_annotations(
     return await paginate(Annotation, filter_query(app_id, filt or AnnotationFilter()), args)
 
 
+REGION = {"$or": [{"box": {"$ne": None}}, {"polygon": {"$ne": None}}]}
+
+
+async def list_objects(
+    principal: Principal, app_id: str, args: PageArgs, filt: AnnotationFilter | None = None
+) -> Page[Annotation]:
+    """Object mode: the filtered annotations that have a region (every field is written on
+    insert, so ``$ne: null`` means "has one" on every engine)."""
+    await require_app(principal, app_id)
+    return await paginate(
+        Annotation, {"$and": [filter_query(app_id, filt or AnnotationFilter()), REGION]}, args
+    )
+
+
 async def get_annotation(principal: Principal, annotation_id: str) -> Annotation:
     return await get_for(principal, Annotation, annotation_id, what="annotation")

@@ -12,9 +12,11 @@ from app.annotations.models import Annotation
 from app.apps.models import App, Membership
 from app.concepts.models import Concept
 from app.datasets.models import Dataset
+from app.exports.models import DatasetVersion, VersionAnnotation, VersionInput
 from app.inputs.models import Input
 from app.models.models import ModelEntry, Workflow
 from app.predictions.models import Prediction
+from app.review.models import Assignment, TaskLock
 from app.tasks.models import LabelingTask, TaskInput
 from app.users.models import ApiKey, User
 
@@ -32,6 +34,11 @@ DOCUMENT_MODELS: list[Any] = [
     TaskInput,
     Prediction,
     Annotation,
+    Assignment,
+    TaskLock,
+    DatasetVersion,
+    VersionInput,
+    VersionAnnotation,
 ]
 
 

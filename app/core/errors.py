@@ -47,6 +47,14 @@ class ErrorCode(enum.Enum):
     INVALID_STATE = "INVALID_STATE"
     NOTHING_TO_RETRY = "NOTHING_TO_RETRY"
     NO_QUEUE = "NO_QUEUE"
+    # review, labeling queues, dataset versions and exports
+    NOT_ASSIGNED = "NOT_ASSIGNED"
+    NOT_AWAITING_REVIEW = "NOT_AWAITING_REVIEW"
+    SELECTION_REQUIRED = "SELECTION_REQUIRED"
+    BUSY = "BUSY"
+    NO_REGION = "NO_REGION"
+    UNSUPPORTED_FORMAT = "UNSUPPORTED_FORMAT"
+    VERSION_NOT_READY = "VERSION_NOT_READY"
 
 
 class DomainError(Exception):

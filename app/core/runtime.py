@@ -1,4 +1,4 @@
-"""What the lifespan owns: settings, the database client, Redis pool, blob store, auth.
+"""What the lifespan owns: settings, the database client, Redis pool, blob store, auth, live hub.
 
 Created once per process in ``app.main``'s lifespan (or by a worker's startup); nothing is
 opened at import time.
@@ -21,3 +21,4 @@ class Runtime:
     redis: Any  # arq.ArqRedis or None before the queue exists
     blobs: BlobStore
     auth: Authenticator
+    live: Any = None  # app.live.hub.Hub in an API process with Redis; None otherwise

@@ -3,6 +3,10 @@
 * Every operation needs ``Authorization: Key <secret>`` (or ``Bearer``); without one the answer
   is HTTP 401 with a GraphQL-shaped error whose ``extensions.code`` is ``UNAUTHENTICATED``.
   A browser GET of the page itself (GraphiQL) needs no key: paste it into the headers tab.
+* WebSockets (``graphql-transport-ws`` and legacy ``graphql-ws``) authenticate once, when the
+  client sends ``connection_init``: its payload's ``Authorization`` entry, else the upgrade
+  request's header (see app/live/transport.py). Browsers cannot set headers on a WebSocket, so
+  GraphiQL sends the headers tab as the ``connection_init`` payload.
 * Domain errors raised by query resolvers keep their code and field in ``extensions``; any other
   exception is masked ("internal error") and logged with the request id, never a stack trace.
 """
@@ -20,12 +24,20 @@ from starlette.responses import HTMLResponse, Response
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
+from strawberry.exceptions import ConnectionRejectionError
 from strawberry.http import GraphQLHTTPResponse
 from strawberry.types import ExecutionResult
+from strawberry.types.unset import UNSET, UnsetType
 
 from app.core.errors import DomainError, Unauthenticated
 from app.core.runtime import Runtime
 from app.graphql.context import Context
+from app.live.transport import (
+    LegacyWSHandler,
+    TextWebSocketAdapter,
+    TransportWSHandler,
+    connection_authorization,
+)
 
 log = logging.getLogger("labelstream.graphql")
 
@@ -56,16 +68,29 @@ def error_body(message: str, code: str) -> bytes:
 
 
 _HEADERS_HINT = '{\\n  "Authorization": "Key <paste the key that labelstream up printed>"\\n}'
+# GraphiQL does not pass the headers tab to its WebSocket client: hand them over as the
+# connection_init payload, read when the (lazy) connection opens.
+_WS_PARAMS = (
+    "wsConnectionParams: function () { try { return JSON.parse(window.__labelstreamHeaders"
+    " || localStorage.getItem('graphiql:headers') || '{}'); } catch (e) { return {}; } },"
+)
 
 
 class GraphQLView(GraphQL[Context, None]):
     runtime: Runtime | None = None
+    websocket_adapter_class = TextWebSocketAdapter  # type: ignore[assignment]
+    graphql_transport_ws_handler_class = TransportWSHandler
+    graphql_ws_handler_class = LegacyWSHandler
 
     async def render_graphql_ide(self, request: Request) -> Response:
         # Pre-fill GraphiQL's headers tab with the one header every operation needs.
         html = self.graphql_ide_html.replace(
             "React.useState(parameters.headers)",
             f"React.useState(parameters.headers || '{_HEADERS_HINT}')",
+        )
+        html = html.replace("subscriptionUrl,\n", "subscriptionUrl,\n        " + _WS_PARAMS + "\n", 1)
+        html = html.replace(
+            "setHeaders(newHeaders);", "setHeaders(newHeaders); window.__labelstreamHeaders = newHeaders;", 1
         )
         return HTMLResponse(html)
 
@@ -111,21 +136,25 @@ class GraphQLView(GraphQL[Context, None]):
         return self.runtime
 
     async def get_context(self, request: Request | WebSocket, response: Any) -> Context:
+        # WebSockets get their principal in on_ws_connect: every operation waits for the ack.
         state = request.scope.get("state", {})
-        principal = state.get("principal")
-        if principal is None and isinstance(request, WebSocket):
-            header = request.headers.get("authorization")
-            if header:
-                try:
-                    principal = await self._runtime.auth.authenticate(header)
-                except Unauthenticated:
-                    principal = None
         return Context(
             request=request,
             runtime=self._runtime,
-            principal_or_none=principal,
+            principal_or_none=state.get("principal"),
             request_id=state.get("request_id", ""),
         )
+
+    async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
+        params = context.request.scope.get("state", {}).get("connection_params")
+        header = connection_authorization(params) or context.request.headers.get("authorization")
+        try:
+            context.principal_or_none = await self._runtime.auth.authenticate(header)
+        except Unauthenticated as exc:
+            raise ConnectionRejectionError(
+                {"message": exc.message, "extensions": {"code": exc.code.value}}
+            ) from None
+        return UNSET
 
     async def process_result(self, request: Request, result: ExecutionResult) -> GraphQLHTTPResponse:
         request_id = request.scope.get("state", {}).get("request_id", "")

@@ -1,1 +1,299 @@
-"""GraphQL for this domain (being written)."""
+"""Subscriptions: labeling progress, an app's task list, a reviewer's queue.
+
+Every subscription first yields a snapshot read from MongoDB, then updates that arrive over
+Redis through this process's hub (``app.live.hub``). After a Redis outage, or when a client is
+too slow for its bounded mailbox, the subscription yields a fresh snapshot (``snapshot: true``)
+instead of the events it missed.
+
+Access is checked before the stream starts, so a refusal is the protocol's ``error`` message
+with ``extensions.code`` (``NOT_FOUND`` for another app's task, exactly like an unknown id).
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from datetime import datetime
+from typing import Any, TypeVar
+
+import strawberry
+from graphql import GraphQLError
+
+from app.core import pubsub
+from app.core.auth import Principal
+from app.core.errors import DomainError, ErrorCode, NotFound
+from app.graphql.context import Info
+from app.live import service
+from app.live.execution import SharedFrame
+from app.live.hub import Delivery, Hub, Renderer, Resync
+from app.tasks import models as m
+from app.tasks.graphql import TaskMetrics, TaskStatus
+
+log = logging.getLogger("labelstream.live")
+
+F = TypeVar("F")
+
+
+@strawberry.type(description="A labeling task's status and metrics, as a live update.")
+class TaskProgress(SharedFrame):
+    task_id: strawberry.ID
+    app_id: strawberry.ID
+    name: str
+    status: TaskStatus  # type: ignore[valid-type]
+    metrics: TaskMetrics
+    reviewed_percent: float = strawberry.field(description="Inputs reviewed / inputsTotal, in percent.")
+    final: bool = strawberry.field(description="DONE, IDLE, FAILED or CANCELLED: the run is over.")
+    snapshot: bool = strawberry.field(
+        description="Read from the database: the first message, and after any re-synchronisation."
+    )
+    updated_at: datetime
+
+    @classmethod
+    def from_document(cls, doc: m.LabelingTask, *, snapshot: bool) -> TaskProgress:
+        total = doc.metrics.inputs_total
+        reviewed = round(min(100.0, 100.0 * doc.metrics.inputs_reviewed / total), 2) if total > 0 else 0.0
+        return cls(
+            task_id=strawberry.ID(doc.id),
+            app_id=strawberry.ID(doc.app_id),
+            name=doc.name,
+            status=doc.status,
+            metrics=TaskMetrics.from_model(doc.metrics, doc.status),
+            reviewed_percent=reviewed,
+            final=doc.status in service.FINAL,
+            snapshot=snapshot,
+            updated_at=doc.updated_at,
+        )
+
+
+@strawberry.type(description="The app's tasks: all of them in a snapshot, then each one that changed.")
+class LabelingTasksUpdate(SharedFrame):
+    snapshot: bool
+    tasks: list[TaskProgress]
+
+
+@strawberry.enum(name="ReviewQueueChange")
+class ReviewQueueChange(enum.Enum):
+    SNAPSHOT = "SNAPSHOT"
+    ADDED = "ADDED"
+    REMOVED = "REMOVED"
+
+
+@strawberry.type
+class ReviewQueueCounts:
+    inputs: int = strawberry.field(description="Inputs with at least one annotation waiting for you.")
+    annotations: int
+
+
+@strawberry.type(description="Your review queue of a task: its counts, then inputs added or removed.")
+class ReviewQueueUpdate(SharedFrame):
+    change: ReviewQueueChange
+    task_id: strawberry.ID
+    reviewer_id: strawberry.ID | None = strawberry.field(
+        description="Null while the inputs are not assigned to one reviewer (everyone sees them)."
+    )
+    input_ids: list[strawberry.ID]
+    counts: ReviewQueueCounts | None = strawberry.field(description="Set on SNAPSHOT only.")
+
+
+# ---------------------------------------------------------------------------------------------
+# renderers: one Redis event -> one frame, built once per process (see app.live.hub)
+
+
+class ProgressRenderer:
+    coalesce = True
+
+    def key(self, event: dict[str, Any]) -> str | None:
+        task_id = event.get("taskId")
+        return task_id if isinstance(task_id, str) else None
+
+    async def render(self, key: str | None, event: dict[str, Any]) -> Delivery | None:
+        doc = await service.load_task(key) if key else None
+        if doc is None:
+            return None
+        return Delivery(self.frame(doc), key=doc.id, final=doc.status in service.FINAL)
+
+    def frame(self, doc: m.LabelingTask) -> Any:
+        return TaskProgress.from_document(doc, snapshot=False)
+
+
+class AppTasksRenderer(ProgressRenderer):
+    def frame(self, doc: m.LabelingTask) -> Any:
+        return LabelingTasksUpdate(snapshot=False, tasks=[TaskProgress.from_document(doc, snapshot=False)])
+
+
+class ReviewRenderer:
+    coalesce = False
+
+    def key(self, event: dict[str, Any]) -> str | None:
+        return None
+
+    async def render(self, key: str | None, event: dict[str, Any]) -> Delivery | None:
+        try:
+            change = ReviewQueueChange(event.get("action"))
+        except ValueError:
+            return None
+        reviewer = event.get("reviewerId")
+        frame = ReviewQueueUpdate(
+            change=change,
+            task_id=strawberry.ID(str(event.get("taskId"))),
+            reviewer_id=strawberry.ID(reviewer) if reviewer else None,
+            input_ids=[strawberry.ID(str(i)) for i in event.get("inputIds") or []],
+            counts=None,
+        )
+        return Delivery(frame, audience=reviewer or None)
+
+
+PROGRESS: Renderer = ProgressRenderer()
+APP_TASKS: Renderer = AppTasksRenderer()
+REVIEW: Renderer = ReviewRenderer()
+
+
+# ---------------------------------------------------------------------------------------------
+# the stream every subscription shares
+
+
+def typed_error(exc: DomainError) -> GraphQLError:
+    return GraphQLError(exc.message, extensions={"code": exc.code.value, "field": exc.field})
+
+
+def _hub(info: Info) -> Hub:
+    hub: Hub | None = getattr(info.context.runtime, "live", None)
+    if hub is None:
+        raise typed_error(
+            DomainError("live updates need Redis: set REDIS_URL", code=ErrorCode.NO_QUEUE, field=None)
+        )
+    return hub
+
+
+def _principal(info: Info) -> Principal:
+    try:
+        return info.context.principal
+    except DomainError as exc:
+        raise typed_error(exc) from None
+
+
+async def _checked(info: Info, check: Callable[[], Awaitable[F]]) -> F:
+    """Run an access check; its refusal becomes the protocol's typed error message."""
+    try:
+        return await check()
+    except DomainError as exc:
+        raise typed_error(exc) from None
+
+
+async def _live(
+    info: Info,
+    hub: Hub,
+    channel: str,
+    renderer: Renderer,
+    snapshot: Callable[[], Awaitable[Any]],
+    snapshot_key: Any,
+    audience: str | None = None,
+) -> AsyncGenerator[Any, None]:
+    # Subscribed before the snapshot is read: nothing published in between is lost, and
+    # deliveries rendered before the snapshot read began (older state) are skipped.
+    sub = hub.subscribe(channel, renderer, audience=audience)
+
+    async def load() -> tuple[int, Any]:
+        seq = hub.next_seq()
+        return seq, await snapshot()
+
+    try:
+        seq, frame = await hub.shared(snapshot_key, load)
+        yield frame
+        while True:
+            item = await sub.get()
+            if isinstance(item, Resync):
+                seq, frame = await hub.shared(snapshot_key, load)
+                yield frame
+            elif item.seq > seq:
+                yield item.frame
+    except DomainError as exc:
+        raise typed_error(exc) from None
+    except GraphQLError:
+        raise
+    except Exception as exc:
+        request_id = info.context.request_id
+        log.error("subscription %s failed", request_id, exc_info=exc)
+        raise GraphQLError(
+            f"internal error (request id {request_id})",
+            extensions={"code": "INTERNAL", "requestId": request_id},
+        ) from None
+    finally:
+        hub.unsubscribe(sub)
+
+
+@strawberry.type
+class Subscription:
+    @strawberry.subscription(
+        description="A task's status and metrics: a snapshot, then changes (at most 4 per second, "
+        "the latest wins; a final DONE, IDLE, FAILED or CANCELLED is always sent)."
+    )
+    async def labeling_task_progress(
+        self, info: Info, task_id: strawberry.ID
+    ) -> AsyncGenerator[TaskProgress, None]:
+        hub = _hub(info)
+        principal = _principal(info)
+        task = await _checked(info, lambda: service.task_for(principal, str(task_id)))
+
+        async def snapshot() -> TaskProgress:
+            doc = await service.load_task(task.id)
+            if doc is None:
+                raise NotFound("labeling task", task.id, field="taskId")
+            return TaskProgress.from_document(doc, snapshot=True)
+
+        return _live(info, hub, pubsub.task_channel(task.id), PROGRESS, snapshot, ("progress", task.id))
+
+    @strawberry.subscription(
+        description="The app's labeling tasks (the most recent ones in the snapshot), then every "
+        "task whose status or percentages change."
+    )
+    async def labeling_tasks(
+        self, info: Info, app_id: strawberry.ID
+    ) -> AsyncGenerator[LabelingTasksUpdate, None]:
+        hub = _hub(info)
+        principal = _principal(info)
+        await _checked(info, lambda: service.check_app(principal, str(app_id)))
+        limit = info.context.settings.live_task_list_limit
+
+        async def snapshot() -> LabelingTasksUpdate:
+            docs = await service.app_tasks(str(app_id), limit)
+            return LabelingTasksUpdate(
+                snapshot=True, tasks=[TaskProgress.from_document(d, snapshot=True) for d in docs]
+            )
+
+        return _live(
+            info, hub, pubsub.app_tasks_channel(str(app_id)), APP_TASKS, snapshot, ("app", str(app_id))
+        )
+
+    @strawberry.subscription(
+        description="Your review queue in a task: the counts waiting for you, then inputs added to "
+        "or removed from it (owner, admin, reviewer)."
+    )
+    async def review_queue(
+        self, info: Info, task_id: strawberry.ID
+    ) -> AsyncGenerator[ReviewQueueUpdate, None]:
+        hub = _hub(info)
+        principal = _principal(info)
+        task = await _checked(info, lambda: service.task_for_reviewer(principal, str(task_id)))
+        reviewer = principal.user_id
+
+        async def snapshot() -> ReviewQueueUpdate:
+            counts = await service.review_counts(task.id, reviewer)
+            return ReviewQueueUpdate(
+                change=ReviewQueueChange.SNAPSHOT,
+                task_id=strawberry.ID(task.id),
+                reviewer_id=strawberry.ID(reviewer),
+                input_ids=[],
+                counts=ReviewQueueCounts(inputs=counts.inputs, annotations=counts.annotations),
+            )
+
+        return _live(
+            info,
+            hub,
+            pubsub.review_channel(task.id),
+            REVIEW,
+            snapshot,
+            ("review", task.id, reviewer),
+            audience=reviewer,
+        )

@@ -1,56 +1,235 @@
-"""Review queues: what the engine calls after routing, and what subscriptions snapshot.
+"""Review queues: what the engine calls after routing, what subscriptions snapshot, and what a
+reviewer (or labeler) lists and opens.
 
 Event contract (channel ``review:<task_id>``, see app/core/pubsub.py):
     {"type": "review", "taskId", "appId", "reviewerId": str | None,
-     "action": "ADDED" | "REMOVED", "inputIds": [...]}
-``reviewerId`` is None while inputs are not assigned to a reviewer.
+     "action": "ADDED" | "REMOVED", "inputIds": [...],
+     "kind": "REVIEW", "reason": "ROUTED" | "REVIEWED" | "REBALANCED" | "AUDIT" | ""}
+``reviewerId`` is the reviewer whose queue changed; None while inputs are not assigned to a
+reviewer (a task without reviewers). One event per reviewer and direction: an input moved by
+rebalancing is REMOVED from one queue and ADDED to another.
+
+A person's queue is their assignments (``app.review.models``) that are not DONE; nobody lists
+anyone else's. Opening an item marks it STARTED, after which rebalancing never moves it.
 """
 
 from __future__ import annotations
 
+import base64
+import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from beanie import SortDirection
 
 from app.annotations.models import Annotation, AnnotationStatus
-from app.core import pubsub
+from app.apps.models import Role
+from app.core import validate
+from app.core.auth import CONTRIBUTORS, REVIEWERS, Principal, get_for
+from app.core.errors import ErrorCode, NotFound, ValidationFailed
 from app.core.runtime import Runtime
-from app.tasks.models import LabelingTask
+from app.review import assign, audit, metrics
+from app.review.models import OPEN_STATES, Assignment, AssignmentKind, AssignmentState, bucket
+from app.tasks.models import InputState, LabelingTask, TaskInput, TaskStatus
+
+MAX_FILTER_ITEMS = 100
 
 
 @dataclass(frozen=True)
 class QueueSnapshot:
     inputs: int  # inputs with at least one annotation waiting for this reviewer
     annotations: int
+    started: int = 0  # of ``inputs``, those the reviewer has opened
 
 
 async def queue_snapshot(task_id: str, reviewer_id: str | None) -> QueueSnapshot:
-    """Counts of work waiting for review in the task (all of it while nothing is assigned)."""
+    """Counts of review work waiting for ``reviewer_id``: their items plus the items assigned to
+    nobody (a task without reviewers; everyone sees those, as the events say). For None: the
+    whole task's."""
+    query: dict[str, Any] = {
+        "task_id": task_id,
+        "kind": AssignmentKind.REVIEW.value,
+        "state": {"$in": list(OPEN_STATES)},
+    }
+    if reviewer_id is not None:
+        query["user_id"] = {"$in": [reviewer_id, None]}
     docs = (
-        await Annotation.get_pymongo_collection()
-        .find({"task_id": task_id, "status": AnnotationStatus.AWAITING_REVIEW.value}, {"input_id": 1})
+        await Assignment.get_pymongo_collection()
+        .find(query, {"input_id": 1, "waiting": 1, "state": 1})
         .to_list()
     )
-    return QueueSnapshot(inputs=len({d["input_id"] for d in docs}), annotations=len(docs))
+    return QueueSnapshot(
+        inputs=len({d["input_id"] for d in docs}),
+        annotations=sum(int(d.get("waiting") or 0) for d in docs),
+        started=sum(1 for d in docs if d["state"] == AssignmentState.STARTED.value),
+    )
+
+
+async def _settled(runtime: Runtime, task: LabelingTask) -> bool:
+    """Every input of the run is processed or failed.
+
+    The task's counters decide quickly; near the end (within a few concurrent batches, where a
+    counter may lag behind a concurrent batch, or lose an increment on FerretDB) the task's
+    input states are counted exactly.
+    """
+    m = task.metrics
+    if task.status in (TaskStatus.DONE, TaskStatus.IDLE):
+        return True
+    remaining = m.inputs_total - m.inputs_processed - m.inputs_failed
+    if remaining <= 0:
+        return m.inputs_total > 0
+    window = 2 * runtime.settings.task_batch_size * runtime.settings.worker_max_jobs
+    if remaining > window:
+        return False
+    match = {"task_id": task.id, "state": {"$in": [InputState.DONE.value, InputState.FAILED.value]}}
+    rows = await assign.aggregate(TaskInput.get_pymongo_collection(), [{"$match": match}, {"$count": "n"}])
+    return bool(rows) and int(rows[0]["n"]) >= m.inputs_total
 
 
 async def on_batch_routed(runtime: Runtime, task: LabelingTask, input_ids: Sequence[str]) -> None:
-    """Called by the engine after a batch's annotations are written."""
+    """Called by the engine after a batch's annotations are written (and by re-applied
+    thresholds): assign the inputs that wait for review or for a labeler, withdraw what no
+    longer waits, draw the audit sample once labeling has settled, publish the changes."""
     if not input_ids:
         return
-    docs = (
-        await Annotation.get_pymongo_collection()
-        .find(
-            {
-                "task_id": task.id,
-                "input_id": {"$in": list(input_ids)},
-                "status": AnnotationStatus.AWAITING_REVIEW.value,
-            },
-            {"input_id": 1},
-        )
-        .to_list()
+    fresh = await LabelingTask.get(task.id)
+    if fresh is None:
+        return
+    changes = await assign.sync_inputs(fresh, list(input_ids), label_reason="EMPTY", reason="ROUTED")
+    if fresh.audit_percent > 0 and await _settled(runtime, fresh):
+        sampled, _ = await audit.draw(fresh)
+        if sampled:
+            more = await assign.sync_inputs(fresh, sorted(sampled), reason="AUDIT")
+            changes.merge(more)
+    await assign.publish(runtime.redis, fresh, changes)
+    await metrics.refresh(runtime, fresh.id, publish=False)
+
+
+# --- listing and opening ---------------------------------------------------------------------
+
+
+class QueueOrder(enum.StrEnum):
+    LEAST_CONFIDENT = "LEAST_CONFIDENT"
+    OLDEST = "OLDEST"
+
+
+@dataclass
+class QueuePage:
+    items: list[Assignment]
+    cursors: list[str]
+    has_next: bool
+
+
+def _cursor(order: QueueOrder, doc: Assignment) -> str:
+    value: Any = doc.min_confidence if order is QueueOrder.LEAST_CONFIDENT else doc.order
+    return base64.urlsafe_b64encode(orjson.dumps([order.value, value, doc.id])).decode().rstrip("=")
+
+
+def _after(order: QueueOrder, cursor: str) -> dict[str, Any]:
+    try:
+        kind, value, ident = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        if kind != order.value or not isinstance(ident, str):
+            raise ValueError(kind)
+    except (ValueError, TypeError) as exc:
+        raise ValidationFailed("malformed cursor", code=ErrorCode.INVALID_CURSOR, field="after") from exc
+    if order is QueueOrder.OLDEST:
+        return {"order": {"$gt": value}}
+    return {"$or": [{"min_confidence": {"$gt": value}}, {"min_confidence": value, "_id": {"$gt": ident}}]}
+
+
+async def task_for(principal: Principal, task_id: str, kind: AssignmentKind) -> LabelingTask:
+    roles: tuple[Role, ...] = REVIEWERS if kind is AssignmentKind.REVIEW else CONTRIBUTORS
+    return await get_for(principal, LabelingTask, task_id, what="labeling task", roles=roles, field="taskId")
+
+
+async def list_queue(
+    principal: Principal,
+    task_id: str,
+    kind: AssignmentKind,
+    *,
+    first: int,
+    after: str | None,
+    order: QueueOrder = QueueOrder.LEAST_CONFIDENT,
+    concept_ids: Sequence[str] = (),
+) -> QueuePage:
+    """The caller's own open items of the task, least confident (or oldest) first."""
+    task = await task_for(principal, task_id, kind)
+    validate.bounded_list(list(concept_ids), "conceptIds", max_items=MAX_FILTER_ITEMS, allow_empty=True)
+    query: dict[str, Any] = {
+        "task_id": task.id,
+        "kind": kind.value,
+        "user_id": principal.user_id,
+        "state": {"$in": list(OPEN_STATES)},
+    }
+    parts: list[dict[str, Any]] = [query]
+    if concept_ids:
+        parts.append({"concept_ids": {"$in": list(concept_ids)}})  # $in: indexed-array equality (nx)
+    if after:
+        parts.append(_after(order, after))
+    sort: list[tuple[str, SortDirection]] = (
+        [("order", SortDirection.ASCENDING)]
+        if order is QueueOrder.OLDEST
+        else [("min_confidence", SortDirection.ASCENDING), ("_id", SortDirection.ASCENDING)]
     )
-    waiting = sorted({d["input_id"] for d in docs})
-    if waiting:
-        await pubsub.publish_review(
-            runtime.redis, task.app_id, task.id, {"reviewerId": None, "action": "ADDED", "inputIds": waiting}
-        )
+    filt = parts[0] if len(parts) == 1 else {"$and": parts}
+    docs = await Assignment.find(filt).sort(sort).limit(first + 1).to_list()
+    items = docs[:first]
+    return QueuePage(items=items, cursors=[_cursor(order, d) for d in items], has_next=len(docs) > first)
+
+
+async def open_item(principal: Principal, task_id: str, input_id: str, kind: AssignmentKind) -> Assignment:
+    """Mark the caller's item STARTED (idempotent); another person's item is NotFound."""
+    task = await task_for(principal, task_id, kind)
+    coll = Assignment.get_pymongo_collection()
+    query = {"task_id": task.id, "input_id": input_id, "kind": kind.value, "user_id": principal.user_id}
+    await coll.update_many(
+        {**query, "state": AssignmentState.OPEN.value},
+        {
+            "$set": {
+                "state": AssignmentState.STARTED.value,
+                "bucket": bucket(kind, AssignmentState.STARTED, principal.user_id),
+            },
+            "$currentDate": {"started_at": True, "updated_at": True},
+        },
+    )
+    doc = await Assignment.find_one(query)
+    if doc is None:
+        raise NotFound("item in your queue", input_id, field="inputId")
+    return doc
+
+
+async def waiting_annotations(item: Assignment) -> list[Annotation]:
+    """The annotations of a review item still waiting for its reviewer's decision."""
+    docs = await Annotation.find(
+        {
+            "task_id": item.task_id,
+            "input_id": item.input_id,
+            "status": {
+                "$in": [
+                    AnnotationStatus.AWAITING_REVIEW.value,
+                    AnnotationStatus.AWAITING_CONSENSUS_REVIEW.value,
+                ]
+            },
+        }
+    ).to_list()
+    docs = [d for d in docs if item.user_id is None or item.user_id not in d.approved_by]
+    return sorted(docs, key=lambda d: (d.confidence, d.id))
+
+
+async def on_people_changed(
+    runtime: Runtime | None, task: LabelingTask, *, reviewers: bool, labelers: bool
+) -> None:
+    """``updateLabelingTask`` changed reviewers (or weights) or labelers: rebalance only work
+    nobody has started, publish who gained and who lost what."""
+    if not reviewers and not labelers:
+        return
+    changes = assign.Changes(reason="REBALANCED")
+    if reviewers:
+        changes.merge(await assign.rebalance(task, AssignmentKind.REVIEW))
+    if labelers:
+        changes.merge(await assign.rebalance(task, AssignmentKind.LABEL))
+    if runtime is not None:
+        await assign.publish(runtime.redis, task, changes)
+    await metrics.refresh(runtime, task.id)

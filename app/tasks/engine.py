@@ -403,7 +403,9 @@ async def write_annotations(
                 )
             continue
         source = input_docs.get(p.input_id)
-        doc = Annotation(
+        # model_construct: every field gets its default (all are written, MONGODB.md rule 8)
+        # without validating values that are already the right types
+        doc = Annotation.model_construct(
             app_id=task.app_id,
             input_id=p.input_id,
             concept_id=p.concept_id or "",
@@ -461,6 +463,25 @@ async def write_predictions(predictions: Sequence[Prediction]) -> None:
 
 # ---------------------------------------------------------------------------------------------
 # state and metrics
+
+
+async def create_pending(task: LabelingTask, input_ids: Sequence[str]) -> None:
+    """A PENDING TaskInput per input of a run (existing ones are left as they are)."""
+    now = utcnow()
+    for k in range(0, len(input_ids), 1000):
+        docs = [
+            {
+                "_id": task_input_id(task.id, i), "app_id": task.app_id, "task_id": task.id, "input_id": i,
+                "state": InputState.PENDING.value, "code": None, "message": None, "attempts": 0,
+                "approved": 0, "awaiting_review": 0, "discarded": 0, "created_at": now, "updated_at": now,
+            }
+            for i in input_ids[k : k + 1000]
+        ]  # fmt: skip
+        try:
+            await TaskInput.get_pymongo_collection().insert_many(docs, ordered=False)
+        except BulkWriteError as exc:
+            if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", [])):
+                raise
 
 
 async def _pending(task: LabelingTask, input_ids: Sequence[str], retry: bool) -> list[str]:
@@ -568,23 +589,25 @@ async def recount(task_id: str) -> dict[str, int]:
 async def finish_if_complete(
     runtime: Runtime, task_id: str, *, force_recount: bool = False
 ) -> LabelingTask | None:
-    """Close the task when every input is DONE or FAILED.
+    """Close the task when none of its inputs is PENDING any more.
 
-    The running ``$inc`` counters only decide when to look; before closing, the metrics are
-    recounted from the documents, so a crash between two writes or a repeated job can never
-    leave wrong numbers behind. ``force_recount`` (a re-run that found nothing to do, which is
-    how a crashed job comes back) recounts even when the counters say "not yet".
+    Every input of a run gets a PENDING TaskInput when the run starts, so "is the task done?"
+    is one indexed look-up, exact whatever happened to the running ``$inc`` counters (a crash
+    between two writes, a repeated job, or an engine that loses concurrent increments, like
+    FerretDB 1.24). Closing recounts the metrics from the documents. ``force_recount`` also
+    refreshes the counters of a task that is not finished yet.
     """
     task = await LabelingTask.get(task_id)
     if task is None or task.status not in (TaskStatus.IN_PROGRESS, TaskStatus.QUEUED):
         return task
-    m = task.metrics
-    if not force_recount and m.inputs_processed + m.inputs_failed < m.inputs_total:
+    waiting = await TaskInput.get_pymongo_collection().find_one(
+        {"task_id": task_id, "state": InputState.PENDING.value}, {"_id": 1}
+    )
+    if waiting is not None and not force_recount:
         return task
     counts = await recount(task_id)
-    settled = counts["metrics.inputs_processed"] + counts["metrics.inputs_failed"]
     update: dict[str, Any] = {"$set": counts, "$currentDate": {"updated_at": True}}
-    if settled >= m.inputs_total:
+    if waiting is None:
         final = TaskStatus.IDLE if task.watch_dataset else TaskStatus.DONE
         update["$set"] = {**counts, "status": final.value}
     await LabelingTask.get_pymongo_collection().update_one(

@@ -18,6 +18,9 @@ from app.graphql.relay import Connection, connection_from_page
 from app.models.graphql import Model, Workflow
 from app.models.models import ModelEntry as ModelDoc
 from app.models.models import Workflow as WorkflowDoc
+from app.review import metrics as review_metrics
+from app.review import queue as review_queue
+from app.review.types import LabeledBy, TaskReview
 from app.tasks import lifecycle, service
 from app.tasks import models as m
 
@@ -123,6 +126,9 @@ class LabelingTask:
     partition_strategy: PartitionStrategy  # type: ignore[valid-type]
     reviewer_weights: list[ReviewerWeight]
     approval_threshold_reviewers: int
+    audit_percent: float = strawberry.field(
+        description="Percentage of auto-approved annotations also sent to review (audit sampling)."
+    )
     priority: TaskPriority  # type: ignore[valid-type]
     status: TaskStatus  # type: ignore[valid-type]
     metrics: TaskMetrics
@@ -169,6 +175,7 @@ class LabelingTask:
                 for w in doc.reviewer_weights
             ],
             approval_threshold_reviewers=doc.approval_threshold_reviewers,
+            audit_percent=doc.audit_percent,
             priority=doc.priority,
             status=doc.status,
             metrics=TaskMetrics.from_model(doc.metrics, doc.status),
@@ -195,6 +202,17 @@ class LabelingTask:
             return None
         doc = await info.context.loader(WorkflowDoc).load(str(self.workflow_id))
         return Workflow.from_document(doc) if doc else None
+
+    @strawberry.field(description="Review figures: % reviewed, per reviewer, inputs still to label.")
+    async def review(self, info: Info) -> TaskReview:
+        doc = await m.LabelingTask.get(str(self.id))
+        if doc is None:
+            raise NotFound("labeling task", str(self.id))
+        return TaskReview.from_metrics(await review_metrics.review_metrics(doc))
+
+    @strawberry.field(description="Who labeled the task's annotations (users and models), with counts.")
+    async def labeled_by(self, info: Info) -> list[LabeledBy]:
+        return [LabeledBy.from_value(v) for v in await review_metrics.labeled_by(str(self.id))]
 
     @strawberry.field(description="The task's concepts, in order.")
     async def concepts(self, info: Info) -> list[Concept]:
@@ -265,6 +283,9 @@ class CreateLabelingTaskInput:
     partition_strategy: PartitionStrategy = m.PartitionStrategy.EVENLY  # type: ignore[valid-type]
     reviewer_weights: list[ReviewerWeightInput] = strawberry.field(default_factory=list)
     approval_threshold_reviewers: int = 1
+    audit_percent: float = strawberry.field(
+        default=0.0, description="Percentage (0..100) of auto-approved annotations also sent to review."
+    )
     priority: TaskPriority = m.TaskPriority.MEDIUM  # type: ignore[valid-type]
     auto_annotation: bool = strawberry.field(
         default=True, description="Run the model over the dataset as soon as the task exists."
@@ -299,6 +320,7 @@ class CreateLabelingTaskInput:
             partition_strategy=self.partition_strategy,
             reviewer_weights=_weights(self.reviewer_weights),
             approval_threshold_reviewers=self.approval_threshold_reviewers,
+            audit_percent=self.audit_percent,
             priority=self.priority,
             auto_annotation=self.auto_annotation,
             delete_previous_annotations=self.delete_previous_annotations,
@@ -313,6 +335,8 @@ class UpdateLabelingTaskInput:
     priority: TaskPriority | None = None  # type: ignore[valid-type]
     reviewer_ids: list[strawberry.ID] | None = None
     reviewer_weights: list[ReviewerWeightInput] | None = None
+    labeler_ids: list[strawberry.ID] | None = None
+    audit_percent: float | None = None
     thresholds: ThresholdRangeInput | None = None
     concept_thresholds: list[ConceptThresholdInput] | None = None
 
@@ -322,6 +346,8 @@ class UpdateLabelingTaskInput:
             priority=self.priority,
             reviewer_ids=None if self.reviewer_ids is None else [str(u) for u in self.reviewer_ids],
             reviewer_weights=None if self.reviewer_weights is None else _weights(self.reviewer_weights),
+            labeler_ids=None if self.labeler_ids is None else [str(u) for u in self.labeler_ids],
+            audit_percent=self.audit_percent,
             thresholds=self.thresholds.to_model() if self.thresholds else None,
             concept_thresholds=None
             if self.concept_thresholds is None
@@ -398,6 +424,13 @@ class Mutation:
         self, info: Info, input: UpdateLabelingTaskInput
     ) -> UpdateLabelingTaskResult:
         doc = await service.update_task(info.context.principal, input.id, input.to_changes())
+        # Reviewers or labelers changed: move the work nobody started (app/review/assign.py).
+        await review_queue.on_people_changed(
+            info.context.runtime,
+            doc,
+            reviewers=input.reviewer_ids is not None or input.reviewer_weights is not None,
+            labelers=input.labeler_ids is not None,
+        )
         return LabelingTaskSuccess(labeling_task=LabelingTask.from_document(doc))
 
     @strawberry.mutation(description="Delete a labeling task, and its annotations if asked (owner, admin).")

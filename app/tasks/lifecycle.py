@@ -127,6 +127,7 @@ async def start(runtime: Runtime, task: LabelingTask) -> LabelingTask:
     metrics["metrics.inputs_total"] = len(ids)
     task = await _bump_run(task, TaskStatus.QUEUED, metrics)
     if ids:
+        await engine.create_pending(task, ids)
         await enqueue(runtime, task, ids, part="all")
     else:
         task = await engine.finish_if_complete(runtime, task.id, force_recount=True) or task
@@ -169,6 +170,13 @@ async def retry_failed(runtime: Runtime, task: LabelingTask) -> LabelingTask:
     ]
     if not failed:
         raise Conflict("the task has no failed inputs", field="id", code=ErrorCode.NOTHING_TO_RETRY)
+    # back to PENDING: the task closes only when every retried input has settled again
+    await TaskInput.get_pymongo_collection().update_many(
+        {"task_id": task.id, "state": InputState.FAILED.value}, {"$set": {"state": InputState.PENDING.value}}
+    )
+    await LabelingTask.get_pymongo_collection().update_one(
+        {"_id": task.id}, {"$inc": {"metrics.inputs_failed": -len(failed)}}
+    )
     task = await _bump_run(task, TaskStatus.IN_PROGRESS, {})
     await enqueue(runtime, task, sorted(failed), part="retry", retry=True)
     await engine.publish_progress(runtime, task)
@@ -212,6 +220,8 @@ async def on_inputs_added(runtime: Runtime, dataset_id: str, input_ids: Sequence
         fresh = [i for i in input_ids if i not in known]
         if not fresh:
             continue
+        # PENDING first: from here on, no job can close the task before these are labeled
+        await engine.create_pending(task, fresh)
         await LabelingTask.get_pymongo_collection().update_one(
             {"_id": task.id},
             {

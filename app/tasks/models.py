@@ -98,6 +98,8 @@ class LabelingTask(BaseDocument):
     partition_strategy: PartitionStrategy = PartitionStrategy.EVENLY
     reviewer_weights: list[ReviewerWeight] = []
     approval_threshold_reviewers: int = 1
+    # Percentage (0..100) of auto-approved annotations also sent to review (app/review/audit.py).
+    audit_percent: float = 0.0
     priority: TaskPriority = TaskPriority.MEDIUM
     status: TaskStatus = TaskStatus.QUEUED
     metrics: TaskMetrics = TaskMetrics()

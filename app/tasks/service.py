@@ -68,6 +68,7 @@ class TaskSpec:
     partition_strategy: PartitionStrategy = PartitionStrategy.EVENLY
     reviewer_weights: list[ReviewerWeight] = field(default_factory=list)
     approval_threshold_reviewers: int = 1
+    audit_percent: float = 0.0
     priority: TaskPriority = TaskPriority.MEDIUM
     auto_annotation: bool = True
     delete_previous_annotations: bool = False
@@ -82,6 +83,8 @@ class TaskChanges:
     priority: TaskPriority | None = None
     reviewer_ids: list[str] | None = None
     reviewer_weights: list[ReviewerWeight] | None = None
+    labeler_ids: list[str] | None = None
+    audit_percent: float | None = None
     thresholds: ThresholdRange | None = None
     concept_thresholds: list[ConceptThreshold] | None = None
 
@@ -193,6 +196,14 @@ def check_weights(weights: Sequence[ReviewerWeight], reviewer_ids: Sequence[str]
             )
 
 
+def check_audit_percent(value: float) -> float:
+    if not isinstance(value, int | float) or not math.isfinite(value) or not 0.0 <= value <= 100.0:
+        raise ValidationFailed(
+            "auditPercent must be between 0 and 100", field="auditPercent", code=ErrorCode.OUT_OF_RANGE
+        )
+    return float(value)
+
+
 def _approvals(count: int, reviewers: int) -> int:
     if not 1 <= count <= max(1, reviewers):
         raise ValidationFailed(
@@ -232,6 +243,7 @@ async def _validated(spec: TaskSpec) -> tuple[Dataset, Producer, list[Concept]]:
     spec.labeler_ids = await check_people(spec.app_id, spec.labeler_ids, CONTRIBUTORS, "labelerIds")
     check_weights(spec.reviewer_weights, spec.reviewer_ids)
     _approvals(spec.approval_threshold_reviewers, len(spec.reviewer_ids))
+    spec.audit_percent = check_audit_percent(spec.audit_percent)
     return dataset, producer, concepts
 
 
@@ -258,6 +270,7 @@ async def create_task(principal: Principal, spec: TaskSpec) -> LabelingTask:
         partition_strategy=spec.partition_strategy,
         reviewer_weights=spec.reviewer_weights,
         approval_threshold_reviewers=spec.approval_threshold_reviewers,
+        audit_percent=spec.audit_percent,
         priority=spec.priority,
         status=TaskStatus.QUEUED,
         created_by=principal.user_id,
@@ -299,6 +312,10 @@ async def _changes(task: LabelingTask, changes: TaskChanges) -> dict[str, Any]:
         checked = check_concept_thresholds(changes.concept_thresholds, task.concept_ids)
         out["concept_thresholds"] = [c.model_dump() for c in checked]
     out.update(await _reviewer_changes(task, changes))
+    if changes.labeler_ids is not None:
+        out["labeler_ids"] = await check_people(task.app_id, changes.labeler_ids, CONTRIBUTORS, "labelerIds")
+    if changes.audit_percent is not None:
+        out["audit_percent"] = check_audit_percent(changes.audit_percent)
     return out
 
 

@@ -1,0 +1,381 @@
+"""One Redis subscription per API process, fanned out to every local subscriber.
+
+    Redis  --psubscribe labelstream:*-->  Hub._read  --channel-->  Topic  --Delivery-->  Subscriber mailboxes
+                                                                     |
+                                         coalescing topics: one Throttle per key (task id):
+                                         at most one render per ``interval`` (leading and trailing
+                                         edge, latest event wins), renders never overlap
+
+Invariants:
+* A Redis message is decoded once and rendered once per process, whatever the number of
+  subscribers; every subscriber receives the same frame object (the GraphQL layer executes a
+  frame once per distinct operation, see ``app.live.execution``).
+* Mailboxes are bounded. A coalescing delivery replaces the pending one with the same key unless
+  that one is final (a final status is never dropped); when a mailbox would overflow it is
+  emptied and its subscriber re-synchronises from MongoDB instead. Memory never grows with a
+  slow client.
+* Losing Redis loses events, never state: after every (re)subscription the hub asks every live
+  subscriber to re-synchronise (a fresh snapshot from MongoDB).
+* A subscriber that goes away (``unsubscribe``) leaves nothing behind: its topic, throttles,
+  timers and pending renders are dropped with the last subscriber of the channel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from app.core import pubsub
+
+log = logging.getLogger("labelstream.live")
+
+
+@dataclass(slots=True)
+class Delivery:
+    """One rendered event: ``frame`` is shared by every subscriber that receives it."""
+
+    frame: Any
+    key: str | None = None  # latest-wins key (e.g. task id); None: never replaced
+    final: bool = False  # never replaced by a later delivery of the same key
+    audience: str | None = None  # a user id, or None for everyone on the channel
+    seq: int = 0  # hub sequence taken when rendering started (newer state >= larger seq)
+
+
+class Renderer(Protocol):
+    """How one kind of channel turns raw events into deliveries (supplied by the GraphQL layer)."""
+
+    coalesce: bool
+
+    def key(self, event: dict[str, Any]) -> str | None: ...
+
+    async def render(self, key: str | None, event: dict[str, Any]) -> Delivery | None: ...
+
+
+class Resync:
+    """Marker returned by ``Subscriber.get``: take a fresh snapshot, earlier deltas are gone."""
+
+
+RESYNC = Resync()
+
+
+class Subscriber:
+    __slots__ = ("_items", "_maxlen", "_resync", "_waiter", "accepts", "channel")
+
+    def __init__(self, channel: str, maxlen: int, accepts: str | None) -> None:
+        self.channel = channel
+        self.accepts = accepts  # user id for audience filtering (None: no filter)
+        self._items: deque[Delivery] = deque()
+        self._maxlen = maxlen
+        self._resync = False
+        self._waiter: asyncio.Future[None] | None = None
+
+    def wants(self, delivery: Delivery) -> bool:
+        return delivery.audience is None or delivery.audience == self.accepts
+
+    def push(self, delivery: Delivery) -> None:
+        items = self._items
+        if delivery.key is not None:
+            for i in range(len(items) - 1, -1, -1):
+                if items[i].key == delivery.key:
+                    if not items[i].final:
+                        items[i] = delivery
+                        return
+                    break
+        if len(items) >= self._maxlen:
+            items.clear()
+            self._resync = True
+        else:
+            items.append(delivery)
+        self._wake()
+
+    def request_resync(self) -> None:
+        self._items.clear()
+        self._resync = True
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def get(self) -> Delivery | Resync:
+        while True:
+            if self._resync:
+                self._resync = False
+                self._items.clear()
+                return RESYNC
+            if self._items:
+                return self._items.popleft()
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+
+    @property
+    def pending(self) -> int:
+        return len(self._items)
+
+
+@dataclass(eq=False)
+class Throttle:
+    last: float = -1e18
+    event: dict[str, Any] | None = None
+    dirty: bool = False
+    timer: asyncio.TimerHandle | None = None
+    task: asyncio.Task[None] | None = None
+
+    def cancel(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if self.task is not None:
+            self.task.cancel()
+            self.task = None
+
+
+@dataclass(eq=False)
+class Topic:
+    channel: str
+    renderer: Renderer
+    subscribers: set[Subscriber] = field(default_factory=set)
+    throttles: dict[str | None, Throttle] = field(default_factory=dict)
+
+    def fan_out(self, delivery: Delivery) -> None:
+        for sub in self.subscribers:
+            if delivery.audience is None or sub.wants(delivery):
+                sub.push(delivery)
+
+    def close(self) -> None:
+        for throttle in self.throttles.values():
+            throttle.cancel()
+        self.throttles.clear()
+
+
+class Hub:
+    """Owned by the app lifespan: ``await hub.start()`` ... ``await hub.stop()``."""
+
+    def __init__(
+        self,
+        redis_url: str,
+        *,
+        interval_s: float = 0.25,
+        queue_size: int = 100,
+        max_backoff_s: float = 2.0,
+    ) -> None:
+        self.redis_url = redis_url
+        self.interval = interval_s
+        self.queue_size = queue_size
+        self.max_backoff = max_backoff_s
+        self.topics: dict[str, Topic] = {}
+        self.connected = asyncio.Event()
+        self.connections = 0  # successful (re)subscriptions, for tests and /health
+        self._seq = 0
+        self._task: asyncio.Task[None] | None = None
+        self._inflight: dict[Any, asyncio.Task[Any]] = {}
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="live-hub")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for topic in self.topics.values():
+            topic.close()
+            for sub in topic.subscribers:
+                sub.request_resync()
+        self.topics.clear()
+        for pending in self._inflight.values():
+            pending.cancel()
+        self._inflight.clear()
+
+    # -- subscribers ---------------------------------------------------------------------------
+
+    def subscribe(self, channel: str, renderer: Renderer, *, audience: str | None = None) -> Subscriber:
+        topic = self.topics.get(channel)
+        if topic is None:
+            topic = self.topics[channel] = Topic(channel, renderer)
+        sub = Subscriber(channel, self.queue_size, audience)
+        topic.subscribers.add(sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscriber) -> None:
+        topic = self.topics.get(sub.channel)
+        if topic is None:
+            return
+        topic.subscribers.discard(sub)
+        if not topic.subscribers:
+            del self.topics[sub.channel]
+            topic.close()
+
+    def next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
+
+    async def shared(self, key: Any, load: Callable[[], Awaitable[Any]]) -> Any:
+        """Single flight: concurrent callers with the same key share one load (e.g. the
+        snapshots of a thousand subscribers re-synchronising after a Redis restart)."""
+        task = self._inflight.get(key)
+        if task is None:
+            task = asyncio.ensure_future(load())
+            self._inflight[key] = task
+            task.add_done_callback(lambda _t: self._inflight.pop(key, None))
+        return await asyncio.shield(task)
+
+    def stats(self) -> dict[str, int]:
+        return {
+            "topics": len(self.topics),
+            "subscribers": sum(len(t.subscribers) for t in self.topics.values()),
+            "throttles": sum(len(t.throttles) for t in self.topics.values()),
+            "inflight": len(self._inflight),
+            "connections": self.connections,
+        }
+
+    # -- Redis ---------------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        backoff = 0.05
+        while True:
+            try:
+                await self._listen()
+                backoff = 0.05
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # connection refused / reset / timeout: retry, never crash
+                if self.connected.is_set():
+                    log.warning("live hub lost Redis (%s); reconnecting", exc)
+                    backoff = 0.05
+                self.connected.clear()
+            await asyncio.sleep(backoff)
+            backoff = min(self.max_backoff, backoff * 2)
+
+    async def _listen(self) -> None:
+        import redis.asyncio as aioredis
+
+        client = aioredis.from_url(
+            self.redis_url, socket_connect_timeout=2, socket_keepalive=True, health_check_interval=15
+        )
+        try:
+            ps = client.pubsub()
+            try:
+                await ps.psubscribe(pubsub.PATTERN)
+                while True:
+                    message = await ps.get_message(timeout=None)
+                    if message is None:
+                        continue
+                    kind = message["type"]
+                    if kind == "pmessage":
+                        self._dispatch(message["channel"], message["data"])
+                    elif kind == "psubscribe":
+                        self._on_subscribed()
+            finally:
+                with contextlib.suppress(Exception):
+                    await ps.aclose()
+        finally:
+            with contextlib.suppress(Exception):
+                await client.aclose()
+
+    def _on_subscribed(self) -> None:
+        self.connections += 1
+        self.connected.set()
+        if self.connections > 1:
+            count = self.stats()["subscribers"]
+            log.info("live hub re-subscribed to Redis; re-synchronising %s subscribers", count)
+        # Events published while we were not subscribed are lost: every subscriber re-reads
+        # MongoDB. (On the first connection there may already be subscribers that started
+        # while Redis was unreachable.)
+        for topic in self.topics.values():
+            for sub in topic.subscribers:
+                sub.request_resync()
+
+    def _dispatch(self, raw_channel: bytes | str, data: bytes | str) -> None:
+        channel = raw_channel.decode() if isinstance(raw_channel, bytes) else raw_channel
+        topic = self.topics.get(channel)
+        if topic is None:
+            return  # nobody here listens to it: not even decoded
+        try:
+            event = pubsub.decode(data)
+        except Exception:
+            log.warning("undecodable event on %s", channel)
+            return
+        renderer = topic.renderer
+        key = renderer.key(event)
+        if not renderer.coalesce:
+            self._spawn_render(topic, key, event, None)
+            return
+        throttle = topic.throttles.get(key)
+        if throttle is None:
+            throttle = topic.throttles[key] = Throttle()
+        throttle.event = event
+        throttle.dirty = True
+        self._schedule(topic, key, throttle)
+
+    # -- coalescing ----------------------------------------------------------------------------
+
+    def _schedule(self, topic: Topic, key: str | None, throttle: Throttle) -> None:
+        if throttle.task is not None or throttle.timer is not None:
+            return  # the running render or the armed timer picks the latest event up
+        delay = throttle.last + self.interval - time.monotonic()
+        if delay <= 0:
+            self._flush(topic, key, throttle)
+        else:
+            loop = asyncio.get_running_loop()
+            throttle.timer = loop.call_later(delay, self._on_timer, topic, key, throttle)
+
+    def _on_timer(self, topic: Topic, key: str | None, throttle: Throttle) -> None:
+        """End of a throttle window: render what came in meanwhile, or forget the idle key."""
+        throttle.timer = None
+        if throttle.dirty:
+            self._flush(topic, key, throttle)
+        elif throttle.task is None and topic.throttles.get(key) is throttle:
+            del topic.throttles[key]
+
+    def _flush(self, topic: Topic, key: str | None, throttle: Throttle) -> None:
+        if self.topics.get(topic.channel) is not topic or throttle.event is None:
+            return  # the last subscriber left
+        event, throttle.event, throttle.dirty = throttle.event, None, False
+        throttle.last = time.monotonic()
+        throttle.task = self._spawn_render(topic, key, event, throttle)
+
+    def _spawn_render(
+        self, topic: Topic, key: str | None, event: dict[str, Any], throttle: Throttle | None
+    ) -> asyncio.Task[None]:
+        seq = self.next_seq()
+        task = asyncio.ensure_future(self._render(topic, key, event, seq, throttle))
+        if throttle is None:  # nothing else holds a reference until it is done
+            self._inflight[("render", seq)] = task
+            task.add_done_callback(lambda _t: self._inflight.pop(("render", seq), None))
+        return task
+
+    async def _render(
+        self, topic: Topic, key: str | None, event: dict[str, Any], seq: int, throttle: Throttle | None
+    ) -> None:
+        try:
+            delivery = await topic.renderer.render(key, event)
+            if delivery is not None and self.topics.get(topic.channel) is topic:
+                delivery.seq = seq
+                topic.fan_out(delivery)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # a MongoDB hiccup: the next event (or a resync) brings the state; the hub lives on
+            log.warning("could not render an event of %s", topic.channel, exc_info=True)
+        finally:
+            if throttle is not None:
+                throttle.task = None
+                if self.topics.get(topic.channel) is topic:
+                    delay = max(0.0, throttle.last + self.interval - time.monotonic())
+                    throttle.timer = asyncio.get_running_loop().call_later(
+                        delay, self._on_timer, topic, key, throttle
+                    )

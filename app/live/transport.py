@@ -1,0 +1,124 @@
+"""WebSocket transport on /graphql: both protocols, with what Strawberry leaves to the app.
+
+* ``connection_init`` payload ``{"Authorization": "Key ..."}`` is kept on the connection's scope
+  (``state.connection_params``) so the view's ``on_ws_connect`` authenticates from it, falling
+  back to the upgrade request's header. A refusal closes graphql-transport-ws with 4403 and
+  answers legacy graphql-ws with ``connection_error`` (then close 1011), as each protocol says.
+* graphql-transport-ws: the server pings every ``keep_alive_interval`` seconds after the ack
+  (Strawberry only answers pings); legacy graphql-ws gets Strawberry's ``ka`` messages.
+* The per-connection subscription cap answers with a typed error (``extensions.code``
+  ``TOO_MANY``) on the operation, never closing the connection.
+* Messages go out as text frames: browsers' graphql-ws clients parse ``event.data`` as text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+from starlette.websockets import WebSocketDisconnect
+from starlette.websockets import WebSocketDisconnected as StarletteDisconnected
+from strawberry.asgi import ASGIWebSocketAdapter
+from strawberry.http.exceptions import WebSocketDisconnected
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler
+from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
+
+from app.core.errors import ErrorCode
+from app.graphql.context import Context
+
+CAP_MESSAGE = "too many subscriptions on this connection (at most {cap})"
+
+
+def cap_error(cap: int) -> dict[str, Any]:
+    return {"message": CAP_MESSAGE.format(cap=cap), "extensions": {"code": ErrorCode.TOO_MANY.value}}
+
+
+def _remember_params(context: Context, message: Mapping[str, Any]) -> None:
+    payload = message.get("payload")
+    if isinstance(payload, dict):
+        context.request.scope.setdefault("state", {})["connection_params"] = payload
+
+
+def connection_authorization(params: Any) -> str | None:
+    """The ``Authorization`` entry of a ``connection_init`` payload (any letter case)."""
+    if not isinstance(params, dict):
+        return None
+    for name, value in params.items():
+        if isinstance(name, str) and name.lower() == "authorization" and isinstance(value, str):
+            return value
+    headers = params.get("headers")  # some clients nest them: {"headers": {...}}
+    return connection_authorization(headers) if isinstance(headers, dict) else None
+
+
+class TextWebSocketAdapter(ASGIWebSocketAdapter):
+    """Text frames; a message to a client that just left is dropped, not raised.
+
+    Raising would end the operation task with an error that the legacy handler never cleans up
+    (its result stream stays open until garbage collection, holding the live subscription);
+    the connection's reader sees the disconnect and closes every operation properly.
+    """
+
+    async def send_json(self, message: Mapping[str, object]) -> None:
+        with contextlib.suppress(WebSocketDisconnect, StarletteDisconnected):
+            await self.ws.send_text(orjson.dumps(message).decode())
+
+
+class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
+    _ping_task: asyncio.Task[None] | None = None
+
+    async def handle_connection_init(self, message: Any) -> None:
+        if not self.connection_init_received:
+            _remember_params(self.context, message)
+        await super().handle_connection_init(message)
+        interval = getattr(self.view, "keep_alive_interval", None) if self.view.keep_alive else None
+        if self.connection_acknowledged and interval and self._ping_task is None:
+            self._ping_task = asyncio.create_task(self._ping(float(interval)))
+
+    async def _ping(self, interval: float) -> None:
+        with contextlib.suppress(WebSocketDisconnected, RuntimeError, OSError):
+            while True:
+                await asyncio.sleep(interval)
+                await self.send_message({"type": "ping"})
+
+    async def shutdown(self) -> None:
+        task, self._ping_task = self._ping_task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await super().shutdown()
+
+    async def handle_subscribe(self, message: Any) -> None:
+        cap = self.max_subscriptions_per_connection
+        if (
+            self.connection_acknowledged
+            and cap is not None
+            and message.get("id") not in self.operations
+            and len(self.operations) >= cap
+        ):
+            error: Any = {"id": message["id"], "type": "error", "payload": [cap_error(cap)]}
+            await self.send_message(error)
+            return
+        await super().handle_subscribe(message)
+
+
+class LegacyWSHandler(BaseGraphQLWSHandler[Context, None]):
+    async def handle_connection_init(self, message: Any) -> None:
+        _remember_params(self.context, message)
+        await super().handle_connection_init(message)
+
+    async def handle_start(self, message: Any) -> None:
+        cap = self.max_subscriptions_per_connection
+        if (
+            self.connection_acknowledged
+            and cap is not None
+            and message.get("id") not in self.tasks
+            and len(self.tasks) >= cap
+        ):
+            error: Any = {"type": "error", "id": message["id"], "payload": cap_error(cap)}
+            await self.send_message(error)
+            return
+        await super().handle_start(message)

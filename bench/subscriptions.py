@@ -1,0 +1,428 @@
+"""Live updates to 1,000 subscribers: Labelstream's subscription vs a plain Starlette broadcast.
+
+    python bench/subscriptions.py [--clients 1000] [--events 20] [--cycles 10000]
+
+Starts its own servers on 127.0.0.1 (embedded MongoDB-wire and Redis, unless MONGODB_URL /
+REDIS_URL are set), then two server processes, measured side by side in the same run:
+
+* ``labelstream``: one API process (uvicorn, the real app); N graphql-transport-ws clients all
+  subscribed to ``labelingTaskProgress`` of one task.
+* ``baseline``: a plain Starlette app with one Redis subscription that sends every message it
+  receives, as it is, to N raw WebSocket clients.
+
+For each event the driver writes the task's new state to MongoDB, stamps the publish time and
+publishes the engine's progress payload on the task's channel (the same bytes go to the
+baseline's channel, 0.4 s later, so the two never compete for the CPU); every client records the time of receipt. Events are 0.4 s apart, longer
+than the 0.25 s coalescing window, so each one is delivered (no coalescing is measured).
+
+Figures: p50 / p99 / max publish-to-receipt latency over all clients and events for both, the
+p99 ratio (target <= 1.5, and labelstream's p99 <= 100 ms), the API process's memory per idle
+subscriber connection (RSS growth / N), and optionally connect-subscribe-disconnect cycles
+with the process's task count and the Redis pattern subscriptions before and after.
+Everything is bounded: it stops by itself (timeouts everywhere) and cleans up its processes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from app.embedded import EmbeddedMongo, EmbeddedRedis, free_port  # noqa: E402
+
+BASELINE_CHANNEL = "bench:broadcast"
+
+BASELINE_APP = """
+import asyncio, contextlib, os
+import redis.asyncio as aioredis
+from starlette.applications import Starlette
+from starlette.routing import WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+clients: set[WebSocket] = set()
+
+async def endpoint(ws: WebSocket) -> None:
+    await ws.accept()
+    clients.add(ws)
+    try:
+        while True:
+            await ws.receive_text()
+    except WebSocketDisconnect:
+        pass
+    finally:
+        clients.discard(ws)
+
+async def pump() -> None:
+    client = aioredis.from_url(os.environ["REDIS_URL"])
+    ps = client.pubsub(ignore_subscribe_messages=True)
+    await ps.subscribe("CHANNEL")
+    while True:
+        msg = await ps.get_message(timeout=None)
+        if msg is None:
+            continue
+        text = msg["data"].decode()
+        for ws in list(clients):
+            try:
+                await ws.send_text(text)
+            except Exception:
+                clients.discard(ws)
+
+@contextlib.asynccontextmanager
+async def lifespan(app):
+    task = asyncio.create_task(pump())
+    yield
+    task.cancel()
+
+app = Starlette(routes=[WebSocketRoute("/ws", endpoint)], lifespan=lifespan)
+""".replace("CHANNEL", BASELINE_CHANNEL)
+
+QUERY = """subscription($t: ID!) { labelingTaskProgress(taskId: $t) {
+  taskId status final snapshot metrics { inputsTotal processed labelingPercent } } }"""
+
+
+def rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{url}: process exited")
+        with contextlib.suppress(httpx.HTTPError):
+            httpx.get(url, timeout=1)
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} did not answer")
+
+
+async def setup_data(mongodb_url: str, db: str) -> tuple[str, str, str]:
+    """A user with a key, an app and one task, straight through the services."""
+    from beanie import init_beanie
+    from pymongo import AsyncMongoClient
+
+    from app.apps.models import App, Membership, Role
+    from app.core.db import DOCUMENT_MODELS
+    from app.tasks.models import LabelingTask, TaskStatus
+    from app.users.service import create_api_key, get_or_create_user
+
+    client: AsyncMongoClient[Any] = AsyncMongoClient(mongodb_url)
+    await init_beanie(database=client[db], document_models=DOCUMENT_MODELS)
+    user = await get_or_create_user(f"bench-{secrets.token_hex(3)}@example.com")
+    _, key = await create_api_key(user.id, "bench")
+    app = App(name="bench", created_by=user.id)
+    await app.insert()
+    await Membership(app_id=app.id, user_id=user.id, roles=[Role.OWNER]).insert()
+    task = LabelingTask(
+        app_id=app.id,
+        name="bench",
+        dataset_id="none",
+        concept_ids=[],
+        created_by=user.id,
+        status=TaskStatus.IN_PROGRESS,
+    )
+    task.metrics.inputs_total = 1000
+    await task.insert()
+    await client.close()
+    return key, app.id, task.id
+
+
+class Receiver:
+    def __init__(self) -> None:
+        self.latencies: list[float] = []
+        self.by_event: dict[int, list[float]] = {}
+        self.received = 0
+
+
+async def gql_client(
+    url: str, key: str, task_id: str, receiver: Receiver, ready: asyncio.Event, stop: asyncio.Event
+) -> None:
+    from websockets.asyncio.client import connect
+
+    async with connect(url, subprotocols=["graphql-transport-ws"], max_queue=None) as ws:  # type: ignore[list-item]
+        await ws.send(
+            orjson.dumps({"type": "connection_init", "payload": {"Authorization": f"Key {key}"}}).decode()
+        )
+        assert orjson.loads(await ws.recv())["type"] == "connection_ack"
+        await ws.send(
+            orjson.dumps(
+                {"id": "1", "type": "subscribe", "payload": {"query": QUERY, "variables": {"t": task_id}}}
+            ).decode()
+        )
+        first = orjson.loads(await ws.recv())
+        assert first["type"] == "next" and first["payload"]["data"]["labelingTaskProgress"]["snapshot"], first
+        ready.set()
+        await _receive(
+            ws,
+            receiver,
+            stop,
+            SENT["gql"],
+            lambda m: m["payload"]["data"]["labelingTaskProgress"]["metrics"]["processed"],
+        )
+
+
+async def raw_client(url: str, receiver: Receiver, ready: asyncio.Event, stop: asyncio.Event) -> None:
+    from websockets.asyncio.client import connect
+
+    async with connect(url, max_queue=None) as ws:
+        ready.set()
+        await _receive(ws, receiver, stop, SENT["raw"], lambda m: m["metrics"]["inputsProcessed"])
+
+
+# event number -> publish time (perf_counter, same host), per server
+SENT: dict[str, dict[int, float]] = {"gql": {}, "raw": {}}
+
+
+async def _receive(
+    ws: Any, receiver: Receiver, stop: asyncio.Event, sent: dict[int, float], number: Any
+) -> None:
+    while not stop.is_set():
+        try:
+            raw = await asyncio.wait_for(ws.recv(), 1.0)
+        except TimeoutError:
+            continue
+        now = time.perf_counter()
+        message = orjson.loads(raw)
+        if message.get("type") in ("ping", "pong", "ka"):
+            continue
+        n = number(message)
+        if n in sent:
+            receiver.latencies.append(now - sent[n])
+            receiver.by_event.setdefault(n, []).append(now - sent[n])
+            receiver.received += 1
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * len(values)))] * 1000
+
+
+async def measure(
+    redis_url: str, mongodb_url: str, db: str, app_id: str, task_id: str, events: int, clients: int
+) -> None:
+    import redis.asyncio as aioredis
+    from pymongo import AsyncMongoClient
+
+    from app.core import pubsub
+
+    r = aioredis.from_url(redis_url)
+    mongo: AsyncMongoClient[Any] = AsyncMongoClient(mongodb_url)
+    tasks = mongo[db]["labeling_tasks"]
+    await asyncio.sleep(1.0)
+    for n in range(1, events + 1):
+        await tasks.update_one({"_id": task_id}, {"$set": {"metrics.inputs_processed": n}})
+        payload = {
+            "status": "IN_PROGRESS",
+            "metrics": {"inputsTotal": 1000, "inputsProcessed": n, "labelingPercent": n / 10},
+        }
+        # one server at a time: the client process (same 2 cores) never serves both at once
+        SENT["gql"][n] = time.perf_counter()
+        await pubsub.publish_task(r, app_id, task_id, payload)
+        await asyncio.sleep(0.4)
+        SENT["raw"][n] = time.perf_counter()
+        await r.publish(BASELINE_CHANNEL, orjson.dumps({"type": "task", "taskId": task_id, **payload}))
+        await asyncio.sleep(0.4)
+    await asyncio.sleep(1.0)
+    await r.aclose()
+    await mongo.close()
+
+
+async def run_clients(
+    gql_url: str, raw_url: str, key: str, task_id: str, n: int, api_pid: int, args: Any, urls: Any
+) -> dict[str, Any]:
+    stop = asyncio.Event()
+    gql, raw = Receiver(), Receiver()
+    rss_before = rss_kb(api_pid)
+    readies: list[asyncio.Event] = []
+    runners: list[asyncio.Task[None]] = []
+    for k in range(n):  # connect in small waves: the 2-core box shares CPU with the servers
+        for target in ("gql", "raw"):
+            ready = asyncio.Event()
+            readies.append(ready)
+            coro = (
+                gql_client(gql_url, key, task_id, gql, ready, stop)
+                if target == "gql"
+                else raw_client(raw_url, raw, ready, stop)
+            )
+            runners.append(asyncio.create_task(coro))
+        if k % 50 == 49:
+            await asyncio.wait_for(asyncio.gather(*(r.wait() for r in readies)), 120)
+    await asyncio.wait_for(asyncio.gather(*(r.wait() for r in readies)), 120)
+    await asyncio.sleep(2.0)
+    rss_after = rss_kb(api_pid)
+    await asyncio.wait_for(measure(*urls, args.events, n), 120)
+    stop.set()
+    await asyncio.wait_for(asyncio.gather(*runners, return_exceptions=True), 60)
+    return {"gql": gql, "raw": raw, "rss_per_conn_kb": (rss_after - rss_before) / n}
+
+
+async def cycles(gql_url: str, key: str, task_id: str, count: int, api_url: str, redis_url: str) -> None:
+    import redis.asyncio as aioredis
+    from websockets.asyncio.client import connect
+
+    r = aioredis.from_url(redis_url)
+
+    async def one() -> None:
+        async with connect(gql_url, subprotocols=["graphql-transport-ws"]) as ws:  # type: ignore[list-item]
+            await ws.send(
+                orjson.dumps({"type": "connection_init", "payload": {"Authorization": f"Key {key}"}}).decode()
+            )
+            await ws.recv()
+            await ws.send(
+                orjson.dumps(
+                    {"id": "1", "type": "subscribe", "payload": {"query": QUERY, "variables": {"t": task_id}}}
+                ).decode()
+            )
+            await ws.recv()
+
+    numpat_before = await r.execute_command("PUBSUB", "NUMPAT")
+    started = time.perf_counter()
+    done = 0
+    while done < count:
+        batch = min(50, count - done)
+        await asyncio.wait_for(asyncio.gather(*(one() for _ in range(batch))), 120)
+        done += batch
+    elapsed = time.perf_counter() - started
+    await asyncio.sleep(1.0)
+    numpat_after = await r.execute_command("PUBSUB", "NUMPAT")
+    await r.aclose()
+    print(
+        f"cycles: {count} connect/subscribe/disconnect in {elapsed:.1f} s; "
+        f"Redis pattern subscriptions {numpat_before} -> {numpat_after}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--clients", type=int, default=1000)
+    parser.add_argument("--events", type=int, default=20)
+    parser.add_argument("--cycles", type=int, default=0, help="connect/disconnect cycles (e.g. 10000)")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="labelstream-bench-") as tmp_dir, contextlib.ExitStack() as stack:
+        tmp = Path(tmp_dir)
+        mongodb_url = os.environ.get("MONGODB_URL")
+        redis_url = os.environ.get("REDIS_URL")
+        if not mongodb_url:
+            mongo = EmbeddedMongo(tmp / "mongo")
+            mongo.start()
+            stack.callback(mongo.stop)
+            mongodb_url = mongo.url
+        if not redis_url:
+            redis = EmbeddedRedis(tmp / "redis", persist=False)
+            redis.start()
+            stack.callback(redis.stop)
+            redis_url = redis.url
+        db = f"bench_{secrets.token_hex(3)}"
+        key, app_id, task_id = asyncio.run(setup_data(mongodb_url, db))
+        env = dict(
+            os.environ,
+            MONGODB_URL=mongodb_url,
+            REDIS_URL=redis_url,
+            LABELSTREAM_MONGODB_DB=db,
+            LABELSTREAM_DATA_DIR=str(tmp / "data"),
+            LABELSTREAM_WS_KEEP_ALIVE_INTERVAL_S="0",
+        )
+        api_port, raw_port = free_port(), free_port()
+        api = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "app.main:create_app",
+                "--factory",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(api_port),
+                "--ws",
+                "websockets-sansio",
+                "--log-level",
+                "warning",
+            ],
+            cwd=ROOT,
+            env=env,
+        )
+        stack.callback(lambda: (api.terminate(), api.wait(10)))
+        (tmp / "baseline.py").write_text(BASELINE_APP)
+        raw = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "baseline:app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(raw_port),
+                "--ws",
+                "websockets-sansio",
+                "--log-level",
+                "warning",
+            ],
+            cwd=tmp,
+            env=env,
+        )
+        stack.callback(lambda: (raw.terminate(), raw.wait(10)))
+        wait_http(f"http://127.0.0.1:{api_port}/health", api)
+        wait_http(f"http://127.0.0.1:{raw_port}/", raw)
+        gql_url, raw_url = f"ws://127.0.0.1:{api_port}/graphql", f"ws://127.0.0.1:{raw_port}/ws"
+
+        out = asyncio.run(
+            run_clients(
+                gql_url,
+                raw_url,
+                key,
+                task_id,
+                args.clients,
+                api.pid,
+                args,
+                (redis_url, mongodb_url, db, app_id, task_id),
+            )
+        )
+        gql, base = out["gql"], out["raw"]
+        expected = args.clients * args.events
+        print(
+            f"subscribers: {args.clients} per server, {args.events} events, 0.4 s apart (127.0.0.1, one process each)"
+        )
+        for name, rec in (("labelstream", gql), ("baseline", base)):
+            print(
+                f"{name:12s} received {rec.received}/{expected}  p50 {pct(rec.latencies, 0.5):6.1f} ms  "
+                f"p99 {pct(rec.latencies, 0.99):6.1f} ms  max {pct(rec.latencies, 1.0):6.1f} ms"
+            )
+        if os.environ.get("BENCH_VERBOSE"):
+            for name, rec in (("labelstream", gql), ("baseline", base)):
+                worst = {n: round(max(v) * 1000) for n, v in sorted(rec.by_event.items())}
+                print(f"{name} max per event (ms): {worst}")
+        ratio = pct(gql.latencies, 0.99) / pct(base.latencies, 0.99)
+        print(
+            f"p99 ratio labelstream / baseline: {ratio:.2f} (target <= 1.5); "
+            f"labelstream p99 <= 100 ms: {pct(gql.latencies, 0.99) <= 100}"
+        )
+        print(f"memory per idle subscriber connection (API RSS growth / N): {out['rss_per_conn_kb']:.1f} KiB")
+        if args.cycles:
+            asyncio.run(cycles(gql_url, key, task_id, args.cycles, f"http://127.0.0.1:{api_port}", redis_url))
+            print(f"API process RSS after cycles: {rss_kb(api.pid) / 1024:.1f} MiB")
+
+
+if __name__ == "__main__":
+    main()

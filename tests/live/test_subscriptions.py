@@ -1,0 +1,289 @@
+"""Subscriptions over a real WebSocket server (uvicorn) against the session's real MongoDB and
+Redis; tasks run by a real arq worker (``drain``)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+from starlette.applications import Starlette
+from websockets.exceptions import ConnectionClosed
+
+from app.core import pubsub
+from app.live.hub import Hub
+from app.tasks.models import LabelingTask
+from tests.factories import Api, world
+from tests.live.helpers import LEGACY, PROGRESS, TRANSPORT, client
+from tests.tasks_engine.conftest import Drain
+from tests.tasks_engine.helpers import create_dataset, create_task, image_inputs, null_model
+
+BOTH = pytest.mark.parametrize("protocol", [TRANSPORT, LEGACY])
+
+TASKS = """subscription($a: ID!) { labelingTasks(appId: $a) {
+  snapshot tasks { taskId status final metrics { labelingPercent } } } }"""
+REVIEW = """subscription($t: ID!) { reviewQueue(taskId: $t) {
+  change taskId reviewerId inputIds counts { inputs annotations } } }"""
+
+
+async def _task(api: Api, w: Any, n: int = 6, delay_ms: float = 0, **fields: Any) -> dict[str, Any]:
+    c = await api.concept(w.owner, w.app_id, "cat")
+    ds = await create_dataset(api, w.owner, w.app_id)
+    await image_inputs(api, w.owner, w.app_id, ds, n)
+    preds = [{"concept": "cat", "confidence": 0.7}]
+    model = await null_model(api, w.owner, w.app_id, preds, delay_ms=delay_ms)
+    return await create_task(
+        api, w.owner, appId=w.app_id, datasetId=ds, modelId=model, conceptIds=[c], **fields
+    )
+
+
+def _hub(asgi_app: Starlette) -> Hub:
+    hub: Hub = asgi_app.state.runtime.live
+    return hub
+
+
+async def _assert_matches_database(progress: dict[str, Any]) -> None:
+    doc = await LabelingTask.get(progress["taskId"])
+    assert doc is not None
+    assert progress["status"] == doc.status.value
+    assert progress["metrics"]["inputsTotal"] == doc.metrics.inputs_total
+    assert progress["metrics"]["processed"] == doc.metrics.inputs_processed + doc.metrics.inputs_failed
+
+
+@BOTH
+async def test_progress_is_a_snapshot_then_rising_percentages_then_the_final_status(
+    api: Api, ws_url: str, drain: Drain, protocol: str
+) -> None:
+    w = await world(api)
+    task = await _task(api, w, n=8, delay_ms=60)
+    async with client(ws_url, protocol, key=w.owner.key) as ws:
+        await ws.subscribe("p", PROGRESS, t=task["id"])
+        first = await ws.data("p", "labelingTaskProgress")
+        assert first["snapshot"] is True and first["status"] == "QUEUED"
+        assert first["metrics"] == {"inputsTotal": 8, "processed": 0, "labelingPercent": 0.0}
+        runner = asyncio.create_task(drain(max_jobs=1))
+        seen: list[tuple[float, dict[str, Any]]] = []
+        while not seen or not seen[-1][1]["final"]:
+            seen.append((time.monotonic(), await ws.data("p", "labelingTaskProgress")))
+        await runner
+    percents = [m["metrics"]["labelingPercent"] for _, m in seen]
+    assert percents == sorted(percents) and percents[-1] == 100.0
+    assert len(seen) >= 2, "updates while the task runs, not only the end"
+    assert seen[-1][1]["status"] == "DONE" and not any(m["snapshot"] for _, m in seen)
+    # coalesced: at most one update per 250 ms window (plus the leading one)
+    span = seen[-1][0] - seen[0][0]
+    assert len(seen) <= span / 0.25 + 2
+    await _assert_matches_database(seen[-1][1])
+
+
+async def test_a_burst_of_events_is_coalesced_and_the_latest_state_wins(
+    api: Api, ws_url: str, asgi_app: Starlette
+) -> None:
+    w = await world(api)
+    task = await _task(api, w, n=2, autoAnnotation=False)
+    redis = asgi_app.state.runtime.redis
+    async with client(ws_url, key=w.owner.key) as ws:
+        await ws.subscribe("p", PROGRESS, t=task["id"])
+        assert (await ws.data("p", "labelingTaskProgress"))["snapshot"]
+        started = time.monotonic()
+        collection = LabelingTask.get_pymongo_collection()
+        for k in range(40):  # 40 changes in ~0.2 s: far more than 4 per second
+            await collection.update_one({"_id": task["id"]}, {"$set": {"metrics.inputs_processed": k % 3}})
+            await pubsub.publish_task(redis, w.app_id, task["id"], {"status": "IN_PROGRESS"})
+        await collection.update_one(
+            {"_id": task["id"]}, {"$set": {"status": "DONE", "metrics.inputs_processed": 2}}
+        )
+        await pubsub.publish_task(redis, w.app_id, task["id"], {"status": "DONE"})
+        received = []
+        while not received or not received[-1]["final"]:
+            received.append(await ws.data("p", "labelingTaskProgress"))
+        elapsed = time.monotonic() - started
+    assert len(received) <= elapsed / 0.25 + 2 < 40
+    assert received[-1]["status"] == "DONE" and received[-1]["metrics"]["processed"] == 2
+    await _assert_matches_database(received[-1])
+
+
+async def test_labeling_tasks_lists_the_app_then_streams_each_change(
+    api: Api, ws_url: str, drain: Drain
+) -> None:
+    w = await world(api)
+    task = await _task(api, w, n=4)
+    async with client(ws_url, key=w.owner.key) as ws:
+        await ws.subscribe("l", TASKS, a=w.app_id)
+        snap = await ws.data("l", "labelingTasks")
+        assert snap["snapshot"] is True
+        assert [t["taskId"] for t in snap["tasks"]] == [task["id"]]
+        await drain()
+        last: dict[str, Any] = {}
+        while last.get("status") != "DONE":
+            update = await ws.data("l", "labelingTasks")
+            assert update["snapshot"] is False and len(update["tasks"]) == 1
+            last = update["tasks"][0]
+        assert last == {
+            "taskId": task["id"],
+            "status": "DONE",
+            "final": True,
+            "metrics": {"labelingPercent": 100.0},
+        }
+
+
+async def test_review_queue_is_the_reviewers_counts_then_added_inputs(
+    api: Api, ws_url: str, drain: Drain
+) -> None:
+    w = await world(api)
+    reviewer = await api.member(w.owner, w.app_id, ["REVIEWER"])
+    task = await _task(  # 0.7 is between the thresholds: every input needs review
+        api, w, n=3, thresholds={"lower": 0.5, "upper": 0.9}, reviewerIds=[reviewer.user_id]
+    )
+    async with client(ws_url, key=reviewer.key) as ws:
+        await ws.subscribe("r", REVIEW, t=task["id"])
+        snap = await ws.data("r", "reviewQueue")
+        assert snap == {
+            "change": "SNAPSHOT",
+            "taskId": task["id"],
+            "reviewerId": reviewer.user_id,
+            "inputIds": [],
+            "counts": {"inputs": 0, "annotations": 0},
+        }
+        await drain()
+        added: set[str] = set()
+        while len(added) < 3:
+            update = await ws.data("r", "reviewQueue")
+            assert update["change"] == "ADDED" and update["counts"] is None
+            assert update["reviewerId"] == reviewer.user_id
+            added.update(update["inputIds"])
+        await ws.stop("r")
+        await ws.subscribe("r2", REVIEW, t=task["id"])
+        again = await ws.data("r2", "reviewQueue")
+        assert again["counts"] == {"inputs": 3, "annotations": 3}
+
+
+@BOTH
+async def test_a_connection_without_a_valid_key_is_refused(ws_url: str, api: Api, protocol: str) -> None:
+    await api.user()  # the database is ready
+    for payload in ({}, {"Authorization": "Key ls_not-a-key"}, {"Authorization": "Basic abc"}):
+        async with client(ws_url, protocol, init=False) as ws:
+            await ws.send({"type": "connection_init", "payload": payload})
+            if protocol == TRANSPORT:
+                with pytest.raises(ConnectionClosed) as closed:
+                    await ws.recv()
+                assert closed.value.rcvd is not None and closed.value.rcvd.code == 4403
+            else:
+                message = await ws.recv()
+                assert message["type"] == "connection_error"
+                assert message["payload"]["extensions"]["code"] == "UNAUTHENTICATED"
+                with pytest.raises(ConnectionClosed):
+                    await ws.recv()
+
+
+@BOTH
+async def test_subscribing_before_the_connection_is_acknowledged_is_refused(
+    ws_url: str, protocol: str
+) -> None:
+    async with client(ws_url, protocol, init=False) as ws:
+        await ws.subscribe("p", PROGRESS, t="x")
+        with pytest.raises(ConnectionClosed) as closed:
+            await ws.recv()
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401
+
+
+async def test_the_upgrade_requests_authorization_header_is_enough(api: Api, ws_url: str) -> None:
+    w = await world(api)
+    task = await _task(api, w, n=1, autoAnnotation=False)
+    async with client(ws_url, header_key=w.owner.key) as ws:
+        await ws.subscribe("p", PROGRESS, t=task["id"])
+        assert (await ws.data("p", "labelingTaskProgress"))["taskId"] == task["id"]
+
+
+@BOTH
+async def test_another_apps_task_or_app_is_refused_like_an_unknown_id(
+    api: Api, ws_url: str, protocol: str
+) -> None:
+    w = await world(api)
+    task = await _task(api, w, n=1, autoAnnotation=False)
+    labeler = await api.member(w.owner, w.app_id, ["LABELER"])
+    async with client(ws_url, protocol, key=w.stranger.key) as ws:
+        for op_id, query, variables in (
+            ("1", PROGRESS, {"t": task["id"]}),
+            ("2", TASKS, {"a": w.app_id}),
+            ("3", REVIEW, {"t": task["id"]}),
+            ("4", PROGRESS, {"t": "no-such-task"}),
+        ):
+            await ws.subscribe(op_id, query, **variables)
+            message = await ws.next(op_id)
+            assert message["type"] == "error", message
+            errors = message["payload"] if protocol == TRANSPORT else [message["payload"]]
+            assert errors[0]["extensions"]["code"] == "NOT_FOUND", errors
+            assert "Traceback" not in str(errors)
+    async with client(ws_url, protocol, key=labeler.key) as ws:
+        await ws.subscribe("r", REVIEW, t=task["id"])
+        message = await ws.next("r")
+        errors = message["payload"] if protocol == TRANSPORT else [message["payload"]]
+        assert message["type"] == "error" and errors[0]["extensions"]["code"] == "PERMISSION_DENIED"
+        await ws.subscribe("p", PROGRESS, t=task["id"])  # a labeler may watch progress
+        assert (await ws.data("p", "labelingTaskProgress"))["snapshot"]
+
+
+@BOTH
+async def test_subscriptions_per_connection_are_capped_with_a_typed_error(
+    api: Api, ws_url: str, asgi_app: Starlette, protocol: str
+) -> None:
+    w = await world(api)
+    cap = asgi_app.state.runtime.settings.max_subscriptions_per_connection
+    async with client(ws_url, protocol, key=w.owner.key) as ws:
+        for k in range(cap):
+            await ws.subscribe(f"s{k}", TASKS, a=w.app_id)
+        for k in range(cap):
+            assert (await ws.data(f"s{k}", "labelingTasks"))["snapshot"]
+        await ws.subscribe("over", TASKS, a=w.app_id)
+        message = await ws.next("over")
+        assert message["type"] == "error"
+        errors = message["payload"] if protocol == TRANSPORT else [message["payload"]]
+        assert errors[0]["extensions"]["code"] == "TOO_MANY"
+        # the connection stays usable: stop one, and a new one fits
+        await ws.stop("s0")
+        await asyncio.sleep(0.1)
+        await ws.subscribe("again", TASKS, a=w.app_id)
+        assert (await ws.data("again", "labelingTasks"))["snapshot"]
+
+
+async def _pattern_subscriptions(asgi_app: Starlette) -> int:
+    value: int = await asgi_app.state.runtime.redis.execute_command("PUBSUB", "NUMPAT")
+    return value
+
+
+async def test_disconnecting_clients_release_everything(api: Api, ws_url: str, asgi_app: Starlette) -> None:
+    w = await world(api)
+    task = await _task(api, w, n=1, autoAnnotation=False)
+    hub = _hub(asgi_app)
+    await asyncio.wait_for(hub.connected.wait(), 10)
+
+    async def cycle(k: int) -> None:
+        protocol = TRANSPORT if k % 2 else LEGACY
+        async with client(ws_url, protocol, key=w.owner.key) as ws:
+            await ws.subscribe("p", PROGRESS, t=task["id"])
+            await ws.subscribe("l", TASKS, a=w.app_id)
+            await ws.data("p", "labelingTaskProgress")
+            if k % 3 == 0:  # some leave while an event is being delivered
+                await pubsub.publish_task(asgi_app.state.runtime.redis, w.app_id, task["id"], {})
+
+    await cycle(0)
+    await asyncio.sleep(0.5)
+    tasks_before = len(asyncio.all_tasks())
+    patterns_before = await _pattern_subscriptions(asgi_app)
+    for batch in range(10):
+        await asyncio.gather(*(cycle(batch * 20 + k) for k in range(20)))
+    deadline = time.monotonic() + 10
+    while hub.stats()["subscribers"] and time.monotonic() < deadline:  # noqa: ASYNC110
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.6)  # throttle windows end
+    assert hub.stats() == {
+        "topics": 0,
+        "subscribers": 0,
+        "throttles": 0,
+        "inflight": 0,
+        "connections": hub.stats()["connections"],
+    }
+    assert len(asyncio.all_tasks()) <= tasks_before
+    assert await _pattern_subscriptions(asgi_app) == patterns_before == 1
