@@ -104,7 +104,10 @@ async def on_batch_routed(runtime: Runtime, task: LabelingTask, input_ids: Seque
             more = await assign.sync_inputs(fresh, sorted(sampled), reason="AUDIT")
             changes.merge(more)
     await assign.publish(runtime.redis, fresh, changes)
-    await metrics.refresh(runtime, fresh.id, publish=False)
+    if changes.removed:
+        # routing itself never reviews anything; only withdrawn work can move the
+        # reviewed count, so the (task-wide) review figures are refreshed only then
+        await metrics.refresh(runtime, fresh.id, publish=False)
 
 
 # --- listing and opening ---------------------------------------------------------------------
