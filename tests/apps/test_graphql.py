@@ -201,3 +201,20 @@ async def test_graphiql_page_is_served_to_browsers_without_a_key(api: Api) -> No
     assert "graphiql" in response.text.lower()
     assert "Authorization" in response.text and "Key <paste the key" in response.text
     assert (await api.http.get("/health")).json() == {"status": "ok"}
+
+
+def _mutation_names() -> list[str]:
+    from app.graphql.schema import build_schema
+
+    mutation = build_schema()._schema.mutation_type
+    assert mutation is not None
+    return sorted(mutation.fields)
+
+
+@pytest.mark.parametrize("name", _mutation_names())
+async def test_every_mutation_refuses_a_caller_without_a_valid_key(api: Api, name: str) -> None:
+    query = f"mutation {{ {name} {{ __typename }} }}"
+    for headers in ({}, {"Authorization": "Key ls_revoked-or-unknown"}):
+        response = await api.raw(query, headers=headers)
+        assert response.status_code == 401
+        assert response.json()["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
