@@ -1,7 +1,8 @@
 """Factories for registry, task and annotation tests.
 
 Models, workflows and tasks go through the real API; datasets and inputs are written straight
-as Beanie documents, because their API is being written elsewhere at the same time.
+as Beanie documents (their own API is tested in tests/datasets and tests/inputs), which keeps
+these tests small and fast.
 """
 
 from __future__ import annotations
