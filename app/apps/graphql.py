@@ -8,7 +8,6 @@ from app.apps import service
 from app.apps.models import App as AppDoc
 from app.apps.models import Membership
 from app.apps.models import Role as RoleEnum
-from app.core.auth import membership_of
 from app.graphql.common import DeleteSuccess
 from app.graphql.context import Info
 from app.graphql.errors import mutation_errors, result_union
@@ -37,8 +36,7 @@ class App:
 
     @strawberry.field(description="Your roles in this app.")
     async def my_roles(self, info: Info) -> list[Role]:  # type: ignore[valid-type]
-        membership = await membership_of(info.context.principal, str(self.id))
-        return list(membership.roles) if membership else []
+        return await info.context.my_roles(str(self.id))
 
 
 @strawberry.type(description="A user's membership of an app.")

@@ -30,6 +30,7 @@ class Context:
     principal_or_none: Principal | None
     request_id: str
     _loaders: dict[type, DataLoader[str, Any]] = field(default_factory=dict)
+    _memberships: dict[str, list[Any]] | None = None
 
     @property
     def settings(self) -> Settings:
@@ -46,6 +47,15 @@ class Context:
         return page_args(
             first, after, default=self.settings.default_page_size, cap=self.settings.max_page_size
         )
+
+    async def my_roles(self, app_id: str) -> list[Any]:
+        """The caller's roles in ``app_id``; all their memberships are read once per request."""
+        if self._memberships is None:
+            from app.apps.models import Membership
+
+            docs = await Membership.find({"user_id": self.principal.user_id}).to_list()
+            self._memberships = {m.app_id: list(m.roles) for m in docs}
+        return self._memberships.get(app_id, [])
 
     def loader(self, model: type[D]) -> DataLoader[str, D | None]:
         """Batch ``model.get`` calls of one request into a single ``$in`` query."""

@@ -72,7 +72,7 @@ class QueueItem:
 
     @strawberry.field(description="Review: the annotations waiting for your decision, least confident first.")
     async def annotations(self, info: Info) -> list[Annotation]:
-        doc = await AssignmentDoc.get(str(self.id))
+        doc = await info.context.loader(AssignmentDoc).load(str(self.id))
         if doc is None:
             return []
         return [Annotation.from_document(a) for a in await queue.waiting_annotations(doc)]

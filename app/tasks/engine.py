@@ -484,13 +484,18 @@ async def create_pending(task: LabelingTask, input_ids: Sequence[str]) -> None:
                 raise
 
 
-async def _pending(task: LabelingTask, input_ids: Sequence[str], retry: bool) -> list[str]:
+async def _pending(task: LabelingTask, input_ids: Sequence[str], retry: bool) -> tuple[list[str], set[str]]:
+    """The inputs this job still has to do, and which of them had failed before (one query)."""
     ids = [task_input_id(task.id, i) for i in input_ids]
-    states = await TaskInput.find({"_id": {"$in": ids}}).to_list()
-    done = {s.input_id for s in states if s.state == InputState.DONE}
-    failed = {s.input_id for s in states if s.state == InputState.FAILED}
+    states = (
+        await TaskInput.get_pymongo_collection()
+        .find({"_id": {"$in": ids}}, {"input_id": 1, "state": 1})
+        .to_list()
+    )
+    done = {s["input_id"] for s in states if s["state"] == InputState.DONE.value}
+    failed = {s["input_id"] for s in states if s["state"] == InputState.FAILED.value}
     skip = done | (set() if retry else failed)
-    return [i for i in input_ids if i not in skip]
+    return [i for i in input_ids if i not in skip], failed - skip
 
 
 async def _record(
@@ -669,18 +674,9 @@ async def run_batch(
         {"_id": task.id, "status": TaskStatus.QUEUED.value},
         {"$set": {"status": TaskStatus.IN_PROGRESS.value}, "$currentDate": {"updated_at": True}},
     )
-    pending = await _pending(task, input_ids, retry)
+    pending, previously_failed = await _pending(task, input_ids, retry)
     result.skipped = len(input_ids) - len(pending)
     if pending:
-        previously_failed = {
-            s.input_id
-            for s in await TaskInput.find(
-                {
-                    "_id": {"$in": [task_input_id(task.id, i) for i in pending]},
-                    "state": InputState.FAILED.value,
-                }
-            ).to_list()
-        }
         concepts = await task_concepts(task)
         router = build_router(task, [(c.id, c.name) for c in concepts])
         models = await task_models(task)

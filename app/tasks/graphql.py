@@ -205,7 +205,7 @@ class LabelingTask:
 
     @strawberry.field(description="Review figures: % reviewed, per reviewer, inputs still to label.")
     async def review(self, info: Info) -> TaskReview:
-        doc = await m.LabelingTask.get(str(self.id))
+        doc = await info.context.loader(m.LabelingTask).load(str(self.id))
         if doc is None:
             raise NotFound("labeling task", str(self.id))
         return TaskReview.from_metrics(await review_metrics.review_metrics(doc))

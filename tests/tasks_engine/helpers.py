@@ -13,7 +13,7 @@ from PIL import Image
 from app.annotations.models import Annotation
 from app.tasks.engine import recount
 from app.tasks.models import LabelingTask
-from tests.factories import Api, Caller
+from tests.factories import Api, Caller, World, world
 
 TASK_FIELDS = """__typename
   ... on LabelingTaskSuccess { labelingTask { id status run metrics {
@@ -102,6 +102,34 @@ async def null_model(
     assert data["createModel"]["__typename"] == "ModelSuccess", data
     model_id: str = data["createModel"]["model"]["id"]
     return model_id
+
+
+THREE = [
+    {"concept": "cat", "confidence": 0.95},
+    {"concept": "dog", "confidence": 0.6},
+    {"concept": "bird", "confidence": 0.2},
+]
+
+
+@dataclass
+class Scenario:
+    """An app with concepts cat/dog/bird, a dataset of images and a null model predicting
+    cat 0.95, dog 0.6 and bird 0.2 for every input."""
+
+    w: World
+    c: dict[str, str]
+    ds: str
+    inputs: list[str]
+    model: str
+
+
+async def scenario(api: Api, images: int) -> Scenario:
+    w = await world(api)
+    c = {n: await api.concept(w.owner, w.app_id, n) for n in ("cat", "dog", "bird")}
+    ds = await create_dataset(api, w.owner, w.app_id)
+    inputs = await image_inputs(api, w.owner, w.app_id, ds, images)
+    model = await null_model(api, w.owner, w.app_id, THREE)
+    return Scenario(w=w, c=c, ds=ds, inputs=inputs, model=model)
 
 
 async def create_task(api: Api, owner: Caller, **fields: Any) -> dict[str, Any]:

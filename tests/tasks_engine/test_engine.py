@@ -12,6 +12,7 @@ from app.tasks.models import InputState, LabelingTask, TaskInput
 from tests.factories import Api, world
 from tests.tasks_engine.conftest import Drain
 from tests.tasks_engine.helpers import (
+    THREE,
     annotations_of,
     assert_metrics_match_recount,
     create_dataset,
@@ -19,13 +20,8 @@ from tests.tasks_engine.helpers import (
     get_task,
     image_inputs,
     null_model,
+    scenario,
 )
-
-THREE = [
-    {"concept": "cat", "confidence": 0.95},
-    {"concept": "dog", "confidence": 0.6},
-    {"concept": "bird", "confidence": 0.2},
-]
 
 
 async def _concepts(api: Api, owner: Any, app_id: str, *names: str) -> dict[str, str]:
@@ -33,11 +29,9 @@ async def _concepts(api: Api, owner: Any, app_id: str, *names: str) -> dict[str,
 
 
 async def test_task_labels_every_input_routes_by_threshold_and_finishes(api: Api, drain: Drain) -> None:
-    w = await world(api)
-    c = await _concepts(api, w.owner, w.app_id, "cat", "dog", "bird")
-    ds = await create_dataset(api, w.owner, w.app_id)
-    inputs = await image_inputs(api, w.owner, w.app_id, ds, 6)
-    model = await null_model(api, w.owner, w.app_id, THREE)
+    s = await scenario(api, 6)
+    w, c, ds, model = s.w, s.c, s.ds, s.model
+    inputs = s.inputs
     created = await create_task(
         api,
         w.owner,
@@ -118,11 +112,9 @@ async def test_mapping_many_to_one_per_concept_ranges_and_unmapped_concepts(api:
 async def test_a_job_executed_twice_leaves_identical_annotations(
     api: Api, drain: Drain, asgi_app: Any
 ) -> None:
-    w = await world(api)
-    c = await _concepts(api, w.owner, w.app_id, "cat", "dog", "bird")
-    ds = await create_dataset(api, w.owner, w.app_id)
-    inputs = await image_inputs(api, w.owner, w.app_id, ds, 5)
-    model = await null_model(api, w.owner, w.app_id, THREE)
+    s = await scenario(api, 5)
+    w, c, ds, model = s.w, s.c, s.ds, s.model
+    inputs = s.inputs
     task = await create_task(
         api, w.owner, appId=w.app_id, datasetId=ds, modelId=model, conceptIds=list(c.values())
     )
@@ -268,11 +260,8 @@ async def test_url_inputs_are_fetched_measured_and_labeled(api: Api, drain: Drai
 
 
 async def test_cancel_stops_further_work(api: Api, drain: Drain) -> None:
-    w = await world(api)
-    c = await _concepts(api, w.owner, w.app_id, "cat", "dog", "bird")
-    ds = await create_dataset(api, w.owner, w.app_id)
-    await image_inputs(api, w.owner, w.app_id, ds, 12)  # 3 jobs of 4
-    model = await null_model(api, w.owner, w.app_id, THREE)
+    s = await scenario(api, 12)  # 3 jobs of 4
+    w, c, ds, model = s.w, s.c, s.ds, s.model
     task = await create_task(
         api, w.owner, appId=w.app_id, datasetId=ds, modelId=model, conceptIds=list(c.values())
     )
@@ -325,11 +314,8 @@ async def test_retry_reprocesses_only_the_failed_inputs(api: Api, drain: Drain, 
 
 
 async def test_dry_run_histogram_matches_a_real_reapply_and_reviews_survive(api: Api, drain: Drain) -> None:
-    w = await world(api)
-    c = await _concepts(api, w.owner, w.app_id, "cat", "dog", "bird")
-    ds = await create_dataset(api, w.owner, w.app_id)
-    await image_inputs(api, w.owner, w.app_id, ds, 4)
-    model = await null_model(api, w.owner, w.app_id, THREE)
+    s = await scenario(api, 4)
+    w, c, ds, model = s.w, s.c, s.ds, s.model
     task = await create_task(
         api,
         w.owner,
@@ -418,11 +404,8 @@ async def test_high_priority_task_created_later_finishes_first(
 async def test_progress_events_reach_redis_and_end_with_done(api: Api, drain: Drain, asgi_app: Any) -> None:
     from app.core import pubsub
 
-    w = await world(api)
-    c = await _concepts(api, w.owner, w.app_id, "cat", "dog", "bird")
-    ds = await create_dataset(api, w.owner, w.app_id)
-    await image_inputs(api, w.owner, w.app_id, ds, 12)
-    model = await null_model(api, w.owner, w.app_id, THREE)
+    s = await scenario(api, 12)
+    w, c, ds, model = s.w, s.c, s.ds, s.model
     task = await create_task(
         api,
         w.owner,
@@ -458,11 +441,8 @@ async def test_progress_events_reach_redis_and_end_with_done(api: Api, drain: Dr
 
 
 async def test_watching_task_goes_idle_then_labels_inputs_added_later(api: Api, drain: Drain) -> None:
-    w = await world(api)
-    c = await _concepts(api, w.owner, w.app_id, "cat", "dog", "bird")
-    ds = await create_dataset(api, w.owner, w.app_id)
-    await image_inputs(api, w.owner, w.app_id, ds, 3)
-    model = await null_model(api, w.owner, w.app_id, THREE)
+    s = await scenario(api, 3)
+    w, c, ds, model = s.w, s.c, s.ds, s.model
     task = await create_task(
         api,
         w.owner,
@@ -486,12 +466,9 @@ async def test_watching_task_goes_idle_then_labels_inputs_added_later(api: Api, 
 
 
 async def test_lifecycle_mutations_check_roles_state_and_ids(api: Api, drain: Drain) -> None:
-    w = await world(api)
+    s = await scenario(api, 2)
+    w, c, ds, model = s.w, s.c, s.ds, s.model
     labeler = await api.member(w.owner, w.app_id, ["LABELER"])
-    c = await _concepts(api, w.owner, w.app_id, "cat", "dog", "bird")
-    ds = await create_dataset(api, w.owner, w.app_id)
-    await image_inputs(api, w.owner, w.app_id, ds, 2)
-    model = await null_model(api, w.owner, w.app_id, THREE)
     task = await create_task(
         api, w.owner, appId=w.app_id, datasetId=ds, modelId=model, conceptIds=list(c.values())
     )
