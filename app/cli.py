@@ -78,6 +78,7 @@ def _uvicorn(settings: Settings) -> None:
         port=settings.port,
         log_level="info",
         ws="websockets-sansio",
+        ws_per_message_deflate=settings.ws_per_message_deflate,
         lifespan="on",
     )
     uvicorn.Server(config).run()

@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     max_subscriptions_per_connection: int = Field(default=50, ge=1, le=1000)
     ws_keep_alive_interval_s: float = Field(default=15.0, ge=0)  # server pings; 0 turns them off
     ws_connection_init_timeout_s: float = Field(default=10.0, gt=0)
+    # permessage-deflate: live messages are a few hundred bytes, so compressing each one per
+    # connection costs more CPU than it saves bandwidth (bench/RESULTS.md); on for slow links
+    ws_per_message_deflate: bool = False
     live_progress_interval_s: float = Field(default=0.25, gt=0)  # at most 4 progress updates/s per task
     live_queue_size: int = Field(default=100, ge=1)  # per subscriber; overflow -> fresh snapshot
     live_task_list_limit: int = Field(default=200, ge=1)  # tasks in a labelingTasks snapshot

@@ -1,24 +1,34 @@
 """Live updates to 1,000 subscribers: Labelstream's subscription vs a plain Starlette broadcast.
 
     python bench/subscriptions.py [--clients 1000] [--events 20] [--cycles 10000]
+                                  [--client go|python] [--deflate]
 
 Starts its own servers on 127.0.0.1 (embedded MongoDB-wire and Redis, unless MONGODB_URL /
-REDIS_URL are set), then two server processes, measured side by side in the same run:
+REDIS_URL are set), then two server processes, measured side by side in the same run, both
+under the same uvicorn set-up as ``labelstream serve`` (websockets-sansio, permessage-deflate
+off unless ``--deflate``):
 
 * ``labelstream``: one API process (uvicorn, the real app); N graphql-transport-ws clients all
   subscribed to ``labelingTaskProgress`` of one task.
 * ``baseline``: a plain Starlette app with one Redis subscription that sends every message it
-  receives, as it is, to N raw WebSocket clients.
+  receives, as it is, to N raw WebSocket clients. It is sent the very message a labelstream
+  subscriber receives, so both servers write frames of the same bytes.
 
-For each event the driver writes the task's new state to MongoDB, stamps the publish time and
-publishes the engine's progress payload on the task's channel (the same bytes go to the
-baseline's channel, 0.4 s later, so the two never compete for the CPU); every client records the time of receipt. Events are 0.4 s apart, longer
-than the 0.25 s coalescing window, so each one is delivered (no coalescing is measured).
+Receivers: by default ``bench/wsclients`` (Go, built here with the Go toolchain), one process
+per server, so that 1,000 receivers cost the two-core box little (real subscribers sit on other
+machines); ``--client python`` runs them as asyncio clients in this process instead, which
+mostly measures the receivers (RESULTS.md keeps both figures).
+
+For each event the driver writes the task's new state to MongoDB, stamps the publish time
+(wall clock, shared with the Go clients) and publishes the engine's progress payload on the
+task's channel; 0.4 s later it publishes the same message to the baseline, so the two never
+compete for the CPU. Events are 0.4 s apart, longer than the 0.25 s coalescing window, so each
+one is delivered (no coalescing is measured).
 
 Figures: p50 / p99 / max publish-to-receipt latency over all clients and events for both, the
-p99 ratio (target <= 1.5, and labelstream's p99 <= 100 ms), the API process's memory per idle
-subscriber connection (RSS growth / N), and optionally connect-subscribe-disconnect cycles
-with the process's task count and the Redis pattern subscriptions before and after.
+p99 ratio (target <= 1.5, and labelstream's p99 <= 100 ms), each server's CPU time per event,
+the API process's memory per idle subscriber connection (RSS growth / N), and optionally
+connect-subscribe-disconnect cycles with the Redis pattern subscriptions before and after.
 Everything is bounded: it stops by itself (timeouts everywhere) and cleans up its processes.
 """
 
@@ -101,6 +111,17 @@ def rss_kb(pid: int) -> int:
     return 0
 
 
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+# server name -> pid, and CPU seconds spent during the measured events
+PIDS: dict[str, int] = {}
+CPU: dict[str, float] = {}
+
+
 def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -156,7 +177,7 @@ async def gql_client(
 ) -> None:
     from websockets.asyncio.client import connect
 
-    async with connect(url, subprotocols=["graphql-transport-ws"], max_queue=None) as ws:  # type: ignore[list-item]
+    async with connect(url, subprotocols=["graphql-transport-ws"], max_queue=None, compression=None) as ws:  # type: ignore[list-item]
         await ws.send(
             orjson.dumps({"type": "connection_init", "payload": {"Authorization": f"Key {key}"}}).decode()
         )
@@ -174,19 +195,23 @@ async def gql_client(
             receiver,
             stop,
             SENT["gql"],
-            lambda m: m["payload"]["data"]["labelingTaskProgress"]["metrics"]["processed"],
+            processed_of,
         )
 
 
 async def raw_client(url: str, receiver: Receiver, ready: asyncio.Event, stop: asyncio.Event) -> None:
     from websockets.asyncio.client import connect
 
-    async with connect(url, max_queue=None) as ws:
+    async with connect(url, max_queue=None, compression=None) as ws:
         ready.set()
-        await _receive(ws, receiver, stop, SENT["raw"], lambda m: m["metrics"]["inputsProcessed"])
+        await _receive(ws, receiver, stop, SENT["raw"], processed_of)
 
 
-# event number -> publish time (perf_counter, same host), per server
+def processed_of(message: dict[str, Any]) -> Any:  # the message's event number
+    return message["payload"]["data"]["labelingTaskProgress"]["metrics"]["processed"]
+
+
+# event number -> publish time (wall clock, same host: the Go clients stamp with it too), per server
 SENT: dict[str, dict[int, float]] = {"gql": {}, "raw": {}}
 
 
@@ -198,7 +223,7 @@ async def _receive(
             raw = await asyncio.wait_for(ws.recv(), 1.0)
         except TimeoutError:
             continue
-        now = time.perf_counter()
+        now = time.time()
         message = orjson.loads(raw)
         if message.get("type") in ("ping", "pong", "ka"):
             continue
@@ -216,6 +241,19 @@ def pct(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(q * len(values)))] * 1000
 
 
+def graphql_message(task_id: str, n: int) -> bytes:
+    """The very message a labelstream subscriber receives for event ``n``: the baseline
+    broadcasts the same bytes, so both servers send frames of the same size."""
+    progress = {
+        "taskId": task_id,
+        "status": "IN_PROGRESS",
+        "final": False,
+        "snapshot": False,
+        "metrics": {"inputsTotal": 1000, "processed": n, "labelingPercent": n / 10},
+    }
+    return orjson.dumps({"id": "1", "type": "next", "payload": {"data": {"labelingTaskProgress": progress}}})
+
+
 async def measure(
     redis_url: str, mongodb_url: str, db: str, app_id: str, task_id: str, events: int, clients: int
 ) -> None:
@@ -228,6 +266,7 @@ async def measure(
     mongo: AsyncMongoClient[Any] = AsyncMongoClient(mongodb_url)
     tasks = mongo[db]["labeling_tasks"]
     await asyncio.sleep(1.0)
+    cpu_before = {name: cpu_s(pid) for name, pid in PIDS.items()}
     for n in range(1, events + 1):
         await tasks.update_one({"_id": task_id}, {"$set": {"metrics.inputs_processed": n}})
         payload = {
@@ -235,13 +274,14 @@ async def measure(
             "metrics": {"inputsTotal": 1000, "inputsProcessed": n, "labelingPercent": n / 10},
         }
         # one server at a time: the client process (same 2 cores) never serves both at once
-        SENT["gql"][n] = time.perf_counter()
+        SENT["gql"][n] = time.time()
         await pubsub.publish_task(r, app_id, task_id, payload)
         await asyncio.sleep(0.4)
-        SENT["raw"][n] = time.perf_counter()
-        await r.publish(BASELINE_CHANNEL, orjson.dumps({"type": "task", "taskId": task_id, **payload}))
+        SENT["raw"][n] = time.time()
+        await r.publish(BASELINE_CHANNEL, graphql_message(task_id, n))
         await asyncio.sleep(0.4)
     await asyncio.sleep(1.0)
+    CPU.update({name: cpu_s(pid) - cpu_before[name] for name, pid in PIDS.items()})
     await r.aclose()
     await mongo.close()
 
@@ -273,6 +313,89 @@ async def run_clients(
     stop.set()
     await asyncio.wait_for(asyncio.gather(*runners, return_exceptions=True), 60)
     return {"gql": gql, "raw": raw, "rss_per_conn_kb": (rss_after - rss_before) / n}
+
+
+def build_go_clients(out_dir: Path) -> Path | None:
+    """Build bench/wsclients (Go, gorilla/websocket); None when Go is not installed."""
+    import shutil
+
+    if shutil.which("go") is None:
+        return None
+    binary = out_dir / "wsclients"
+    subprocess.run(
+        ["go", "build", "-o", str(binary), "."], cwd=ROOT / "bench" / "wsclients", check=True, timeout=600
+    )
+    return binary
+
+
+async def go_clients(
+    binary: Path,
+    gql_url: str,
+    raw_url: str,
+    key: str,
+    task_id: str,
+    n: int,
+    api_pid: int,
+    args: Any,
+    urls: Any,
+) -> dict[str, Any]:
+    """The receivers in a separate Go process per server: they cost the box little."""
+    init = orjson.dumps({"type": "connection_init", "payload": {"Authorization": f"Key {key}"}}).decode()
+    sub = orjson.dumps(
+        {"id": "1", "type": "subscribe", "payload": {"query": QUERY, "variables": {"t": task_id}}}
+    ).decode()
+    rss_before = rss_kb(api_pid)
+    procs = {}
+    for name, cmd in (
+        (
+            "gql",
+            [
+                "-url",
+                gql_url,
+                "-protocol",
+                "graphql-transport-ws",
+                "-init",
+                init,
+                "-subscribe",
+                sub,
+                "-number",
+                '"processed":([0-9]+)',
+            ],
+        ),
+        ("raw", ["-url", raw_url, "-number", '"processed":([0-9]+)']),
+    ):
+        procs[name] = await asyncio.create_subprocess_exec(
+            str(binary),
+            "-n",
+            str(n),
+            *cmd,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        assert procs[name].stdout is not None
+        line = (await asyncio.wait_for(procs[name].stdout.readline(), 180)).decode().split()
+        if line[:1] != ["ready"] or int(line[1]) != n:
+            raise RuntimeError(f"{name} clients: {line}")
+    await asyncio.sleep(2.0)
+    rss_after = rss_kb(api_pid)
+    await asyncio.wait_for(measure(*urls, args.events, n), 120)
+    receivers = {}
+    for name, proc in procs.items():
+        assert proc.stdin is not None and proc.stdout is not None
+        proc.stdin.write(b"stop\n")
+        await proc.stdin.drain()
+        out = orjson.loads(await asyncio.wait_for(proc.stdout.read(), 60))
+        await proc.wait()
+        if out["errors"]:
+            raise RuntimeError(f"{name} clients: {out['errors'][:3]}")
+        rec = receivers[name] = Receiver()
+        for number, ns in out["received"]:
+            if number in SENT[name]:
+                latency = ns / 1e9 - SENT[name][number]
+                rec.latencies.append(latency)
+                rec.by_event.setdefault(number, []).append(latency)
+                rec.received += 1
+    return {**receivers, "rss_per_conn_kb": (rss_after - rss_before) / n}
 
 
 async def cycles(gql_url: str, key: str, task_id: str, count: int, api_url: str, redis_url: str) -> None:
@@ -316,6 +439,10 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=1000)
     parser.add_argument("--events", type=int, default=20)
     parser.add_argument("--cycles", type=int, default=0, help="connect/disconnect cycles (e.g. 10000)")
+    parser.add_argument(
+        "--client", choices=("go", "python"), default="go", help="receivers: bench/wsclients (Go) or asyncio"
+    )
+    parser.add_argument("--deflate", action="store_true", help="permessage-deflate on (both servers)")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="labelstream-bench-") as tmp_dir, contextlib.ExitStack() as stack:
@@ -343,72 +470,52 @@ def main() -> None:
             LABELSTREAM_WS_KEEP_ALIVE_INTERVAL_S="0",
         )
         api_port, raw_port = free_port(), free_port()
-        api = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "app.main:create_app",
-                "--factory",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(api_port),
-                "--ws",
-                "websockets-sansio",
-                "--log-level",
-                "warning",
-            ],
-            cwd=ROOT,
-            env=env,
-        )
-        stack.callback(lambda: (api.terminate(), api.wait(10)))
+        # both servers run the same uvicorn set-up as `labelstream serve` (permessage-deflate off
+        # by default: LABELSTREAM_WS_PER_MESSAGE_DEFLATE)
+        deflate = "true" if args.deflate else "false"
+
+        def uvicorn(target: str, port: int, cwd: Path, *extra: str) -> subprocess.Popen[bytes]:
+            cmd = [sys.executable, "-m", "uvicorn", target, *extra, "--host", "127.0.0.1"]
+            cmd += ["--port", str(port), "--ws", "websockets-sansio", "--ws-per-message-deflate", deflate]
+            proc = subprocess.Popen([*cmd, "--log-level", "warning"], cwd=cwd, env=env)
+            stack.callback(lambda: (proc.terminate(), proc.wait(10)))
+            return proc
+
+        api = uvicorn("app.main:create_app", api_port, ROOT, "--factory")
         (tmp / "baseline.py").write_text(BASELINE_APP)
-        raw = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "baseline:app",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(raw_port),
-                "--ws",
-                "websockets-sansio",
-                "--log-level",
-                "warning",
-            ],
-            cwd=tmp,
-            env=env,
-        )
-        stack.callback(lambda: (raw.terminate(), raw.wait(10)))
+        raw = uvicorn("baseline:app", raw_port, tmp)
+        PIDS.update(gql=api.pid, raw=raw.pid)
         wait_http(f"http://127.0.0.1:{api_port}/health", api)
         wait_http(f"http://127.0.0.1:{raw_port}/", raw)
         gql_url, raw_url = f"ws://127.0.0.1:{api_port}/graphql", f"ws://127.0.0.1:{raw_port}/ws"
 
-        out = asyncio.run(
-            run_clients(
-                gql_url,
-                raw_url,
-                key,
-                task_id,
-                args.clients,
-                api.pid,
-                args,
-                (redis_url, mongodb_url, db, app_id, task_id),
-            )
-        )
+        binary = build_go_clients(tmp) if args.client == "go" else None
+        if args.client == "go" and binary is None:
+            print("no Go toolchain: falling back to --client python")
+        urls = (redis_url, mongodb_url, db, app_id, task_id)
+        if binary is not None:
+            coro = go_clients(binary, gql_url, raw_url, key, task_id, args.clients, api.pid, args, urls)
+        else:
+            coro = run_clients(gql_url, raw_url, key, task_id, args.clients, api.pid, args, urls)
+        out = asyncio.run(coro)
         gql, base = out["gql"], out["raw"]
         expected = args.clients * args.events
         print(
-            f"subscribers: {args.clients} per server, {args.events} events, 0.4 s apart (127.0.0.1, one process each)"
+            f"subscribers: {args.clients} per server, {args.events} events, 0.4 s apart (127.0.0.1, one process "
+            f"each; {'Go' if binary else 'Python'} clients; permessage-deflate {deflate})"
         )
         for name, rec in (("labelstream", gql), ("baseline", base)):
             print(
                 f"{name:12s} received {rec.received}/{expected}  p50 {pct(rec.latencies, 0.5):6.1f} ms  "
                 f"p99 {pct(rec.latencies, 0.99):6.1f} ms  max {pct(rec.latencies, 1.0):6.1f} ms"
             )
+        print(
+            "server CPU per event (all subscribers): "
+            + ", ".join(
+                f"{name} {CPU[key] / args.events * 1000:.1f} ms"
+                for name, key in (("labelstream", "gql"), ("baseline", "raw"))
+            )
+        )
         if os.environ.get("BENCH_VERBOSE"):
             for name, rec in (("labelstream", gql), ("baseline", base)):
                 worst = {n: round(max(v) * 1000) for n, v in sorted(rec.by_event.items())}

@@ -1,10 +1,18 @@
-"""Execute a shared event once per distinct operation, not once per subscriber.
+"""Execute and encode a shared event once per distinct operation, not once per subscriber.
 
-graphql-core runs a subscription's selection set for every event of every subscriber. For an
-event that reaches a thousand subscribers of the same operation (same document, same
-variables), that is a thousand identical executions (PERFORMANCE.md: naive fan-out to 1,000
-subscribers is 5-6x slower than a raw broadcast). Frames the hub shares (``SharedFrame``) carry
-a small cache: the first subscriber executes, the others reuse its result.
+graphql-core runs a subscription's selection set for every event of every subscriber, and
+Strawberry then wraps, encodes and sends each result on its own. For an event that reaches a
+thousand subscribers of the same operation (same document, same variables), that is a
+thousand identical executions and encodings (PERFORMANCE.md: naive fan-out to 1,000
+subscribers is 5-6x slower than a raw broadcast). Frames the hub shares (``SharedFrame``)
+carry a small cache:
+
+* the first subscriber executes the frame through graphql-core as usual; the executor keeps
+  the result, and its JSON encoding when the result has no errors, under the operation's key;
+* every later subscriber of the same operation finds that encoding and sends it straight to
+  its socket with its own operation id (``LiveSink``), skipping graphql-core and the
+  transport's per-message work. Its first message (the snapshot) always goes the usual way,
+  which is how the sink learns its operation's key.
 
 Only frames whose fields do not depend on the caller may be shared: they are plain data built
 by the live renderers, with no resolver reading ``info.context``.
@@ -12,19 +20,101 @@ by the live renderers, with no resolver reading ``info.context``.
 
 from __future__ import annotations
 
+import contextlib
+import inspect
+from collections.abc import Callable, Coroutine
+from contextvars import ContextVar
 from typing import Any
 
+import orjson
+from graphql import ExecutionResult
+from starlette.websockets import WebSocketDisconnect, WebSocketDisconnected
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+
+CacheKey = tuple[int, str]
 
 
 class SharedFrame:
     """Mixin for event types the hub sends to many subscribers."""
 
-    def live_results(self) -> dict[Any, Any]:
-        cache: dict[Any, Any] | None = self.__dict__.get("_live_results")
+    def live_results(self) -> dict[CacheKey, Any]:
+        """(operation id, variables) -> (operation, result, encoded payload or None)."""
+        cache: dict[CacheKey, Any] | None = self.__dict__.get("_live_results")
         if cache is None:
             cache = self.__dict__["_live_results"] = {}
         return cache
+
+    def encoded_payload(self, key: CacheKey) -> str | None:
+        """The JSON payload (``{"data": ...}``) another subscriber of the same operation built."""
+        cache: dict[CacheKey, Any] | None = self.__dict__.get("_live_results")
+        hit = cache.get(key) if cache is not None else None
+        return hit[2] if hit is not None else None
+
+
+class LiveSink:
+    """One subscription operation's way to send an encoded payload without Strawberry.
+
+    Set by the transport in the operation's task (``LIVE_SINK``). The executor records the
+    operation's cache key and its executor on it the first time it executes a shared frame
+    (the snapshot); from then on the hub can execute and encode a new frame for this operation
+    itself (``encode``), once for all subscribers of the same operation, and send it.
+    """
+
+    __slots__ = ("_done", "_prefix", "_send", "executor", "key")
+
+    def __init__(
+        self, send_text: Callable[[str], Coroutine[Any, Any, None]], prefix: str, done: Callable[[], bool]
+    ) -> None:
+        self._send = send_text  # Starlette's WebSocket.send_text: text frames
+        self._prefix = prefix  # '{"id":"1","type":"next","payload":' (protocol-specific)
+        self._done = done
+        self.key: CacheKey | None = None
+        self.executor: SharedEventExecutor | None = None
+
+    def encoded(self, frame: Any) -> str | None:
+        """The frame's payload for this operation if a subscriber already encoded it."""
+        if self.key is None or not isinstance(frame, SharedFrame):
+            return None
+        return frame.encoded_payload(self.key)
+
+    def encode(self, frame: Any) -> str | None:
+        """The frame's payload for this operation, executing it here if nobody did yet.
+
+        None when it cannot be sent pre-encoded (errors, or a resolver that must be awaited):
+        the subscriber then takes the usual way.
+        """
+        if self.key is None or self.executor is None or not isinstance(frame, SharedFrame):
+            return None
+        if self.key not in frame.live_results():
+            result = self.executor.build_per_event_executor(frame).execute_operation(False)
+            if inspect.iscoroutine(result):  # never for the live types: they are plain data
+                result.close()
+                return None
+        return frame.encoded_payload(self.key)
+
+    def message(self, payload: str) -> Coroutine[Any, Any, None] | None:
+        """The send of one message carrying ``payload`` (not started), or None when the
+        operation is over. A client that left makes it raise one of ``DISCONNECTED``."""
+        if self._done():
+            return None
+        return self._send(self._prefix + payload + "}")
+
+    async def send(self, payload: str) -> None:
+        send = self.message(payload)
+        if send is not None:
+            with contextlib.suppress(*DISCONNECTED):
+                await send
+
+
+# what sending to a client that just left raises
+DISCONNECTED: tuple[type[Exception], ...] = (WebSocketDisconnect, WebSocketDisconnected)
+
+LIVE_SINK: ContextVar[LiveSink | None] = ContextVar("labelstream_live_sink", default=None)
+
+
+def message_prefix(operation_id: str, message_type: str) -> str:
+    """The start of a protocol message with this id and type, up to its payload."""
+    return '{"id":' + orjson.dumps(operation_id).decode() + ',"type":"' + message_type + '","payload":'
 
 
 class SharedEventExecutor(StrawberryGraphQLCoreExecutionContext):
@@ -36,6 +126,9 @@ class SharedEventExecutor(StrawberryGraphQLCoreExecutionContext):
         # The parsed operation is the same object for every subscriber of the same query text
         # (ParserCache); it is kept in the entry so its id cannot be reused meanwhile.
         key = (id(self.operation), repr(sorted(self.variable_values.coerced.items())))
+        sink = LIVE_SINK.get()
+        if sink is not None:
+            sink.key, sink.executor = key, self
         hit = cache.get(key)
         if hit is not None:
             return hit[1]
@@ -44,12 +137,20 @@ class SharedEventExecutor(StrawberryGraphQLCoreExecutionContext):
 
             async def remember() -> Any:
                 value = await result
-                cache[key] = (self.operation, value)
+                self._remember(cache, key, value)
                 return value
 
             return remember()
-        cache[key] = (self.operation, result)
+        self._remember(cache, key, result)
         return result
+
+    def _remember(self, cache: dict[CacheKey, Any], key: CacheKey, result: Any) -> None:
+        # Only a plain result without errors or extensions is sent pre-encoded; anything else
+        # goes through Strawberry for every subscriber.
+        encoded = None
+        if isinstance(result, ExecutionResult) and not result.errors and not result.extensions:
+            encoded = orjson.dumps({"data": result.data}).decode()
+        cache[key] = (self.operation, result, encoded)
 
 
 def install(schema: Any) -> None:

@@ -25,7 +25,7 @@ from app.core.auth import Principal
 from app.core.errors import DomainError, ErrorCode, NotFound
 from app.graphql.context import Info
 from app.live import service
-from app.live.execution import SharedFrame
+from app.live.execution import LIVE_SINK, SharedFrame
 from app.live.hub import Delivery, Hub, Renderer, Resync
 from app.tasks import models as m
 from app.tasks.graphql import TaskMetrics, TaskStatus
@@ -198,16 +198,26 @@ async def _live(
         seq = hub.next_seq()
         return seq, await snapshot()
 
+    # Set by the transport for this operation (None over HTTP). Once the snapshot has gone out
+    # the usual way, the hub sends most events for us while we wait in ``sub.get()``.
+    sink = sub.sink = LIVE_SINK.get()
     try:
         seq, frame = await hub.shared(snapshot_key, load)
+        sub.floor = seq
         yield frame
         while True:
             item = await sub.get()
             if isinstance(item, Resync):
                 seq, frame = await hub.shared(snapshot_key, load)
+                sub.floor = seq
                 yield frame
             elif item.seq > seq:
-                yield item.frame
+                # another subscriber of the same operation already executed and encoded it
+                encoded = sink.encoded(item.frame) if sink is not None else None
+                if encoded is not None:
+                    await sink.send(encoded)  # type: ignore[union-attr]
+                else:
+                    yield item.frame
     except DomainError as exc:
         raise typed_error(exc) from None
     except GraphQLError:

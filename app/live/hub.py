@@ -27,11 +27,12 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from app.core import pubsub
+from app.live.execution import DISCONNECTED
 
 log = logging.getLogger("labelstream.live")
 
@@ -64,8 +65,16 @@ class Resync:
 RESYNC = Resync()
 
 
+class Sink(Protocol):
+    """How the hub sends an event to a subscriber itself (``app.live.execution.LiveSink``)."""
+
+    def encode(self, frame: Any) -> str | None: ...
+
+    def message(self, payload: str) -> Coroutine[Any, Any, None] | None: ...
+
+
 class Subscriber:
-    __slots__ = ("_items", "_maxlen", "_resync", "_waiter", "accepts", "channel")
+    __slots__ = ("_items", "_maxlen", "_resync", "_waiter", "accepts", "channel", "floor", "sending", "sink")
 
     def __init__(self, channel: str, maxlen: int, accepts: str | None) -> None:
         self.channel = channel
@@ -74,9 +83,25 @@ class Subscriber:
         self._maxlen = maxlen
         self._resync = False
         self._waiter: asyncio.Future[None] | None = None
+        # Direct sending: while the subscriber's own task is parked in ``get`` with nothing
+        # pending, the hub sends an encoded delivery to it without waking it up.
+        self.sink: Sink | None = None
+        self.floor = 0  # deliveries with a seq <= floor predate the last snapshot: skipped
+        self.sending = False  # a direct send is under way: ``get`` waits, so order is kept
 
     def wants(self, delivery: Delivery) -> bool:
         return delivery.audience is None or delivery.audience == self.accepts
+
+    @property
+    def parked(self) -> bool:
+        waiter = self._waiter
+        return (
+            waiter is not None
+            and not waiter.done()
+            and not self._items
+            and not self._resync
+            and not self.sending
+        )
 
     def push(self, delivery: Delivery) -> None:
         items = self._items
@@ -99,6 +124,11 @@ class Subscriber:
         self._resync = True
         self._wake()
 
+    def sent(self) -> None:
+        """A direct send that had to wait (a slow client) is over."""
+        self.sending = False
+        self._wake()
+
     def _wake(self) -> None:
         waiter = self._waiter
         if waiter is not None and not waiter.done():
@@ -106,12 +136,13 @@ class Subscriber:
 
     async def get(self) -> Delivery | Resync:
         while True:
-            if self._resync:
-                self._resync = False
-                self._items.clear()
-                return RESYNC
-            if self._items:
-                return self._items.popleft()
+            if not self.sending:
+                if self._resync:
+                    self._resync = False
+                    self._items.clear()
+                    return RESYNC
+                if self._items:
+                    return self._items.popleft()
             self._waiter = asyncio.get_running_loop().create_future()
             try:
                 await self._waiter
@@ -121,6 +152,40 @@ class Subscriber:
     @property
     def pending(self) -> int:
         return len(self._items)
+
+
+def run_eagerly(coro: Coroutine[Any, Any, None]) -> asyncio.Task[None] | None:
+    """Run ``coro`` right now, up to its first real suspension (Python 3.12's eager tasks).
+
+    None when it finished without suspending (a send to a socket with room in its buffer);
+    otherwise a task that finishes it (a client too slow to read: its transport is paused).
+    Exceptions of the first step are raised here.
+    """
+    try:
+        waiting_on = coro.send(None)
+    except StopIteration:
+        return None
+    except BaseException:
+        coro.close()
+        raise
+    task = asyncio.ensure_future(_finish(coro, waiting_on))
+    # cancelled (even before it started) or failed: ``coro`` runs its cleanup now, not at GC
+    task.add_done_callback(lambda _task: coro.close())
+    return task
+
+
+async def _finish(coro: Coroutine[Any, Any, None], waiting_on: Any) -> None:
+    """Drive ``coro`` on from where ``run_eagerly`` left it, the way a task would."""
+    while True:
+        if isinstance(waiting_on, asyncio.Future):
+            waiting_on._asyncio_future_blocking = False
+            await asyncio.wait([waiting_on])  # its outcome goes back into ``coro`` below
+        else:  # a bare yield: give the loop one turn
+            await asyncio.sleep(0)
+        try:
+            waiting_on = coro.send(None)
+        except StopIteration:
+            return
 
 
 @dataclass(eq=False)
@@ -147,10 +212,17 @@ class Topic:
     subscribers: set[Subscriber] = field(default_factory=set)
     throttles: dict[str | None, Throttle] = field(default_factory=dict)
 
-    def fan_out(self, delivery: Delivery) -> None:
+    def fan_out(self, delivery: Delivery, hub: Hub) -> None:
         for sub in self.subscribers:
-            if delivery.audience is None or sub.wants(delivery):
-                sub.push(delivery)
+            if delivery.audience is not None and not sub.wants(delivery):
+                continue
+            sink = sub.sink
+            if sink is not None and sub.parked and delivery.seq > sub.floor:
+                encoded = sink.encode(delivery.frame)
+                if encoded is not None:
+                    hub.send_direct(sub, sink, encoded)
+                    continue
+            sub.push(delivery)
 
     def close(self) -> None:
         for throttle in self.throttles.values():
@@ -176,6 +248,7 @@ class Hub:
         self.topics: dict[str, Topic] = {}
         self.connected = asyncio.Event()
         self.connections = 0  # successful (re)subscriptions, for tests and /health
+        self.sent_direct = 0  # deliveries the hub wrote to a parked subscriber's socket itself
         self._seq = 0
         self._task: asyncio.Task[None] | None = None
         self._inflight: dict[Any, asyncio.Task[Any]] = {}
@@ -219,6 +292,35 @@ class Hub:
             del self.topics[sub.channel]
             topic.close()
 
+    def send_direct(self, sub: Subscriber, sink: Sink, encoded: str) -> None:
+        """Send on the subscriber's behalf, in the hub's loop over subscribers, like a plain
+        broadcast: no task switch per subscriber. A send that has to wait goes on in its own
+        task, and the subscriber takes nothing from its mailbox until it is over."""
+        send = sink.message(encoded)
+        if send is None:
+            return
+        self.sent_direct += 1
+        try:
+            task = run_eagerly(send)
+        except DISCONNECTED:
+            return  # the connection's reader ends the subscription
+        except Exception:
+            log.warning("could not send an event on %s", sub.channel, exc_info=True)
+            return
+        if task is None:
+            return
+        sub.sending = True
+        key = ("send", id(task))
+        self._inflight[key] = task
+
+        def done(task: asyncio.Task[None]) -> None:
+            self._inflight.pop(key, None)
+            sub.sent()
+            if not task.cancelled() and not isinstance(task.exception(), (type(None), *DISCONNECTED)):
+                log.warning("could not send an event on %s", sub.channel, exc_info=task.exception())
+
+        task.add_done_callback(done)
+
     def next_seq(self) -> int:
         self._seq += 1
         return self._seq
@@ -240,6 +342,7 @@ class Hub:
             "throttles": sum(len(t.throttles) for t in self.topics.values()),
             "inflight": len(self._inflight),
             "connections": self.connections,
+            "sent_direct": self.sent_direct,
         }
 
     # -- Redis ---------------------------------------------------------------------------------
@@ -365,7 +468,7 @@ class Hub:
             delivery = await topic.renderer.render(key, event)
             if delivery is not None and self.topics.get(topic.channel) is topic:
                 delivery.seq = seq
-                topic.fan_out(delivery)
+                topic.fan_out(delivery, self)
         except asyncio.CancelledError:
             raise
         except Exception:

@@ -19,15 +19,17 @@ from collections.abc import Mapping
 from typing import Any
 
 import orjson
-from starlette.websockets import WebSocketDisconnect
-from starlette.websockets import WebSocketDisconnected as StarletteDisconnected
 from strawberry.asgi import ASGIWebSocketAdapter
 from strawberry.http.exceptions import WebSocketDisconnected
-from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
+    BaseGraphQLTransportWSHandler,
+    Operation,
+)
 from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
 
 from app.core.errors import ErrorCode
 from app.graphql.context import Context
+from app.live.execution import DISCONNECTED, LIVE_SINK, LiveSink, message_prefix
 
 CAP_MESSAGE = "too many subscriptions on this connection (at most {cap})"
 
@@ -62,7 +64,7 @@ class TextWebSocketAdapter(ASGIWebSocketAdapter):
     """
 
     async def send_json(self, message: Mapping[str, object]) -> None:
-        with contextlib.suppress(WebSocketDisconnect, StarletteDisconnected):
+        with contextlib.suppress(*DISCONNECTED):
             await self.ws.send_text(orjson.dumps(message).decode())
 
 
@@ -91,6 +93,14 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
                 await task
         await super().shutdown()
 
+    async def run_operation(self, operation: Operation[Context, None]) -> None:
+        # The operation's own task: what it sets here is seen by its stream and executor only.
+        send = self.websocket.ws.send_text if isinstance(self.websocket, TextWebSocketAdapter) else None
+        if send is not None:
+            prefix = message_prefix(operation.id, "next")
+            LIVE_SINK.set(LiveSink(send, prefix, lambda: operation.completed))
+        await super().run_operation(operation)
+
     async def handle_subscribe(self, message: Any) -> None:
         cap = self.max_subscriptions_per_connection
         if (
@@ -106,6 +116,16 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
 
 
 class LegacyWSHandler(BaseGraphQLWSHandler[Context, None]):
+    async def handle_async_results(
+        self, operation_id: str, query: str, operation_name: str | None, variables: dict[str, object] | None
+    ) -> None:
+        # The operation's own task (see TransportWSHandler.run_operation).
+        send = self.websocket.ws.send_text if isinstance(self.websocket, TextWebSocketAdapter) else None
+        if send is not None:
+            prefix = message_prefix(operation_id, "data")
+            LIVE_SINK.set(LiveSink(send, prefix, lambda: operation_id not in self.tasks))
+        await super().handle_async_results(operation_id, query, operation_name, variables)
+
     async def handle_connection_init(self, message: Any) -> None:
         _remember_params(self.context, message)
         await super().handle_connection_init(message)

@@ -4,6 +4,7 @@ Redis; tasks run by a real arq worker (``drain``)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import Any
 
@@ -102,6 +103,57 @@ async def test_a_burst_of_events_is_coalesced_and_the_latest_state_wins(
     assert len(received) <= elapsed / 0.25 + 2 < 40
     assert received[-1]["status"] == "DONE" and received[-1]["metrics"]["processed"] == 2
     await _assert_matches_database(received[-1])
+
+
+SMALL = """subscription($t: ID!) { labelingTaskProgress(taskId: $t) { status metrics { processed } } }"""
+
+
+async def test_subscribers_of_one_task_share_an_update_but_each_gets_its_own_query(
+    api: Api, ws_url: str, asgi_app: Starlette
+) -> None:
+    """Once past the snapshot, the hub executes an update once per distinct operation and writes
+    it to every waiting subscriber itself: same query, same bytes; another query, its own shape;
+    the legacy protocol, its own message type."""
+    w = await world(api)
+    task = await _task(api, w, n=2, autoAnnotation=False)
+    hub = _hub(asgi_app)
+    await asyncio.wait_for(hub.connected.wait(), 10)
+    redis = asgi_app.state.runtime.redis
+    collection = LabelingTask.get_pymongo_collection()
+    async with contextlib.AsyncExitStack() as stack:
+        subscribers = []
+        for protocol, op_id, query in (
+            (TRANSPORT, "p", PROGRESS),
+            (TRANSPORT, "p", PROGRESS),
+            (TRANSPORT, "s", SMALL),
+            (LEGACY, "q", PROGRESS),
+        ):
+            ws = await stack.enter_async_context(client(ws_url, protocol, key=w.owner.key))
+            await ws.subscribe(op_id, query, t=task["id"])
+            assert (await ws.next(op_id))["payload"]["data"]["labelingTaskProgress"]["status"] == "QUEUED"
+            subscribers.append((ws, op_id))
+        sent_before = hub.stats()["sent_direct"]
+        received: list[list[dict[str, Any]]] = [[] for _ in subscribers]
+        for processed, status in ((1, "IN_PROGRESS"), (2, "DONE")):
+            await collection.update_one(
+                {"_id": task["id"]}, {"$set": {"status": status, "metrics.inputs_processed": processed}}
+            )
+            await pubsub.publish_task(redis, w.app_id, task["id"], {"status": status})
+            for (ws, op_id), messages in zip(subscribers, received, strict=True):
+                messages.append(await ws.next(op_id))
+            await asyncio.sleep(0.3)  # past the coalescing window: every update is its own
+    first, second, small, legacy = received
+    assert first == second and [m["type"] for m in first] == ["next", "next"]
+    assert [m["type"] for m in legacy] == ["data", "data"] and all(m["id"] == "q" for m in legacy)
+    assert [m["payload"] for m in legacy] == [m["payload"] for m in first]
+    assert [m["payload"]["data"]["labelingTaskProgress"] for m in small] == [
+        {"status": "IN_PROGRESS", "metrics": {"processed": 1}},
+        {"status": "DONE", "metrics": {"processed": 2}},
+    ]
+    last = first[-1]["payload"]["data"]["labelingTaskProgress"]
+    assert last["final"] is True and last["snapshot"] is False
+    await _assert_matches_database(last)
+    assert hub.stats()["sent_direct"] - sent_before == 8, "every update was written by the hub itself"
 
 
 async def test_labeling_tasks_lists_the_app_then_streams_each_change(
@@ -284,6 +336,7 @@ async def test_disconnecting_clients_release_everything(api: Api, ws_url: str, a
         "throttles": 0,
         "inflight": 0,
         "connections": hub.stats()["connections"],
+        "sent_direct": hub.stats()["sent_direct"],
     }
     assert len(asyncio.all_tasks()) <= tasks_before
     assert await _pattern_subscriptions(asgi_app) == patterns_before == 1
