@@ -368,6 +368,7 @@ async def go_clients(
             str(binary),
             "-n",
             str(n),
+            *(["-compress"] if args.deflate else []),
             *cmd,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,

@@ -10,6 +10,11 @@ Invariants:
 * A Redis message is decoded once and rendered once per process, whatever the number of
   subscribers; every subscriber receives the same frame object (the GraphQL layer executes a
   frame once per distinct operation, see ``app.live.execution``).
+* A subscriber waiting in ``get`` with an empty mailbox (parked) is not woken up: the hub
+  encodes the frame for its operation (once per distinct operation, ``Sink.encode``) and writes
+  it to its socket itself, in the same pass over subscribers, like a plain broadcast. A write
+  that has to wait (a client too slow to read) goes on in its own task; until it is over, that
+  subscriber's later deliveries wait in its mailbox, so its order holds and nobody else waits.
 * Mailboxes are bounded. A coalescing delivery replaces the pending one with the same key unless
   that one is final (a final status is never dropped); when a mailbox would overflow it is
   emptied and its subscriber re-synchronises from MongoDB instead. Memory never grows with a

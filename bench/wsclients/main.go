@@ -37,10 +37,11 @@ func main() {
 	subscribe := flag.String("subscribe", "", "second message to send (subscribe); its first answer is read")
 	number := flag.String("number", "", "regexp with one group: the message number")
 	wave := flag.Int("wave", 50, "clients connected at once")
+	compress := flag.Bool("compress", false, "offer permessage-deflate")
 	flag.Parse()
 	pattern := regexp.MustCompile(*number)
 
-	dialer := websocket.Dialer{HandshakeTimeout: 30 * time.Second, EnableCompression: false}
+	dialer := websocket.Dialer{HandshakeTimeout: 30 * time.Second, EnableCompression: *compress}
 	if *protocol != "" {
 		dialer.Subprotocols = []string{*protocol}
 	}
