@@ -7,12 +7,14 @@ thousand identical executions and encodings (PERFORMANCE.md: naive fan-out to 1,
 subscribers is 5-6x slower than a raw broadcast). Frames the hub shares (``SharedFrame``)
 carry a small cache:
 
-* the first subscriber executes the frame through graphql-core as usual; the executor keeps
-  the result, and its JSON encoding when the result has no errors, under the operation's key;
-* every later subscriber of the same operation finds that encoding and sends it straight to
-  its socket with its own operation id (``LiveSink``), skipping graphql-core and the
-  transport's per-message work. Its first message (the snapshot) always goes the usual way,
-  which is how the sink learns its operation's key.
+* a subscriber's first message (the snapshot) goes the usual way; that execution tells its
+  ``LiveSink`` (set by the transport for the operation) the operation's cache key and executor;
+* for a later event, the hub executes the frame once per distinct operation with one of those
+  executors (``LiveSink.encode``), keeps the JSON encoding of a result without errors, and
+  writes it with each subscriber's own operation id straight to the socket of every
+  subscriber waiting for it (``app.live.hub``); a subscriber that was busy meanwhile finds
+  the same encoding when it gets to the event. Neither graphql-core nor Strawberry runs per
+  subscriber. A result with errors goes the usual way for everyone.
 
 Only frames whose fields do not depend on the caller may be shared: they are plain data built
 by the live renderers, with no resolver reading ``info.context``.

@@ -223,7 +223,11 @@ class Topic:
                 continue
             sink = sub.sink
             if sink is not None and sub.parked and delivery.seq > sub.floor:
-                encoded = sink.encode(delivery.frame)
+                try:
+                    encoded = sink.encode(delivery.frame)
+                except Exception:  # the subscriber's own execution reports it the usual way
+                    log.warning("could not encode an event of %s", self.channel, exc_info=True)
+                    encoded = None
                 if encoded is not None:
                     hub.send_direct(sub, sink, encoded)
                     continue

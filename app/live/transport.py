@@ -98,7 +98,13 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
         send = self.websocket.ws.send_text if isinstance(self.websocket, TextWebSocketAdapter) else None
         if send is not None:
             prefix = message_prefix(operation.id, "next")
-            LIVE_SINK.set(LiveSink(send, prefix, lambda: operation.completed))
+            # over once completed or stopped by the client (its id may then be reused)
+            operations = self.operations
+            LIVE_SINK.set(
+                LiveSink(
+                    send, prefix, lambda: operation.completed or operations.get(operation.id) is not operation
+                )
+            )
         await super().run_operation(operation)
 
     async def handle_subscribe(self, message: Any) -> None:
@@ -123,7 +129,9 @@ class LegacyWSHandler(BaseGraphQLWSHandler[Context, None]):
         send = self.websocket.ws.send_text if isinstance(self.websocket, TextWebSocketAdapter) else None
         if send is not None:
             prefix = message_prefix(operation_id, "data")
-            LIVE_SINK.set(LiveSink(send, prefix, lambda: operation_id not in self.tasks))
+            # over once stopped, or restarted by the client under the same id
+            task, tasks = asyncio.current_task(), self.tasks
+            LIVE_SINK.set(LiveSink(send, prefix, lambda: tasks.get(operation_id) is not task))
         await super().handle_async_results(operation_id, query, operation_name, variables)
 
     async def handle_connection_init(self, message: Any) -> None:

@@ -156,6 +156,39 @@ async def test_subscribers_of_one_task_share_an_update_but_each_gets_its_own_que
     assert hub.stats()["sent_direct"] - sent_before == 8, "every update was written by the hub itself"
 
 
+@BOTH
+async def test_a_stopped_operation_gets_nothing_more_and_its_id_can_be_reused(
+    api: Api, ws_url: str, asgi_app: Starlette, protocol: str
+) -> None:
+    w = await world(api)
+    task = await _task(api, w, n=2, autoAnnotation=False)
+    await asyncio.wait_for(_hub(asgi_app).connected.wait(), 10)
+    redis = asgi_app.state.runtime.redis
+    collection = LabelingTask.get_pymongo_collection()
+
+    async def change(processed: int) -> None:
+        await collection.update_one({"_id": task["id"]}, {"$set": {"metrics.inputs_processed": processed}})
+        await pubsub.publish_task(redis, w.app_id, task["id"], {"status": "QUEUED"})
+
+    async with client(ws_url, protocol, key=w.owner.key) as ws:
+        await ws.subscribe("p", PROGRESS, t=task["id"])
+        assert (await ws.data("p", "labelingTaskProgress"))["snapshot"]
+        await ws.stop("p")
+        if protocol == LEGACY:  # the legacy protocol confirms a stop
+            assert (await ws.next("p"))["type"] == "complete"
+        await change(1)
+        await asyncio.sleep(0.3)
+        await ws.subscribe("p", PROGRESS, t=task["id"])  # the same id, a new operation
+        again = await ws.data("p", "labelingTaskProgress")
+        assert again["snapshot"] and again["metrics"]["processed"] == 1
+        await asyncio.sleep(0.3)
+        await change(2)
+        update = await ws.data("p", "labelingTaskProgress")
+        assert not update["snapshot"] and update["metrics"]["processed"] == 2
+        with pytest.raises(TimeoutError):  # once, not once per operation that ever had the id
+            await ws.next("p", wait=0.5)
+
+
 async def test_labeling_tasks_lists_the_app_then_streams_each_change(
     api: Api, ws_url: str, drain: Drain
 ) -> None:
