@@ -10,20 +10,20 @@ labelstream keys create --email ...
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import difflib
-import json
 import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 
+from app.cli_state import running_state as _running_state
+from app.cli_state import settings_for as _settings
+from app.cli_state import state_file as _state_file
 from app.settings import Settings
 
 cli = typer.Typer(
@@ -43,18 +43,6 @@ PortOpt = Annotated[int | None, typer.Option("--port", help="Port to listen on."
 DataDirOpt = Annotated[
     Path | None, typer.Option("--data-dir", help="Folder for embedded servers' data and blobs.")
 ]
-STATE_FILE = "servers.json"
-
-
-def _settings(host: str | None = None, port: int | None = None, data_dir: Path | None = None) -> Settings:
-    overrides: dict[str, Any] = {}
-    if host is not None:
-        overrides["host"] = host
-    if port is not None:
-        overrides["port"] = port
-    if data_dir is not None:
-        overrides["data_dir"] = data_dir
-    return Settings(**overrides)
 
 
 def _exit_on_sigterm() -> None:
@@ -84,31 +72,9 @@ def _uvicorn(settings: Settings) -> None:
     uvicorn.Server(config).run()
 
 
-@contextlib.contextmanager
-def _state_file(settings: Settings, mongodb_url: str, redis_url: str) -> Iterator[None]:
-    """While ``up`` runs, other commands (``keys create``) find its servers here."""
-    path = settings.data_dir / STATE_FILE
-    path.write_text(json.dumps({"pid": os.getpid(), "mongodb_url": mongodb_url, "redis_url": redis_url}))
-    try:
-        yield
-    finally:
-        path.unlink(missing_ok=True)
-
-
-def _running_state(settings: Settings) -> dict[str, Any] | None:
-    from app.embedded import pid_alive
-
-    path = settings.data_dir / STATE_FILE
-    try:
-        state: dict[str, Any] = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return state if pid_alive(int(state.get("pid", 0))) else None
-
-
 async def _bootstrap(settings: Settings, email: str) -> str | None:
     from app.apps.service import bootstrap
-    from app.core.db import open_database
+    from app.documents import open_database
 
     assert settings.mongodb_url
     client = await open_database(settings.mongodb_url, settings.mongodb_db)
@@ -267,7 +233,7 @@ def schema_check(
 
 
 async def _create_key(settings: Settings, email: str, description: str) -> str:
-    from app.core.db import open_database
+    from app.documents import open_database
     from app.users.service import create_api_key, find_user_by_email
 
     assert settings.mongodb_url

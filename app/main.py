@@ -15,43 +15,17 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
-from app.core.auth import Authenticator
-from app.core.blobs import LocalBlobStore
-from app.core.db import open_database
-from app.core.runtime import Runtime
+from app.bootstrap import close_runtime, open_runtime
+from app.exports.routes import routes as export_routes
 from app.graphql.schema import build_schema
 from app.graphql.view import GraphQLView
+from app.inputs.routes import routes as input_routes
 from app.live import execution as live_execution
 from app.live.hub import Hub
+from app.runtime import Runtime
 from app.settings import Settings
 
 log = logging.getLogger("labelstream")
-
-
-async def open_runtime(settings: Settings) -> Runtime:
-    if not settings.mongodb_url:
-        raise RuntimeError(
-            "no MongoDB configured: set MONGODB_URL, or use `labelstream up` (embedded servers)"
-        )
-    mongo = await open_database(settings.mongodb_url, settings.mongodb_db)
-    redis = None
-    if settings.redis_url:
-        from app.core.queue import create_pool
-
-        redis = await create_pool(settings.redis_url)
-    return Runtime(
-        settings=settings,
-        mongo=mongo,
-        redis=redis,
-        blobs=LocalBlobStore(settings.resolved_blob_dir),
-        auth=Authenticator(settings.key_last_used_resolution_s),
-    )
-
-
-async def close_runtime(runtime: Runtime) -> None:
-    if runtime.redis is not None:
-        await runtime.redis.aclose()
-    await runtime.mongo.close()
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
@@ -95,9 +69,6 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     async def root(request: Request) -> Response:
         return RedirectResponse("/graphql")
-
-    from app.exports.routes import routes as export_routes
-    from app.inputs.routes import routes as input_routes
 
     routes = [
         Route("/", root),

@@ -1,7 +1,8 @@
 """The arq worker: ``labelstream worker``. Jobs take ids, load documents, call services.
 
 The job functions are registered in ``FUNCTIONS``; the lifespan-like ``startup`` opens the
-same runtime the API uses (MongoDB via Beanie, blob store), ``shutdown`` closes it.
+same runtime the API uses (``app.bootstrap``: MongoDB via Beanie, blob store, the annotation
+listeners), ``shutdown`` closes it.
 """
 
 from __future__ import annotations
@@ -11,8 +12,10 @@ from typing import Any, ClassVar
 
 from arq.connections import RedisSettings
 
+from app.bootstrap import close_runtime, open_runtime
 from app.core.queue import QUEUE_NAME, redis_settings
 from app.settings import Settings
+from app.tasks.jobs import FUNCTIONS as TASK_FUNCTIONS
 
 log = logging.getLogger("labelstream.worker")
 
@@ -23,24 +26,18 @@ async def ping(ctx: dict[str, Any]) -> str:
 
 
 async def startup(ctx: dict[str, Any]) -> None:
-    from app.main import open_runtime
-
     settings: Settings = ctx.get("settings") or Settings()
     ctx["runtime"] = await open_runtime(settings)
     log.info("worker connected to MongoDB and Redis")
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
-    from app.main import close_runtime
-
     runtime = ctx.get("runtime")
     if runtime is not None:
         await close_runtime(runtime)
 
 
 def _functions() -> list[Any]:
-    from app.tasks.jobs import FUNCTIONS as TASK_FUNCTIONS
-
     return [ping, *TASK_FUNCTIONS]
 
 

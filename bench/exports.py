@@ -33,13 +33,13 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from app.access import Principal  # noqa: E402
 from app.annotations.models import Annotation, AnnotationStatus  # noqa: E402
 from app.apps.models import App, Membership, Role  # noqa: E402
 from app.concepts.models import Concept  # noqa: E402
-from app.core.auth import Principal  # noqa: E402
 from app.core.blobs import LocalBlobStore  # noqa: E402
-from app.core.db import open_database  # noqa: E402
 from app.datasets.models import Dataset  # noqa: E402
+from app.documents import open_database  # noqa: E402
 from app.embedded import EmbeddedMongo  # noqa: E402
 from app.exports import service  # noqa: E402
 from app.exports.writers import ExportFormat, write_export  # noqa: E402

@@ -27,10 +27,10 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from app.access import Principal  # noqa: E402
 from app.annotations.models import Annotation, AnnotationStatus  # noqa: E402
 from app.apps.models import App, Membership, Role  # noqa: E402
-from app.core.auth import Principal  # noqa: E402
-from app.core.db import open_database  # noqa: E402
+from app.documents import open_database  # noqa: E402
 from app.embedded import EmbeddedMongo  # noqa: E402
 from app.review import actions, assign  # noqa: E402
 from app.review.models import Assignment  # noqa: E402

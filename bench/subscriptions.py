@@ -140,7 +140,7 @@ async def setup_data(mongodb_url: str, db: str) -> tuple[str, str, str]:
     from pymongo import AsyncMongoClient
 
     from app.apps.models import App, Membership, Role
-    from app.core.db import DOCUMENT_MODELS
+    from app.documents import DOCUMENT_MODELS
     from app.tasks.models import LabelingTask, TaskStatus
     from app.users.service import create_api_key, get_or_create_user
 

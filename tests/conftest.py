@@ -12,11 +12,12 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
-from app.core.db import DOCUMENT_MODELS
+from app.documents import DOCUMENT_MODELS
 from app.main import create_app
 from app.settings import Settings
 from tests.factories import Api
 from tests.servers import Servers, start_servers
+from tests.writers import WATCH
 
 
 @pytest.fixture(scope="session")
@@ -58,6 +59,14 @@ async def clean_database(request: pytest.FixtureRequest) -> AsyncIterator[None]:
         for model in DOCUMENT_MODELS:
             await model.get_pymongo_collection().delete_many({})
     yield
+
+
+@pytest.fixture(autouse=True)
+def one_annotation_writer() -> Iterator[None]:
+    """Fails a test in which app code outside ``app/annotations/store.py`` wrote annotations."""
+    WATCH.violations.clear()
+    yield
+    assert WATCH.violations == [], "annotations written outside the store"
 
 
 @pytest.fixture

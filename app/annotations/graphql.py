@@ -323,12 +323,13 @@ class Mutation:
     @mutation_errors
     async def add_annotations(self, info: Info, input: AddAnnotationsInput) -> AddAnnotationsResult:
         result = await service.add_annotations(
+            info.context.runtime,
             info.context.principal,
             input.app_id,
             [a.to_new() for a in input.annotations],
             max_items=info.context.settings.max_bulk_items,
+            gate=labeling.gate,
         )
-        await labeling.on_labeled(info.context.runtime, info.context.principal.user_id, result.annotations)
         return AddAnnotationsSuccess(
             annotations=[Annotation.from_document(a) for a in result.annotations],
             errors=_item_errors(result),
@@ -337,8 +338,13 @@ class Mutation:
     @strawberry.mutation(description="Add one annotation (owner, admin, labeler).")
     @mutation_errors
     async def add_annotation(self, info: Info, input: AddAnnotationInput) -> AddAnnotationResult:
-        doc = await service.add_annotation(info.context.principal, input.app_id, input.annotation.to_new())
-        await labeling.on_labeled(info.context.runtime, info.context.principal.user_id, [doc])
+        doc = await service.add_annotation(
+            info.context.runtime,
+            info.context.principal,
+            input.app_id,
+            input.annotation.to_new(),
+            gate=labeling.gate,
+        )
         return AnnotationSuccess(annotation=Annotation.from_document(doc))
 
     @strawberry.mutation(
@@ -348,6 +354,7 @@ class Mutation:
     @mutation_errors
     async def remove_annotations(self, info: Info, ids: list[strawberry.ID]) -> RemoveAnnotationsResult:
         result = await service.remove_annotations(
+            info.context.runtime,
             info.context.principal,
             [str(i) for i in ids],
             max_items=info.context.settings.max_bulk_items,

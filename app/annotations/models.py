@@ -36,6 +36,7 @@ class Annotation(BaseDocument):
     labeled_by_model_id: str | None = None
     task_id: str | None = None
     reviewed_by: str | None = None
+    edited_by: str | None = None  # the person who last changed its concept or region
     # Set by review actions (app/review/actions.py): when, and which action, last decided it.
     reviewed_at: datetime | None = None
     review_action: str | None = None

@@ -11,11 +11,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from app.access import get_for
 from app.annotations.geometry import unflatten
 from app.annotations.models import Annotation
-from app.core.auth import get_for
 from app.core.errors import DomainError, ErrorCode, NotFound, ValidationFailed
-from app.core.http import error_response, principal_of, runtime_of
+from app.http import error_response, principal_of, runtime_of
 from app.inputs.models import Input
 
 

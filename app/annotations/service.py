@@ -11,16 +11,16 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.annotations import geometry
+from app.access import CONTRIBUTORS, Principal, get_for, require_app
+from app.annotations import geometry, store
 from app.annotations.models import Annotation, AnnotationStatus
 from app.apps.models import Membership
 from app.concepts.models import Concept
 from app.core import validate
-from app.core.auth import CONTRIBUTORS, Principal, get_for, require_app
 from app.core.errors import (
     Conflict,
     DomainError,
@@ -131,13 +131,25 @@ def _geometry(item: NewAnnotation, prefix: str) -> tuple[list[float] | None, lis
 
 
 def _build(principal: Principal, app_id: str, item: NewAnnotation, refs: _Refs, prefix: str) -> Annotation:
+    """A person's annotation; in a task it must use one of the task's concepts, and it waits for
+    review when the task reviews people's work (``LabelingTask.reviews_human_annotations``)."""
     source = refs.inputs.get(item.input_id)
     if source is None:
         raise NotFound("input", item.input_id, field=_path(prefix, "inputId"))
     if item.concept_id not in refs.concepts:
         raise NotFound("concept", item.concept_id, field=_path(prefix, "conceptId"))
-    if item.task_id and item.task_id not in refs.tasks:
+    task = refs.tasks.get(item.task_id) if item.task_id else None
+    if item.task_id and task is None:
         raise NotFound("labeling task", item.task_id, field=_path(prefix, "taskId"))
+    if task is not None and item.concept_id not in task.concept_ids:
+        raise ValidationFailed(
+            f"concept {item.concept_id!r} is not one of the task's concepts",
+            field=_path(prefix, "conceptId"),
+            code=ErrorCode.CONCEPT_NOT_IN_TASK,
+        )
+    status = AnnotationStatus.SUCCESS
+    if task is not None and task.reviews_human_annotations():
+        status = AnnotationStatus.AWAITING_REVIEW
     box, polygon = _geometry(item, prefix)
     return Annotation(
         app_id=app_id,
@@ -147,35 +159,60 @@ def _build(principal: Principal, app_id: str, item: NewAnnotation, refs: _Refs, 
         box=box,
         polygon=polygon,
         confidence=validate.unit_interval(item.confidence, _path(prefix, "confidence")),
-        status=AnnotationStatus.SUCCESS,
+        status=status,
         labeled_by_user_id=principal.user_id,
         task_id=item.task_id or None,
     )
 
 
+# Who may label which input of a task (the labeling queue's rule, owned by the review domain):
+# given the caller and the task items, the errors of the items the caller may not label.
+Gate = Callable[[Principal, str, list[tuple[int, str, str, str]]], Awaitable[dict[int, DomainError]]]
+
+
 async def add_annotations(
-    principal: Principal, app_id: str, items: Sequence[NewAnnotation], *, max_items: int
+    runtime: Any,
+    principal: Principal,
+    app_id: str,
+    items: Sequence[NewAnnotation],
+    *,
+    max_items: int,
+    gate: Gate | None = None,
+    prefix: str = "annotations",
 ) -> BulkResult:
     await require_app(principal, app_id, CONTRIBUTORS)
-    validate.bounded_list(list(items), "annotations", max_items=max_items)
+    validate.bounded_list(list(items), prefix, max_items=max_items)
     refs = await _refs(app_id, items)
     result = BulkResult()
+    built: list[tuple[int, str, Annotation]] = []
     for index, item in enumerate(items):
+        where = prefix if prefix == "annotation" else f"{prefix}.{index}"
         try:
-            result.annotations.append(_build(principal, app_id, item, refs, f"annotations.{index}"))
+            built.append((index, where, _build(principal, app_id, item, refs, where)))
         except DomainError as exc:
             result.errors.append(ItemFailure(index, exc))
-    if result.annotations:
-        await Annotation.insert_many(result.annotations)
+    in_tasks = [(i, a.task_id, a.input_id, where) for i, where, a in built if a.task_id]
+    refused = await gate(principal, app_id, in_tasks) if gate is not None and in_tasks else {}
+    for index, _, annotation in built:
+        if index in refused:
+            result.errors.append(ItemFailure(index, refused[index]))
+        else:
+            result.annotations.append(annotation)
+    result.errors.sort(key=lambda e: e.index)
+    await store.insert(runtime, result.annotations, principal.user_id)
     return result
 
 
-async def add_annotation(principal: Principal, app_id: str, item: NewAnnotation) -> Annotation:
+async def add_annotation(
+    runtime: Any, principal: Principal, app_id: str, item: NewAnnotation, *, gate: Gate | None = None
+) -> Annotation:
     """One annotation; error paths start at the input's ``annotation`` (``annotation.box.top``)."""
-    await require_app(principal, app_id, CONTRIBUTORS)
-    annotation = _build(principal, app_id, item, await _refs(app_id, [item]), "annotation")
-    await annotation.insert()
-    return annotation
+    result = await add_annotations(
+        runtime, principal, app_id, [item], max_items=1, gate=gate, prefix="annotation"
+    )
+    if result.errors:
+        raise result.errors[0].error
+    return result.annotations[0]
 
 
 # --- removing --------------------------------------------------------------------------------
@@ -193,7 +230,9 @@ def _removal_error(
     return None
 
 
-async def remove_annotations(principal: Principal, ids: Sequence[str], *, max_items: int) -> BulkResult:
+async def remove_annotations(
+    runtime: Any, principal: Principal, ids: Sequence[str], *, max_items: int
+) -> BulkResult:
     validate.bounded_list(list(ids), "ids", max_items=max_items)
     docs = {d.id: d for d in await Annotation.find({"_id": {"$in": list(set(ids))}}).to_list()}
     app_ids = sorted({d.app_id for d in docs.values()})
@@ -214,7 +253,7 @@ async def remove_annotations(principal: Principal, ids: Sequence[str], *, max_it
         seen.add(ident)
         result.removed_ids.append(ident)
     if result.removed_ids:
-        await Annotation.get_pymongo_collection().delete_many({"_id": {"$in": result.removed_ids}})
+        await store.remove(runtime, result.removed_ids, principal.user_id)
     return result
 
 

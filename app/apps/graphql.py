@@ -4,15 +4,18 @@ from datetime import datetime
 
 import strawberry
 
+from app.access import require_app
 from app.apps import service
 from app.apps.models import App as AppDoc
 from app.apps.models import Membership
 from app.apps.models import Role as RoleEnum
+from app.core.errors import NotFound
 from app.graphql.common import DeleteSuccess
 from app.graphql.context import Info
 from app.graphql.errors import mutation_errors, result_union
 from app.graphql.relay import Connection, connection_from_page
-from app.users.graphql import User
+from app.users import service as users_service
+from app.users.graphql import ApiKey, User
 from app.users.models import User as UserDoc
 
 Role = strawberry.enum(RoleEnum, name="Role", description="A collaborator's role in an app.")
@@ -112,8 +115,31 @@ UpdateCollaboratorResult = result_union("UpdateCollaboratorResult", Collaborator
 RemoveCollaboratorResult = result_union("RemoveCollaboratorResult", CollaboratorSuccess)
 
 
+@strawberry.type(description="The caller: their user, apps and API keys.")
+class Me:
+    user: User
+
+    @strawberry.field
+    async def apps(self, info: Info, first: int | None = None, after: str | None = None) -> Connection[App]:
+        args = info.context.page(first, after)
+        page = await service.list_apps(info.context.principal, args)
+        return connection_from_page(page, App.from_document)  # type: ignore[no-any-return]
+
+    @strawberry.field
+    async def api_keys(
+        self, info: Info, first: int | None = None, after: str | None = None
+    ) -> Connection[ApiKey]:
+        args = info.context.page(first, after)
+        page = await users_service.list_api_keys(info.context.principal, args)
+        return connection_from_page(page, ApiKey.from_document)  # type: ignore[no-any-return]
+
+
 @strawberry.type
 class Query:
+    @strawberry.field(description="The authenticated caller.")
+    async def me(self, info: Info) -> Me:
+        return Me(user=User.from_document(info.context.principal.user))
+
     @strawberry.field(description="Apps you are a member of.")
     async def apps(self, info: Info, first: int | None = None, after: str | None = None) -> Connection[App]:
         page = await service.list_apps(info.context.principal, info.context.page(first, after))
@@ -121,9 +147,6 @@ class Query:
 
     @strawberry.field(description="One app, or null when unknown or not yours.")
     async def app(self, info: Info, id: strawberry.ID) -> App | None:
-        from app.core.auth import require_app
-        from app.core.errors import NotFound
-
         try:
             doc, _ = await require_app(info.context.principal, id)
         except NotFound:

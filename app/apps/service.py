@@ -10,14 +10,17 @@ from collections.abc import Iterable
 
 from pymongo.errors import DuplicateKeyError
 
+from app.access import MANAGERS, Principal, require_app
+from app.annotations import store
+from app.annotations.models import Annotation
 from app.apps.models import App, Membership, Role
 from app.core import validate
-from app.core.auth import MANAGERS, Principal, require_app
 from app.core.errors import Conflict, ErrorCode, NotFound, PermissionDenied, ValidationFailed
 from app.core.pagination import Page, PageArgs, paginate
+from app.documents import DOCUMENT_MODELS
 from app.models.builtin import register_builtin_models
 from app.users.models import User
-from app.users.service import get_or_create_user
+from app.users.service import create_api_key, get_or_create_user
 
 
 def _roles(roles: Iterable[Role], field: str = "roles") -> list[Role]:
@@ -53,10 +56,10 @@ async def delete_app(principal: Principal, app_id: str) -> str:
     """Delete the app and everything in it. Blobs are content-addressed and may be shared by
     other apps, so they stay (a later garbage collection can remove unreferenced ones)."""
     app, _ = await require_app(principal, app_id, (Role.OWNER,), field="id")
-    from app.core.db import DOCUMENT_MODELS
-
     for model in DOCUMENT_MODELS:
-        if "app_id" in model.model_fields:
+        if model is Annotation:
+            await store.delete_app(app.id)
+        elif "app_id" in model.model_fields:
             await model.get_pymongo_collection().delete_many({"app_id": app.id})
     await app.delete()
     return app.id
@@ -136,8 +139,6 @@ async def bootstrap(email: str, app_name: str) -> tuple[User, App, str] | None:
 
     Returns None when any user exists already, so a restart never creates a second owner.
     """
-    from app.users.service import create_api_key
-
     if await User.find_one({}) is not None:
         return None
     user = await get_or_create_user(email, "Owner")

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pymongo.errors import PyMongoError
 
+from app.access import CONTRIBUTORS, MANAGERS, Principal, get_for, require_app
 from app.annotations.models import Annotation
 from app.concepts.models import Concept
 from app.core import validate
-from app.core.auth import CONTRIBUTORS, MANAGERS, Principal, get_for, require_app
 from app.core.db import is_duplicate_key
 from app.core.errors import Conflict, ErrorCode, NotFound
 from app.core.pagination import Page, PageArgs, paginate

@@ -30,6 +30,11 @@ class ErrorCode(enum.Enum):
     INVALID_CURSOR = "INVALID_CURSOR"
     CONCEPT_NOT_PRODUCED = "CONCEPT_NOT_PRODUCED"
     MODEL_HAS_NO_CONCEPTS = "MODEL_HAS_NO_CONCEPTS"
+    # models: an adapter name, kind or config that cannot run
+    UNKNOWN_ADAPTER = "UNKNOWN_ADAPTER"
+    ADAPTER_MISMATCH = "ADAPTER_MISMATCH"
+    UNKNOWN_KEY = "UNKNOWN_KEY"
+    WRONG_TYPE = "WRONG_TYPE"
     # lookup and access
     NOT_FOUND = "NOT_FOUND"
     PERMISSION_DENIED = "PERMISSION_DENIED"
@@ -50,6 +55,8 @@ class ErrorCode(enum.Enum):
     # review, labeling queues, dataset versions and exports
     NOT_ASSIGNED = "NOT_ASSIGNED"
     NOT_AWAITING_REVIEW = "NOT_AWAITING_REVIEW"
+    CONCEPT_NOT_IN_TASK = "CONCEPT_NOT_IN_TASK"
+    NOT_YOUR_ITEM = "NOT_YOUR_ITEM"
     SELECTION_REQUIRED = "SELECTION_REQUIRED"
     BUSY = "BUSY"
     NO_REGION = "NO_REGION"

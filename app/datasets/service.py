@@ -13,9 +13,9 @@ from collections.abc import Mapping
 
 from pymongo import UpdateOne
 
-from app.annotations.models import Annotation
+from app.access import CONTRIBUTORS, MANAGERS, Principal, get_for, require_app
+from app.annotations import store
 from app.core import validate
-from app.core.auth import CONTRIBUTORS, MANAGERS, Principal, get_for, require_app
 from app.core.errors import Conflict, ErrorCode, NotFound
 from app.core.pagination import Page, PageArgs, paginate
 from app.datasets.models import Dataset
@@ -76,7 +76,7 @@ async def delete_dataset(principal: Principal, dataset_id: str) -> str:
     member = {"app_id": dataset.app_id, **member_of(dataset.id)}
     pull = {"$pull": {"dataset_ids": dataset.id}}
     await Input.get_pymongo_collection().update_many(member, pull)
-    await Annotation.get_pymongo_collection().update_many(member, pull)
+    await store.set_dataset(dataset.app_id, None, dataset.id, member=False)
     return dataset.id
 
 
@@ -165,10 +165,9 @@ async def _change_membership(
     scoped = {**inputs_filter, "app_id": dataset.app_id}
     change = {operator: {"dataset_ids": dataset.id}}
     result = await Input.get_pymongo_collection().update_many(scoped, change)
-    annotations: dict[str, object] = {"app_id": dataset.app_id}
-    if "_id" in inputs_filter:
-        annotations["input_id"] = inputs_filter["_id"]
-    await Annotation.get_pymongo_collection().update_many(annotations, change)
+    ids = inputs_filter.get("_id")
+    input_ids = list(ids["$in"]) if isinstance(ids, dict) else None
+    await store.set_dataset(dataset.app_id, input_ids, dataset.id, member=operator == "$addToSet")
     if result.modified_count:
         await Dataset.get_pymongo_collection().update_one(
             {"_id": dataset.id},

@@ -16,12 +16,17 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from arq.worker import Worker
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
 
 from app.core import pubsub
+from app.core.queue import QUEUE_NAME, redis_settings
+from app.main import create_app
 from app.settings import Settings
+from app.tasks.jobs import FUNCTIONS
+from app.users.service import create_api_key, get_or_create_user
 
 SAMPLES = Path(__file__).resolve().parent / "samples"
 DEMO_EMAIL = "demo@labelstream.invalid"
@@ -143,7 +148,7 @@ async def _setup(client: httpx.AsyncClient) -> tuple[str, str, list[tuple[str, s
                     "conceptIds": list(concept_ids.values()),
                     "conceptMapping": mapping,
                     "thresholds": {"lower": 0.3, "upper": 0.7},
-                    "autoAnnotation": False,
+                    "start": False,
                 },
             )
         )["createLabelingTask"],
@@ -237,13 +242,6 @@ async def _report(
 
 
 async def run_demo(settings: Settings, console: Console) -> None:
-    from arq.worker import Worker
-
-    from app.core.queue import QUEUE_NAME, redis_settings
-    from app.main import create_app
-    from app.tasks.jobs import FUNCTIONS
-    from app.users.service import create_api_key, get_or_create_user
-
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         runtime = app.state.runtime

@@ -12,19 +12,21 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.console import Console
 
+from app.cli_state import running_state as _running_state
+from app.cli_state import settings_for as _settings
+from app.core.blobs import LocalBlobStore
+from app.core.errors import DomainError, ErrorCode, ValidationFailed
+from app.documents import open_database
+from app.exports.models import DatasetVersion, VersionStatus
+from app.exports.writers import parse_format, write_export
 from app.settings import Settings
 
 
 async def _export(
     settings: Settings, version_id: str, fmt: str, output: Path, images: bool
 ) -> tuple[int, int]:
-    from app.core.blobs import LocalBlobStore
-    from app.core.db import open_database
-    from app.core.errors import ErrorCode, ValidationFailed
-    from app.exports.models import DatasetVersion, VersionStatus
-    from app.exports.writers import parse_format, write_export
-
     assert settings.mongodb_url
     kind = parse_format(fmt)
     client = await open_database(settings.mongodb_url, settings.mongodb_db)
@@ -53,11 +55,6 @@ def export_command(
     data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Folder of the data and blobs.")] = None,
 ) -> None:
     """Export a dataset version as a zip (COCO, YOLO, YOLO_SEGMENT, VOC, JSONL)."""
-    from rich.console import Console
-
-    from app.cli import _running_state, _settings
-    from app.core.errors import DomainError
-
     err = Console(stderr=True, highlight=False)
     settings = _settings(data_dir=data_dir)
     if not settings.mongodb_url:

@@ -27,7 +27,10 @@ class VersionConcept:
     name: str
 
 
-@strawberry.type(description="An immutable snapshot of a dataset's inputs and accepted annotations.")
+@strawberry.type(
+    description="An immutable snapshot of a dataset's inputs and accepted annotations; it keeps "
+    "the images it holds until it is deleted."
+)
 class DatasetVersion:
     id: strawberry.ID
     app_id: strawberry.ID
@@ -38,6 +41,10 @@ class DatasetVersion:
     annotations_count: int
     concepts: list[VersionConcept]
     statuses: list[str] = strawberry.field(description="Annotation statuses the snapshot took.")
+    prefer_task_ids: list[strawberry.ID] = strawberry.field(
+        description="Which task's annotations won on an input several tasks labeled (see "
+        "CreateDatasetVersionInput.preferTaskIds); empty: every task's, identical ones kept once."
+    )
     created_by: strawberry.ID
     created_at: datetime
 
@@ -53,13 +60,18 @@ class DatasetVersion:
             annotations_count=doc.annotations_count,
             concepts=[VersionConcept(id=strawberry.ID(c.id), name=c.name) for c in doc.concepts],
             statuses=list(doc.filter.get("statuses", [])),
+            prefer_task_ids=[strawberry.ID(t) for t in doc.filter.get("prefer_task_ids", [])],
             created_by=strawberry.ID(doc.created_by),
             created_at=doc.created_at,
         )
 
     @strawberry.field(
         description="Where to download the version as a zip (GET with your API key); formats: "
-        "COCO, YOLO, YOLO_SEGMENT, VOC, JSONL; add images=false to leave the images out."
+        "COCO, YOLO, YOLO_SEGMENT, VOC, JSONL; add images=false to leave the images out. The same "
+        "version always downloads as the same bytes. Whole-image labels (no box, no polygon) go to "
+        "COCO's `image_labels`, JSONL's `labels` and YOLO's `classify/` folders (ultralytics "
+        "classification layout); VOC cannot hold them. The zip's version.json counts, under "
+        "`export`, the inputs and annotations written and those left out, by reason."
     )
     def export_url(self, format: ExportFormat = ExportFormatEnum.COCO) -> str:  # type: ignore[valid-type]
         return f"/dataset-versions/{self.id}/export?format={ExportFormatEnum(format).value}"
@@ -70,6 +82,15 @@ class CreateDatasetVersionInput:
     dataset_id: strawberry.ID
     description: str = ""
     filter: AnnotationFilter | None = None
+    prefer_task_ids: list[strawberry.ID] | None = strawberry.field(
+        default=None,
+        description="Which task's annotations win when several tasks labeled one input: the first "
+        "of these tasks that labeled it gives all of its annotations, the other tasks' are left out "
+        "(annotations made outside any task stay; an input none of them labeled keeps every task's). "
+        "Whatever this says, one concept with the same region (or the same whole-image label) is "
+        "kept once per input: the most recently reviewed or updated copy. Tasks of the dataset's "
+        "app, at most 20.",
+    )
 
 
 @strawberry.type
@@ -103,7 +124,8 @@ class Query:
 @strawberry.type
 class Mutation:
     @strawberry.mutation(
-        description="Snapshot a dataset (owner, admin, labeler): later edits do not change it."
+        description="Snapshot a dataset (owner, admin, labeler): later edits, reviews, removals and "
+        "deletions of its inputs, annotations, concepts or tasks do not change it or its exports."
     )
     @mutation_errors
     async def create_dataset_version(
@@ -114,10 +136,15 @@ class Mutation:
             str(input.dataset_id),
             input.filter.to_filter() if input.filter else None,
             input.description,
+            [str(t) for t in input.prefer_task_ids or []],
         )
         return DatasetVersionSuccess(dataset_version=DatasetVersion.from_document(doc))
 
-    @strawberry.mutation(description="Delete a dataset version (owner, admin).")
+    @strawberry.mutation(
+        description="Delete a dataset version (owner, admin); the images it kept go with it unless "
+        "an input or another version still holds them."
+    )
     @mutation_errors
     async def delete_dataset_version(self, info: Info, id: strawberry.ID) -> DeleteDatasetVersionResult:
-        return DeleteSuccess(id=strawberry.ID(await service.delete_version(info.context.principal, str(id))))
+        deleted = await service.delete_version(info.context.principal, str(id), info.context.runtime.blobs)
+        return DeleteSuccess(id=strawberry.ID(deleted))

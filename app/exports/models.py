@@ -1,7 +1,9 @@
 """Dataset versions: immutable snapshots, one document per input and per annotation.
 
 A version's inputs and annotations are copies (not references), written once while the version
-is BUILDING and never updated, so later edits, reviews, removals or renames do not change it.
+is BUILDING and never updated, so later edits, reviews, removals or renames do not change it;
+the image bytes it names are pinned (app/core/blob_pins.py, owner ``pin_owner(id)``) until the
+version is deleted, so deleting an input does not take its image out of the version.
 Ids encode the order: ``<version>:<seq:08d>`` for an input and ``<version>:<seq:08d>:<n:04d>``
 for its annotations, so an export pages through a version by ``_id`` ranges with no extra index.
 """
@@ -32,10 +34,14 @@ class DatasetVersion(BaseDocument):
     dataset_id: str
     description: str = ""
     status: VersionStatus = VersionStatus.BUILDING
-    filter: dict[str, Any] = {}  # the annotation filter the snapshot was taken with
+    # the annotation filter the snapshot was taken with, and ``prefer_task_ids``: when several
+    # tasks labeled one input, only the first of these that labeled it gives its annotations
+    filter: dict[str, Any] = {}
     concepts: list[VersionConcept] = []  # written whole once; export category order
     inputs_count: int = 0
     annotations_count: int = 0
+    # matching annotations the snapshot did not take, by reason (DUPLICATE, NOT_PREFERRED_TASK)
+    left_out: dict[str, int] = {}
     created_by: str
 
     class Settings:
@@ -79,6 +85,10 @@ class VersionAnnotation(BaseDocument):
     class Settings:
         name = "dataset_version_annotations"
         indexes = [IndexModel([("version_id", ASCENDING)])]
+
+
+def pin_owner(version_id: str) -> str:
+    return f"dataset-version/{version_id}"
 
 
 def input_doc_id(version_id: str, seq: int) -> str:

@@ -18,9 +18,9 @@ from starlette.routing import Route
 
 from app.annotations.routes import routes as annotation_routes
 from app.core.errors import DomainError
-from app.core.http import error_response, principal_of, runtime_of
 from app.exports import service
 from app.exports.writers import parse_format, write_export
+from app.http import error_response, principal_of, runtime_of
 
 SPOOL_BYTES = 8 * 1024 * 1024
 CHUNK = 256 * 1024

@@ -2,23 +2,38 @@
 
 Everything streams: the version is read ``PAGE`` inputs at a time and each page is written into
 the zip before the next is read (zip entries are opened for writing and fed piece by piece; the
-COCO file is one JSON document written as it goes, in two passes: images, then annotations).
+COCO file is one JSON document written as it goes, in passes: images, annotations, image labels).
 The zip goes to a file object the caller gives (a spooled temporary file for HTTP), never to one
 big ``bytes``.
 
+The same version always gives the same bytes: entries come in the version's order, every entry
+carries the version's creation time and fixed permissions, and nothing else read at export time
+(the clock, the current inputs, annotations, concepts or tasks) goes in.
+
 Coordinates: stored regions are normalised (row = y, col = x, 0..1). COCO and VOC get pixels
 (COCO ``bbox`` = ``[x, y, width, height]``, ``area`` in square pixels; VOC 1-based ``xmin``,
-``ymin``), YOLO gets normalised centre/size (boxes) or normalised points (polygons). Only
-image inputs whose size is known, and only annotations with a region, go into COCO, YOLO and
-VOC; JSON Lines has every input and every annotation (text inputs and whole-input labels too).
+``ymin``), YOLO gets normalised centre/size (boxes) or normalised points (polygons).
+
+What each format holds, and what it leaves out (counted by reason in version.json's ``export``):
+* COCO, YOLO and VOC hold image inputs of known size only (``NOT_AN_IMAGE``, ``UNKNOWN_SIZE``).
+* Whole-image labels (no box, no polygon) go to COCO's top-level ``image_labels`` (shaped like
+  ``annotations`` without geometry; pycocotools ignores it), to YOLO's ``classify/`` folder
+  (ultralytics classification layout ``classify/all/<class>/<image>``, listed in
+  ``classify/labels.txt`` so it is there with ``images=false`` too) and to JSON Lines' ``labels``.
+  Pascal VOC has no place for them (``WHOLE_IMAGE``).
+* JSON Lines has every input and every annotation.
 """
 
 from __future__ import annotations
 
 import asyncio
 import enum
+import re
 import zipfile
+from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC
 from typing import IO, Any
 from xml.etree import ElementTree as ET
 
@@ -26,6 +41,7 @@ import orjson
 
 from app.annotations.geometry import polygon_area, unflatten
 from app.core.blobs import BlobStore
+from app.core.errors import ErrorCode, ValidationFailed
 from app.exports import service
 from app.exports.models import DatasetVersion, VersionAnnotation, VersionInput
 
@@ -79,58 +95,143 @@ def pixel_polygon(a: VersionAnnotation, w: int, h: int) -> list[tuple[float, flo
     return [(x1, y1), (x2, y1), (x2, y2), (x1, y2)]
 
 
+def has_region(a: VersionAnnotation) -> bool:
+    return bool(a.box) or bool(a.polygon)
+
+
 def _r(value: float) -> float:
     return round(value, 3)
 
 
+class LeftOut(enum.StrEnum):
+    """Why a format left an input or an annotation of the version out."""
+
+    WHOLE_IMAGE = "WHOLE_IMAGE"  # the format has no place for a label without a region
+    NOT_AN_IMAGE = "NOT_AN_IMAGE"  # a text input, in an image-only format
+    UNKNOWN_SIZE = "UNKNOWN_SIZE"  # an image never fetched or decoded: no pixels to convert to
+
+
+@dataclass
+class Tally:
+    written: int = 0
+    whole_image: int = 0  # of ``written``: whole-image labels (image-level, not regions)
+    left_out: Counter[str] = field(default_factory=Counter)
+
+    def leave(self, reason: LeftOut, n: int = 1) -> None:
+        if n:
+            self.left_out[reason] += n
+
+    def json(self, *, labels: bool) -> dict[str, Any]:
+        out: dict[str, Any] = {"written": self.written}
+        if labels:
+            out["wholeImageLabels"] = self.whole_image
+        out["leftOut"] = {str(k): n for k, n in sorted(self.left_out.items())}
+        return out
+
+
+def _class_folders(version: DatasetVersion) -> dict[str, str]:
+    """A safe folder name per concept id, unique within the version."""
+    names: dict[str, str] = {}
+    for c in version.concepts:
+        name = re.sub(r"[\x00-\x1f/\\:*?\"<>|]", "_", c.name).strip().strip(".") or c.id
+        names[c.id] = name
+    counts = Counter(names.values())
+    return {cid: (f"{n}-{cid}" if counts[n] > 1 else n) for cid, n in names.items()}
+
+
 class _Writer:
     """One zip being written; subclasses add their entries page by page."""
+
+    format: ExportFormat
 
     def __init__(self, version: DatasetVersion, out: IO[bytes], blobs: BlobStore, images: bool) -> None:
         self.version, self.blobs, self.with_images = version, blobs, images
         self.zip = zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True)
         self.categories = {c.id: k for k, c in enumerate(version.concepts)}
         self.names = [c.name for c in version.concepts]
+        self.inputs, self.annotations = Tally(), Tally()
+        self.files = Counter[str]()  # image files: "written", or "missing" from the blob store
+        stamp = version.created_at.astimezone(UTC)
+        self.date_time = max((1980, 1, 1, 0, 0, 0), stamp.timetuple()[:6])
+
+    def entry(self, name: str, compress: int = zipfile.ZIP_DEFLATED) -> zipfile.ZipInfo:
+        """A zip entry stamped with the version's time, never the clock's."""
+        info = zipfile.ZipInfo(name, date_time=self.date_time)
+        info.compress_type = compress
+        info.create_system = 3  # Unix, whatever the platform writing it
+        info.external_attr = 0o644 << 16
+        return info
 
     def text(self, name: str, data: str | bytes) -> None:
-        self.zip.writestr(name, data)
+        self.zip.writestr(self.entry(name), data)
+
+    def stream(self, name: str) -> IO[bytes]:
+        return self.zip.open(self.entry(name), "w", force_zip64=True)
+
+    async def image(self, path: str, item: VersionInput) -> None:
+        if not self.with_images or item.kind != "IMAGE" or not item.blob_key:
+            return
+        data = await self.blobs.get(item.blob_key)
+        if data is None:  # only a version made before images were pinned can lose one
+            self.files["missing"] += 1
+            return
+        # already compressed formats: store, do not deflate again
+        self.zip.writestr(self.entry(path, zipfile.ZIP_STORED), data)
+        self.files["written"] += 1
 
     async def images(self, folder: str, items: list[VersionInput]) -> None:
-        if not self.with_images:
-            return
         for item in items:
-            if item.kind != "IMAGE" or not item.blob_key:
-                continue
-            data = await self.blobs.get(item.blob_key)
-            if data is not None:
-                # already compressed formats: store, do not deflate again
-                self.zip.writestr(zipfile.ZipInfo(f"{folder}/{image_name(item)}"), data, zipfile.ZIP_STORED)
+            await self.image(f"{folder}/{image_name(item)}", item)
+
+    def pixel_items(self, page: service.VersionPage, *, count: bool) -> list[VersionInput]:
+        """The page's images of known size; with ``count``, the others and their annotations are
+        counted as left out."""
+        kept = []
+        for item in page.inputs:
+            if has_pixels(item):
+                kept.append(item)
+                if count:
+                    self.inputs.written += 1
+            elif count:
+                reason = LeftOut.UNKNOWN_SIZE if item.kind == "IMAGE" else LeftOut.NOT_AN_IMAGE
+                self.inputs.leave(reason)
+                self.annotations.leave(reason, len(page.annotations.get(item.input_id, [])))
+        return kept
 
     async def run(self) -> None:
         raise NotImplementedError
 
+    def manifest(self) -> dict[str, Any]:
+        return {
+            "versionId": self.version.id,
+            "datasetId": self.version.dataset_id,
+            "createdAt": self.version.created_at.isoformat(),
+            "inputs": self.version.inputs_count,
+            "annotations": self.version.annotations_count,
+            "filter": self.version.filter,
+            "leftOutOfVersion": dict(sorted(self.version.left_out.items())),
+            "concepts": [c.model_dump() for c in self.version.concepts],
+            "export": {
+                "format": self.format.value,
+                "images": self.with_images,
+                "imageFiles": {"written": self.files["written"], "missing": self.files["missing"]},
+                "inputs": self.inputs.json(labels=False),
+                "annotations": self.annotations.json(labels=True),
+            },
+        }
+
     def close(self) -> None:
-        self.zip.writestr(
-            "version.json",
-            orjson.dumps(
-                {
-                    "versionId": self.version.id,
-                    "datasetId": self.version.dataset_id,
-                    "createdAt": self.version.created_at.isoformat(),
-                    "inputs": self.version.inputs_count,
-                    "annotations": self.version.annotations_count,
-                    "filter": self.version.filter,
-                    "concepts": [c.model_dump() for c in self.version.concepts],
-                },
-                option=orjson.OPT_INDENT_2,
-            ),
-        )
-        self.zip.close()
+        try:
+            self.text("version.json", orjson.dumps(self.manifest(), option=orjson.OPT_INDENT_2))
+        finally:
+            self.zip.close()
 
 
 class CocoWriter(_Writer):
+    format = ExportFormat.COCO
+
     async def run(self) -> None:
-        with self.zip.open("annotations.json", "w", force_zip64=True) as fh:
+        with self.stream("annotations.json") as fh:
             head = {
                 "info": {
                     "description": f"labelstream dataset version {self.version.id}",
@@ -143,7 +244,7 @@ class CocoWriter(_Writer):
             }
             fh.write(orjson.dumps(head)[:-1] + b',"images":[')
             first = True
-            async for page in service.pages(self.version, with_annotations=False):
+            async for page in service.pages(self.version):
                 rows = [
                     {
                         "id": i.seq + 1,
@@ -151,32 +252,41 @@ class CocoWriter(_Writer):
                         "width": i.width,
                         "height": i.height,
                     }
-                    for i in page.inputs
-                    if has_pixels(i)
+                    for i in self.pixel_items(page, count=True)
                 ]
                 first = await asyncio.to_thread(_write_items, fh, rows, first)
             fh.write(b'],"annotations":[')
             first, next_id = True, 1
             async for page in service.pages(self.version):
                 rows = []
-                for item in page.inputs:
-                    if not has_pixels(item):
-                        continue
+                for item in self.pixel_items(page, count=False):
                     for a in page.annotations.get(item.input_id, []):
-                        row = self._annotation(next_id, item, a)
-                        if row is not None:
-                            rows.append(row)
+                        if has_region(a):
+                            rows.append(self._annotation(next_id, item, a))
                             next_id += 1
+                self.annotations.written += len(rows)
+                first = await asyncio.to_thread(_write_items, fh, rows, first)
+            # whole-image labels: an extension readers of plain COCO ignore
+            fh.write(b'],"image_labels":[')
+            first, next_id = True, 1
+            async for page in service.pages(self.version):
+                rows = []
+                for item in self.pixel_items(page, count=False):
+                    for a in page.annotations.get(item.input_id, []):
+                        if not has_region(a):
+                            rows.append(self._label(next_id, item, a))
+                            next_id += 1
+                self.annotations.written += len(rows)
+                self.annotations.whole_image += len(rows)
                 first = await asyncio.to_thread(_write_items, fh, rows, first)
             fh.write(b"]}")
         async for page in service.pages(self.version, with_annotations=False):
-            await self.images("images", page.inputs)
+            await self.images("images", [i for i in page.inputs if has_pixels(i)])
 
-    def _annotation(self, ident: int, item: VersionInput, a: VersionAnnotation) -> dict[str, Any] | None:
+    def _annotation(self, ident: int, item: VersionInput, a: VersionAnnotation) -> dict[str, Any]:
         w, h = int(item.width or 0), int(item.height or 0)
         box = pixel_box(a, w, h)
-        if box is None:
-            return None
+        assert box is not None
         x1, y1, x2, y2 = box
         poly = pixel_polygon(a, w, h)
         area = (x2 - x1) * (y2 - y1) if a.box else polygon_area([(y, x) for x, y in poly])
@@ -191,6 +301,14 @@ class CocoWriter(_Writer):
             "score": a.confidence,
         }
 
+    def _label(self, ident: int, item: VersionInput, a: VersionAnnotation) -> dict[str, Any]:
+        return {
+            "id": ident,
+            "image_id": item.seq + 1,
+            "category_id": self.categories[a.concept_id] + 1,
+            "score": a.confidence,
+        }
+
 
 def _write_items(fh: IO[bytes], rows: list[dict[str, Any]], first: bool) -> bool:
     for row in rows:
@@ -200,6 +318,7 @@ def _write_items(fh: IO[bytes], rows: list[dict[str, Any]], first: bool) -> bool
 
 
 class YoloWriter(_Writer):
+    format = ExportFormat.YOLO
     segment = False
 
     async def run(self) -> None:
@@ -209,25 +328,50 @@ class YoloWriter(_Writer):
             f"# labelstream dataset version {self.version.id}\npath: .\ntrain: images\nval: images\n"
             f"nc: {len(self.names)}\nnames:\n{names}\n",
         )
+        any_labels = False
         async for page in service.pages(self.version):
-            items = [i for i in page.inputs if has_pixels(i)]
+            items = self.pixel_items(page, count=True)
             for item in items:
-                lines = [self._line(item, a) for a in page.annotations.get(item.input_id, [])]
+                anns = page.annotations.get(item.input_id, [])
+                lines = [self._line(item, a) for a in anns if has_region(a)]
+                self.annotations.written += len(lines)
+                any_labels = any_labels or len(lines) < len(anns)
                 stem = image_name(item).rsplit(".", 1)[0]
-                self.text(f"labels/{stem}.txt", "".join(line + "\n" for line in lines if line))
+                self.text(f"labels/{stem}.txt", "".join(line + "\n" for line in lines))
             await self.images("images", items)
+        if any_labels:
+            await self._classify()
 
-    def _line(self, item: VersionInput, a: VersionAnnotation) -> str | None:
+    async def _classify(self) -> None:
+        """Whole-image labels in the ultralytics classification layout: a copy of the image per
+        class it has (the version has no split: ``all``), listed in ``classify/labels.txt``."""
+        folders = _class_folders(self.version)
+        with self.stream("classify/labels.txt") as fh:
+            async for page in service.pages(self.version):
+                lines: list[str] = []
+                for item in self.pixel_items(page, count=False):
+                    labels = [a for a in page.annotations.get(item.input_id, []) if not has_region(a)]
+                    self.annotations.written += len(labels)
+                    self.annotations.whole_image += len(labels)
+                    paths = dict.fromkeys(f"all/{folders[a.concept_id]}/{image_name(item)}" for a in labels)
+                    lines.extend(paths)
+                await asyncio.to_thread(fh.write, "".join(f"{p}\n" for p in lines).encode())
+        if not self.with_images:
+            return
+        async for page in service.pages(self.version):
+            for item in self.pixel_items(page, count=False):
+                labels = [a for a in page.annotations.get(item.input_id, []) if not has_region(a)]
+                for folder in dict.fromkeys(folders[a.concept_id] for a in labels):
+                    await self.image(f"classify/all/{folder}/{image_name(item)}", item)
+
+    def _line(self, item: VersionInput, a: VersionAnnotation) -> str:
         w, h = int(item.width or 0), int(item.height or 0)
         cls = self.categories[a.concept_id]
         if self.segment:
             poly = pixel_polygon(a, w, h)
-            if not poly:
-                return None
             return f"{cls} " + " ".join(f"{x / w:.6f} {y / h:.6f}" for x, y in poly)
         box = pixel_box(a, w, h)
-        if box is None:
-            return None
+        assert box is not None
         x1, y1, x2, y2 = box
         return (
             f"{cls} {(x1 + x2) / 2 / w:.6f} {(y1 + y2) / 2 / h:.6f} {(x2 - x1) / w:.6f} {(y2 - y1) / h:.6f}"
@@ -235,18 +379,25 @@ class YoloWriter(_Writer):
 
 
 class YoloSegmentWriter(YoloWriter):
+    format = ExportFormat.YOLO_SEGMENT
     segment = True
 
 
 class VocWriter(_Writer):
+    format = ExportFormat.VOC
+
     async def run(self) -> None:
         ids: list[str] = []
         async for page in service.pages(self.version):
-            items = [i for i in page.inputs if has_pixels(i)]
+            items = self.pixel_items(page, count=True)
             for item in items:
                 stem = image_name(item).rsplit(".", 1)[0]
                 ids.append(stem)
-                self.text(f"Annotations/{stem}.xml", self._xml(item, page.annotations.get(item.input_id, [])))
+                anns = page.annotations.get(item.input_id, [])
+                regions = [a for a in anns if has_region(a)]
+                self.annotations.written += len(regions)
+                self.annotations.leave(LeftOut.WHOLE_IMAGE, len(anns) - len(regions))
+                self.text(f"Annotations/{stem}.xml", self._xml(item, regions))
             await self.images("JPEGImages", items)
         self.text("ImageSets/Main/default.txt", "".join(i + "\n" for i in ids))
         self.text("labelmap.txt", "".join(n + "\n" for n in self.names))
@@ -262,8 +413,7 @@ class VocWriter(_Writer):
         ET.SubElement(root, "segmented").text = "0"
         for a in anns:
             box = pixel_box(a, w, h)
-            if box is None:
-                continue
+            assert box is not None
             x1, y1, x2, y2 = box
             obj = ET.SubElement(root, "object")
             ET.SubElement(obj, "name").text = a.concept_name
@@ -289,8 +439,10 @@ class VocWriter(_Writer):
 
 
 class JsonLinesWriter(_Writer):
+    format = ExportFormat.JSONL
+
     async def run(self) -> None:
-        with self.zip.open("data.jsonl", "w", force_zip64=True) as fh:
+        with self.stream("data.jsonl") as fh:
             async for page in service.pages(self.version):
                 lines = [self._line(i, page.annotations.get(i.input_id, [])) for i in page.inputs]
                 await asyncio.to_thread(fh.write, b"".join(line + b"\n" for line in lines))
@@ -299,6 +451,11 @@ class JsonLinesWriter(_Writer):
 
     def _line(self, item: VersionInput, anns: list[VersionAnnotation]) -> bytes:
         w, h = int(item.width or 0), int(item.height or 0)
+        regions = [a for a in anns if has_region(a)]
+        labels = [a for a in anns if not has_region(a)]
+        self.inputs.written += 1
+        self.annotations.written += len(anns)
+        self.annotations.whole_image += len(labels)
         row = {
             "input_id": item.input_id,
             "kind": item.kind,
@@ -309,25 +466,32 @@ class JsonLinesWriter(_Writer):
             "metadata": item.metadata,
             "annotations": [
                 {
-                    "id": a.annotation_id,
-                    "concept_id": a.concept_id,
-                    "concept": a.concept_name,
-                    "status": a.status,
-                    "confidence": a.confidence,
+                    **self._about(a),
                     "box": dict(zip(("top", "left", "bottom", "right"), a.box, strict=True))
                     if a.box
                     else None,
                     "polygon": [{"row": r, "col": c} for r, c in unflatten(a.polygon)] if a.polygon else None,
                     "bbox_pixels": [_r(v) for v in box] if (box := pixel_box(a, w, h)) and w and h else None,
-                    "labeled_by_user_id": a.labeled_by_user_id,
-                    "labeled_by_model_id": a.labeled_by_model_id,
-                    "reviewed_by": a.reviewed_by,
-                    "task_id": a.task_id,
                 }
-                for a in anns
+                for a in regions
             ],
+            "labels": [self._about(a) for a in labels],  # whole-input labels: no region
         }
         return orjson.dumps(row)
+
+    @staticmethod
+    def _about(a: VersionAnnotation) -> dict[str, Any]:
+        return {
+            "id": a.annotation_id,
+            "concept_id": a.concept_id,
+            "concept": a.concept_name,
+            "status": a.status,
+            "confidence": a.confidence,
+            "labeled_by_user_id": a.labeled_by_user_id,
+            "labeled_by_model_id": a.labeled_by_model_id,
+            "reviewed_by": a.reviewed_by,
+            "task_id": a.task_id,
+        }
 
 
 WRITERS: dict[ExportFormat, Callable[..., _Writer]] = {
@@ -351,8 +515,6 @@ async def write_export(
 
 
 def parse_format(value: str) -> ExportFormat:
-    from app.core.errors import ErrorCode, ValidationFailed
-
     try:
         return ExportFormat(value.upper().replace("-", "_"))
     except ValueError:

@@ -14,10 +14,11 @@ from starlette.websockets import WebSocket
 from strawberry.dataloader import DataLoader
 from strawberry.types import Info as StrawberryInfo
 
-from app.core.auth import Principal
+from app.access import Principal
+from app.apps.models import Membership
 from app.core.errors import Unauthenticated
 from app.core.pagination import PageArgs, page_args
-from app.core.runtime import Runtime
+from app.runtime import Runtime
 from app.settings import Settings
 
 D = TypeVar("D")
@@ -51,8 +52,6 @@ class Context:
     async def my_roles(self, app_id: str) -> list[Any]:
         """The caller's roles in ``app_id``; all their memberships are read once per request."""
         if self._memberships is None:
-            from app.apps.models import Membership
-
             docs = await Membership.find({"user_id": self.principal.user_id}).to_list()
             self._memberships = {m.app_id: list(m.roles) for m in docs}
         return self._memberships.get(app_id, [])

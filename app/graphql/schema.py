@@ -11,26 +11,25 @@ from strawberry.extensions.max_aliases import create_validator as max_aliases_va
 from strawberry.extensions.query_depth_limiter import create_validator as depth_validator
 from strawberry.tools import merge_types
 
+from app.annotations import graphql as annotations_api
 from app.apps import graphql as apps
+from app.concepts import graphql as concepts
+from app.datasets import graphql as datasets
+from app.exports import graphql as exports
 from app.graphql.errors import ERROR_TYPES
+from app.inputs import graphql as inputs
+from app.live import graphql as live
+from app.models import graphql as models
+from app.review import graphql as review
 from app.settings import Settings
+from app.tasks import graphql as tasks
+from app.tasks import graphql_lifecycle as task_runs
 from app.users import graphql as users
 
 QUERY_MODULES: list[Any] = [users, apps]
 
 
 def _modules() -> list[Any]:
-    from app.annotations import graphql as annotations
-    from app.concepts import graphql as concepts
-    from app.datasets import graphql as datasets
-    from app.exports import graphql as exports
-    from app.inputs import graphql as inputs
-    from app.live import graphql as live
-    from app.models import graphql as models
-    from app.review import graphql as review
-    from app.tasks import graphql as tasks
-    from app.tasks import graphql_lifecycle as task_runs
-
     return [
         users,
         apps,
@@ -40,7 +39,7 @@ def _modules() -> list[Any]:
         models,
         tasks,
         task_runs,
-        annotations,
+        annotations_api,
         review,
         exports,
         live,

@@ -30,7 +30,6 @@ from strawberry.types import ExecutionResult
 from strawberry.types.unset import UNSET, UnsetType
 
 from app.core.errors import DomainError, Unauthenticated
-from app.core.runtime import Runtime
 from app.graphql.context import Context
 from app.live.transport import (
     LegacyWSHandler,
@@ -38,6 +37,7 @@ from app.live.transport import (
     TransportWSHandler,
     connection_authorization,
 )
+from app.runtime import Runtime
 
 log = logging.getLogger("labelstream.graphql")
 

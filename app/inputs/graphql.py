@@ -202,7 +202,9 @@ class Mutation:
     @strawberry.mutation(description="Delete an input and its annotations (owner, admin, labeler).")
     @mutation_errors
     async def delete_input(self, info: Info, id: strawberry.ID) -> DeleteInputResult:
-        deleted = await service.delete_input(info.context.principal, id, blobs=info.context.runtime.blobs)
+        deleted = await service.delete_input(
+            info.context.principal, id, blobs=info.context.runtime.blobs, runtime=info.context.runtime
+        )
         return DeleteSuccess(id=strawberry.ID(deleted))
 
     @strawberry.mutation(description="Delete several inputs: all of them, or none on an error.")
@@ -213,5 +215,6 @@ class Mutation:
             [str(i) for i in ids],
             max_items=info.context.settings.max_bulk_items,
             blobs=info.context.runtime.blobs,
+            runtime=info.context.runtime,
         )
         return DeleteInputsSuccess(ids=[strawberry.ID(i) for i in deleted])

@@ -6,9 +6,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from app.core.auth import get_for
+from app.access import get_for
 from app.core.errors import DomainError, NotFound
-from app.core.http import error_response, principal_of, runtime_of
+from app.http import error_response, principal_of, runtime_of
 from app.inputs.models import Input
 
 

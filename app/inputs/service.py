@@ -17,10 +17,11 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from app.annotations.models import Annotation
+from app.access import CONTRIBUTORS, Principal, get_for, membership_of, require_app
+from app.annotations import store
 from app.apps.models import Membership
 from app.core import validate
-from app.core.auth import CONTRIBUTORS, Principal, get_for, membership_of, require_app
+from app.core.blob_pins import is_pinned
 from app.core.blobs import BlobStore
 from app.core.errors import DomainError, ErrorCode, NotFound, PermissionDenied, ValidationFailed
 from app.core.pagination import Page, PageArgs, paginate
@@ -109,14 +110,14 @@ async def update_input(principal: Principal, input_id: str, metadata: Any, *, se
     return fresh
 
 
-async def delete_input(principal: Principal, input_id: str, *, blobs: BlobStore) -> str:
+async def delete_input(principal: Principal, input_id: str, *, blobs: BlobStore, runtime: Any = None) -> str:
     doc = await get_for(principal, Input, input_id, what="input", roles=CONTRIBUTORS)
-    await _delete([doc.id], blobs)
+    await _delete(runtime, [doc.id], blobs)
     return doc.id
 
 
 async def delete_inputs(
-    principal: Principal, input_ids: list[str], *, max_items: int, blobs: BlobStore
+    principal: Principal, input_ids: list[str], *, max_items: int, blobs: BlobStore, runtime: Any = None
 ) -> list[str]:
     """All or nothing: every id must be an input the caller may delete (else the first bad
     one is named as ``ids.<index>`` and nothing is deleted)."""
@@ -124,7 +125,7 @@ async def delete_inputs(
     unique = list(dict.fromkeys(input_ids))
     docs = {d.id: d for d in await Input.find({"_id": {"$in": unique}}).to_list()}
     await _require_contributor(principal, input_ids, docs)
-    await _delete(unique, blobs)
+    await _delete(runtime, unique, blobs)
     return unique
 
 
@@ -272,14 +273,15 @@ async def _require_contributor(principal: Principal, input_ids: list[str], docs:
             raise PermissionDenied(f"this needs one of the roles {names} in the app", field=f"ids.{index}")
 
 
-async def _delete(input_ids: list[str], blobs: BlobStore) -> None:
+async def _delete(runtime: Any, input_ids: list[str], blobs: BlobStore) -> None:
     collection = Input.get_pymongo_collection()
     gone = [doc for i in input_ids if (doc := await collection.find_one_and_delete({"_id": i}))]
     if not gone:
         return
     counts = Counter(ds for doc in gone for ds in doc.get("dataset_ids", []))
     await adjust_inputs_counts({ds: -n for ds, n in counts.items()})
-    await Annotation.get_pymongo_collection().delete_many({"input_id": {"$in": [doc["_id"] for doc in gone]}})
+    await store.delete_for_inputs(runtime, [doc["_id"] for doc in gone])
     for key in {doc["blob_key"] for doc in gone if doc.get("blob_key")}:
-        if await Input.find_one({"blob_key": key}) is None:
+        # a dataset version pins the images it holds (app/core/blob_pins.py)
+        if await Input.find_one({"blob_key": key}) is None and not await is_pinned(key):
             await blobs.delete(key)

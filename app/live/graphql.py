@@ -20,14 +20,15 @@ from typing import Any, TypeVar
 import strawberry
 from graphql import GraphQLError
 
+from app.access import Principal
 from app.core import pubsub
-from app.core.auth import Principal
 from app.core.errors import DomainError, ErrorCode, NotFound
 from app.graphql.context import Info
 from app.live import service
 from app.live.execution import LIVE_SINK, SharedFrame
 from app.live.hub import Delivery, Hub, Renderer, Resync
 from app.tasks import models as m
+from app.tasks import progress
 from app.tasks.graphql import TaskMetrics, TaskStatus
 
 log = logging.getLogger("labelstream.live")
@@ -42,7 +43,9 @@ class TaskProgress(SharedFrame):
     name: str
     status: TaskStatus  # type: ignore[valid-type]
     metrics: TaskMetrics
-    reviewed_percent: float = strawberry.field(description="Inputs reviewed / inputsTotal, in percent.")
+    reviewed_percent: float = strawberry.field(
+        description="The task's '% reviewed' (see TaskMetrics.reviewedPercent)."
+    )
     final: bool = strawberry.field(description="DONE, IDLE, FAILED or CANCELLED: the run is over.")
     snapshot: bool = strawberry.field(
         description="Read from the database: the first message, and after any re-synchronisation."
@@ -51,8 +54,8 @@ class TaskProgress(SharedFrame):
 
     @classmethod
     def from_document(cls, doc: m.LabelingTask, *, snapshot: bool) -> TaskProgress:
-        total = doc.metrics.inputs_total
-        reviewed = round(min(100.0, 100.0 * doc.metrics.inputs_reviewed / total), 2) if total > 0 else 0.0
+        m = doc.metrics
+        reviewed = progress.reviewed_percent(m.inputs_reviewed, m.inputs_to_review, doc.status)
         return cls(
             task_id=strawberry.ID(doc.id),
             app_id=strawberry.ID(doc.app_id),

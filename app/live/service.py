@@ -6,8 +6,8 @@ whose mailbox overflowed, or whose process lost Redis for a while, always ends u
 
 from __future__ import annotations
 
+from app.access import REVIEWERS, Principal, get_for, require_app
 from app.apps.models import Membership
-from app.core.auth import REVIEWERS, Principal, get_for, require_app
 from app.review import queue as review_queue
 from app.tasks.models import LabelingTask, TaskStatus
 

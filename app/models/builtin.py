@@ -1,31 +1,40 @@
 """The built-in models every new app gets (real pretrained models on onnxruntime).
 
-Their concept lists come from the adapters themselves (ImageNet synsets, COCO names, ...), so
-the registry entry and what the model outputs can never disagree.
+Their concept lists, kinds and zero-shot flags come from the adapters themselves (ImageNet
+synsets, COCO names, ...), so the registry entry and what the model outputs can never disagree.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from app.models.adapters import get_adapter
+from app.models.adapters import adapter_class, get_adapter
 from app.models.models import ModelConceptEntry, ModelEntry, ModelKind
 
 
 @dataclass(frozen=True)
 class Builtin:
     name: str
-    kind: ModelKind
     adapter: str
-    zero_shot: bool = False
+
+    @property
+    def kind(self) -> ModelKind:
+        return ModelKind(adapter_class(self.adapter).kind)
+
+    @property
+    def zero_shot(self) -> bool:
+        return adapter_class(self.adapter).zero_shot
 
 
-BUILTINS = (
-    Builtin("general-image-classifier", ModelKind.CLASSIFIER, "general-image-classifier"),
-    Builtin("general-object-detector", ModelKind.DETECTOR, "general-object-detector"),
-    Builtin("text-region-detector", ModelKind.SEGMENTER, "text-region-detector"),
-    Builtin("text-topic-classifier", ModelKind.TEXT_CLASSIFIER, "text-topic-classifier", True),
-    Builtin("text-sentiment", ModelKind.TEXT_CLASSIFIER, "text-sentiment"),
+BUILTINS = tuple(
+    Builtin(name, name)
+    for name in (
+        "general-image-classifier",
+        "general-object-detector",
+        "text-region-detector",
+        "text-topic-classifier",
+        "text-sentiment",
+    )
 )
 
 

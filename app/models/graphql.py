@@ -14,12 +14,17 @@ from app.graphql.context import Info
 from app.graphql.errors import mutation_errors, result_union
 from app.graphql.relay import Connection, connection_from_page
 from app.models import service
+from app.models.adapters import describe_adapters, describe_configs
 from app.models.models import ModelConceptEntry
 from app.models.models import ModelEntry as ModelDoc
 from app.models.models import ModelKind as ModelKindEnum
 from app.models.models import Workflow as WorkflowDoc
 
 ModelKind = strawberry.enum(ModelKindEnum, name="ModelKind", description="What a model outputs.")
+
+# Generated from the adapter registry: the names, kinds and bounds described are those enforced.
+ADAPTER_HELP = describe_adapters()
+CONFIG_HELP = describe_configs()
 
 
 @strawberry.type(description="A concept a model outputs, in the model's own vocabulary.")
@@ -115,18 +120,22 @@ class CreateModelInput:
     app_id: strawberry.ID
     name: str
     kind: ModelKind  # type: ignore[valid-type]
-    adapter: str
-    config: JSON | None = None
+    adapter: str = strawberry.field(description=ADAPTER_HELP)
+    config: JSON | None = strawberry.field(default=None, description=CONFIG_HELP)
     concepts: list[ModelConceptInput] = strawberry.field(default_factory=list)
-    zero_shot: bool = False
+    zero_shot: bool = strawberry.field(
+        default=False, description="Scores the concept names a task gives it (zero-shot adapters)."
+    )
 
 
 @strawberry.input(description="Fields left out (or null) stay as they are.")
 class UpdateModelInput:
     id: strawberry.ID
     name: str | None = None
-    adapter: str | None = None
-    config: JSON | None = None
+    adapter: str | None = strawberry.field(
+        default=None, description=ADAPTER_HELP + " Checked with the kept config unless one is given."
+    )
+    config: JSON | None = strawberry.field(default=None, description=CONFIG_HELP)
     concepts: list[ModelConceptInput] | None = None
     zero_shot: bool | None = None
 
@@ -206,7 +215,11 @@ class Query:
 
 @strawberry.type
 class Mutation:
-    @strawberry.mutation(description="Register a model in an app (owner, admin).")
+    @strawberry.mutation(
+        description="Register a model in an app (owner, admin). Refused (ValidationError) when it "
+        "cannot run: UNKNOWN_ADAPTER, ADAPTER_MISMATCH (the adapter does not serve the kind), "
+        "UNKNOWN_KEY, WRONG_TYPE or OUT_OF_RANGE in `config.<key>`."
+    )
     @mutation_errors
     async def create_model(self, info: Info, input: CreateModelInput) -> CreateModelResult:
         doc = await service.create_model(
@@ -223,7 +236,7 @@ class Mutation:
 
     @strawberry.mutation(
         description="Change a model (owner, admin); refused (IN_USE) when a task using it would "
-        "lose a concept."
+        "lose a concept, and like createModel when the new adapter or config cannot run."
     )
     @mutation_errors
     async def update_model(self, info: Info, input: UpdateModelInput) -> UpdateModelResult:

@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import enum
 from typing import Any
 
 from pydantic import BaseModel
 from pymongo import ASCENDING, IndexModel
 
 from app.core.documents import BaseDocument
+from app.models.adapters.base import ModelKind
 
-
-class ModelKind(enum.StrEnum):
-    CLASSIFIER = "CLASSIFIER"
-    DETECTOR = "DETECTOR"
-    SEGMENTER = "SEGMENTER"
-    TEXT_CLASSIFIER = "TEXT_CLASSIFIER"
+__all__ = ["ModelConceptEntry", "ModelEntry", "ModelKind", "Workflow"]
 
 
 class ModelConceptEntry(BaseModel):

@@ -3,6 +3,8 @@
 Invariants:
 * A model's ``concepts`` are written whole (insert or replace), never ``$push``-ed; their ids
   are unique within the model.
+* A model's adapter exists and serves its kind, and its config passes the adapter's schema
+  (``adapters.validate_config``: known keys, types, bounds), so a stored model can run.
 * A workflow names at least one model, every one of its own app, none twice, in run order.
 * A model or workflow that a labeling task (or, for a model, a workflow) uses is not deleted,
   and a change to it that would leave such a task with a concept nobody produces is refused
@@ -15,11 +17,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from app.access import MANAGERS, Principal, get_for, require_app
 from app.concepts.models import Concept
 from app.core import validate
-from app.core.auth import MANAGERS, Principal, get_for, require_app
 from app.core.errors import Conflict, DomainError, ErrorCode, NotFound, ValidationFailed
 from app.core.pagination import Page, PageArgs, paginate
+from app.models.adapters import validate_config
 from app.models.models import ModelConceptEntry, ModelEntry, ModelKind, Workflow
 from app.tasks.models import ConceptMapping, LabelingTask
 
@@ -51,12 +54,18 @@ def _model_concepts(concepts: Sequence[ModelConceptEntry]) -> list[ModelConceptE
 
 
 def _adapter(value: str) -> str:
-    # The adapter is resolved by the worker when a task runs; here only its shape is checked.
     return validate.name(value, "adapter", max_len=MAX_ADAPTER_NAME)
 
 
 def _config(value: Any) -> dict[str, Any]:
     return validate.json_object(value, "config", max_bytes=MAX_CONFIG_BYTES)
+
+
+def _runnable(adapter: str, kind: ModelKind, config: dict[str, Any], zero_shot: bool) -> dict[str, Any]:
+    """The config to store, once the adapter exists, serves ``kind`` and accepts the config
+    (keys, types, bounds); otherwise an ``AdapterError`` naming the field. A stored model can
+    therefore always run, and its config never costs the shared worker more than the bounds."""
+    return validate_config(adapter, kind, config, zero_shot=zero_shot)
 
 
 async def models_of_app(app_id: str, model_ids: Sequence[str], field: str) -> list[ModelEntry]:
@@ -215,12 +224,14 @@ async def create_model(
     zero_shot: bool = False,
 ) -> ModelEntry:
     await require_app(principal, app_id, MANAGERS)
+    clean_name = validate.name(name)
+    clean_adapter = _adapter(adapter)
     model = ModelEntry(
         app_id=app_id,
-        name=validate.name(name),
+        name=clean_name,
         kind=kind,
-        adapter=_adapter(adapter),
-        config=_config(config),
+        adapter=clean_adapter,
+        config=_runnable(clean_adapter, kind, _config(config), zero_shot),
         concepts=_model_concepts(concepts),
         zero_shot=zero_shot,
     )
@@ -238,18 +249,21 @@ async def update_model(
     concepts: Sequence[ModelConceptEntry] | None = None,
     zero_shot: bool | None = None,
 ) -> ModelEntry:
-    """Change what is given; the kind is fixed (tasks were validated against it)."""
+    """Change what is given; the kind is fixed (tasks were validated against it). A change of
+    adapter, config or zero-shot is checked as a whole: the new adapter with the kept config
+    (or the new config with the kept adapter) must be able to run."""
     model = await get_for(principal, ModelEntry, model_id, what="model", roles=MANAGERS)
     if name is not None:
         model.name = validate.name(name)
-    if adapter is not None:
-        model.adapter = _adapter(adapter)
-    if config is not None:
-        model.config = _config(config)
+    if adapter is not None or config is not None or zero_shot is not None:
+        new_adapter = _adapter(adapter) if adapter is not None else model.adapter
+        new_config = _config(config) if config is not None else model.config
+        new_zero_shot = zero_shot if zero_shot is not None else model.zero_shot
+        model.config = _runnable(new_adapter, model.kind, new_config, new_zero_shot)
+        model.adapter = new_adapter
+        model.zero_shot = new_zero_shot
     if concepts is not None:
         model.concepts = _model_concepts(concepts)
-    if zero_shot is not None:
-        model.zero_shot = zero_shot
     if concepts is not None or zero_shot is not None:
         await _recheck_after_model_change(model)
     await model.touch_save()

@@ -26,24 +26,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pymongo import UpdateOne
-
-from app.annotations import geometry
+from app.access import MANAGERS, REVIEWERS, Principal, get_for, membership_of
+from app.annotations import geometry, store
 from app.annotations.models import Annotation, AnnotationStatus
 from app.annotations.service import ItemFailure
 from app.concepts.models import Concept
 from app.core import validate
-from app.core.auth import MANAGERS, REVIEWERS, Principal, get_for, membership_of
 from app.core.errors import Conflict, DomainError, ErrorCode, NotFound, ValidationFailed
-from app.core.runtime import Runtime
-from app.review import assign, metrics
 from app.review.models import Assignment, AssignmentKind
+from app.runtime import Runtime
 from app.tasks.models import LabelingTask
 
-AWAITING = AnnotationStatus.AWAITING_REVIEW.value
-CONSENSUS = AnnotationStatus.AWAITING_CONSENSUS_REVIEW.value
-WAITING = (AWAITING, CONSENSUS)
-CHUNK = 1000
+CONSENSUS = store.CONSENSUS
+WAITING = store.WAITING
 
 
 class ReviewAction(enum.StrEnum):
@@ -97,7 +92,10 @@ async def _actor(principal: Principal, task_id: str) -> _Actor:
 
 
 async def _my_inputs(actor: _Actor, input_ids: Sequence[str] | None) -> set[str]:
-    """Inputs of the task assigned to the (non-manager) actor for review, any state."""
+    """Inputs of the task assigned to the (non-manager) actor for review, any state; none for
+    someone who is no longer one of the task's reviewers (their open items were handed back)."""
+    if actor.user_id not in actor.task.reviewers():
+        return set()
     query: dict[str, Any] = {
         "task_id": actor.task.id,
         "kind": AssignmentKind.REVIEW.value,
@@ -117,8 +115,8 @@ def _waiting_for_me(doc: dict[str, Any], user_id: str) -> bool:
 
 
 async def _by_ids(actor: _Actor, ids: list[str], result: ReviewResult) -> list[dict[str, Any]]:
-    coll = Annotation.get_pymongo_collection()
-    docs = {d["_id"]: d for d in await coll.find({"_id": {"$in": list(set(ids))}}, FIELDS).to_list()}
+    found = Annotation.get_pymongo_collection().find({"_id": {"$in": list(set(ids))}}, FIELDS)
+    docs = {d["_id"]: d for d in await found.to_list()}
     visible = {d["input_id"] for d in docs.values()}
     if not actor.manager:
         visible = await _my_inputs(actor, sorted(visible))
@@ -148,21 +146,24 @@ async def _by_ids(actor: _Actor, ids: list[str], result: ReviewResult) -> list[d
 
 
 async def _by_inputs(actor: _Actor, input_ids: list[str], result: ReviewResult) -> list[dict[str, Any]]:
-    coll = Annotation.get_pymongo_collection()
-    docs = await coll.find(
-        {
-            "task_id": actor.task.id,
-            "input_id": {"$in": list(set(input_ids))},
-            "status": {"$in": list(WAITING)},
-        },
-        FIELDS,
-    ).to_list()
+    docs = (
+        await Annotation.get_pymongo_collection()
+        .find(
+            {
+                "task_id": actor.task.id,
+                "input_id": {"$in": list(set(input_ids))},
+                "status": {"$in": list(WAITING)},
+            },
+            FIELDS,
+        )
+        .to_list()
+    )
     if actor.manager:
         known = {
             d["input_id"]
-            for d in await coll.find(
-                {"task_id": actor.task.id, "input_id": {"$in": list(set(input_ids))}}, {"input_id": 1}
-            ).to_list()
+            for d in await Annotation.get_pymongo_collection()
+            .find({"task_id": actor.task.id, "input_id": {"$in": list(set(input_ids))}}, {"input_id": 1})
+            .to_list()
         }
     else:
         known = await _my_inputs(actor, input_ids)
@@ -236,116 +237,27 @@ def _selection(selection: Selection, max_items: int) -> None:
         raise ValidationFailed("labeledBy must not be empty", field="labeledBy", code=ErrorCode.EMPTY)
 
 
-def _stamp(actor: _Actor, action: str, status: str) -> dict[str, Any]:
-    return {
-        "$set": {"status": status, "reviewed_by": actor.user_id, "review_action": action},
-        "$currentDate": {"reviewed_at": True, "updated_at": True},
-    }
-
-
 async def _apply(
-    actor: _Actor, action: ReviewAction, docs: list[dict[str, Any]], result: ReviewResult
-) -> dict:
-    """Write the transitions; returns the ``$inc`` for the task's metrics."""
-    coll = Annotation.get_pymongo_collection()
-    inc = {"metrics.annotations_approved": 0, "metrics.annotations_awaiting_review": 0}
-    needed = max(1, actor.task.approval_threshold_reviewers)
-    if action is ReviewAction.APPROVE and needed > 1:
-        await _approve_consensus(actor, docs, needed, result, inc)
-        return inc
-    target = AnnotationStatus.SUCCESS.value if action is ReviewAction.APPROVE else TARGET[action]
-    for old in WAITING:
-        ids = [d["_id"] for d in docs if d["status"] == old]
-        for k in range(0, len(ids), CHUNK):
-            chunk = ids[k : k + CHUNK]
-            res = await coll.update_many(
-                {"_id": {"$in": chunk}, "status": old}, _stamp(actor, action.value, target)
-            )
-            n = res.modified_count
-            if n < len(chunk):  # someone decided a few meanwhile: report only what we changed
-                still = {
-                    d["_id"]
-                    for d in await coll.find(
-                        {"_id": {"$in": chunk}, "reviewed_by": actor.user_id, "status": target}, {"_id": 1}
-                    ).to_list()
-                }
-                chunk = [i for i in chunk if i in still]
-            result.changed_ids.extend(chunk)
-            if old == AWAITING:
-                inc["metrics.annotations_awaiting_review"] -= n
-            if action is ReviewAction.APPROVE:
-                inc["metrics.annotations_approved"] += n
-                result.approved += n
-            elif action is ReviewAction.REJECT:
-                result.rejected += n
-            else:
-                result.changes_requested += n
-    return inc
-
-
-async def _approve_consensus(
-    actor: _Actor, docs: list[dict[str, Any]], needed: int, result: ReviewResult, inc: dict[str, int]
-) -> None:
-    coll = Annotation.get_pymongo_collection()
-    ops: list[Any] = []
-    for d in docs:
-        approvals = set(d.get("approved_by") or []) | {actor.user_id}
-        status = AnnotationStatus.SUCCESS.value if len(approvals) >= needed else CONSENSUS
-        update = _stamp(actor, ReviewAction.APPROVE.value, status)
-        update["$addToSet"] = {"approved_by": actor.user_id}
-        if status == CONSENSUS:
-            update["$set"].pop("reviewed_by")  # decided only when consensus is reached
-            update["$set"]["review_action"] = "APPROVE_PARTIAL"
-        ops.append(UpdateOne({"_id": d["_id"], "status": d["status"]}, update))
-    for k in range(0, len(ops), CHUNK):
-        await coll.bulk_write(ops[k : k + CHUNK], ordered=False)
-    ids = [d["_id"] for d in docs]
-    # two reviewers approving at the same moment both wrote CONSENSUS; promote what has enough
-    fresh = await coll.find({"_id": {"$in": ids}}, {"status": 1, "approved_by": 1}).to_list()
-    late = [f["_id"] for f in fresh if f["status"] == CONSENSUS and len(f.get("approved_by") or []) >= needed]
-    if late:
-        await coll.update_many(
-            {"_id": {"$in": late}, "status": CONSENSUS}, _stamp(actor, ReviewAction.APPROVE.value, "SUCCESS")
-        )
-    before = {d["_id"]: d["status"] for d in docs}
-    for f in await coll.find({"_id": {"$in": ids}}, {"status": 1, "approved_by": 1}).to_list():
-        if actor.user_id not in (f.get("approved_by") or []):
-            continue
-        result.changed_ids.append(f["_id"])
-        if before[f["_id"]] == AWAITING and f["status"] != AWAITING:
-            inc["metrics.annotations_awaiting_review"] -= 1
-        if f["status"] == AnnotationStatus.SUCCESS.value:
-            inc["metrics.annotations_approved"] += 1
-            result.approved += 1
-        elif f["status"] == CONSENSUS:
-            result.awaiting_consensus += 1
-
-
-async def _after(
     runtime: Runtime | None,
     actor: _Actor,
-    input_ids: set[str],
-    inc: dict[str, int],
-    *,
-    changes_requested: bool,
+    action: ReviewAction,
+    docs: list[dict[str, Any]],
+    result: ReviewResult,
 ) -> None:
-    """Assignments follow the annotations; metrics and events follow both."""
-    inc = {k: v for k, v in inc.items() if v}
-    if inc:
-        await LabelingTask.get_pymongo_collection().update_one(
-            {"_id": actor.task.id}, {"$inc": inc, "$currentDate": {"updated_at": True}}
-        )
-    ids = sorted(input_ids)
-    changes = await assign.sync_inputs(
-        actor.task,
-        ids,
-        finish=actor.user_id,
-        label_reason="CHANGES_REQUESTED" if changes_requested else None,
-        reason="REVIEWED",
-    )
-    if runtime is not None:
-        await assign.publish(runtime.redis, actor.task, changes)
-    await metrics.refresh(runtime, actor.task.id)
+    """The decision goes through the annotation writer; its listeners move the queues."""
+    needed = max(1, actor.task.approval_threshold_reviewers)
+    target = AnnotationStatus.SUCCESS.value if action is ReviewAction.APPROVE else TARGET[action]
+    after = await store.decide(runtime, actor.user_id, docs, action.value, target, needed)
+    for ident, status in after.items():
+        result.changed_ids.append(ident)
+        if action is ReviewAction.REJECT:
+            result.rejected += 1
+        elif action is ReviewAction.REQUEST_CHANGES:
+            result.changes_requested += 1
+        elif status == CONSENSUS:
+            result.awaiting_consensus += 1
+        else:
+            result.approved += 1
 
 
 async def review(
@@ -367,10 +279,7 @@ async def review(
     else:
         docs = await _by_labeler(actor, selection.labeled_by or "")
     if docs:
-        inc = await _apply(actor, action, docs, result)
-        changed = set(result.changed_ids)
-        inputs = {d["input_id"] for d in docs if d["_id"] in changed}
-        await _after(runtime, actor, inputs, inc, changes_requested=action is ReviewAction.REQUEST_CHANGES)
+        await _apply(runtime, actor, action, docs, result)
     result.task = await LabelingTask.get(actor.task.id) or actor.task
     return result
 
@@ -383,10 +292,43 @@ class Edit:
     concept_id: str | None = None
     box: tuple[float, float, float, float] | None = None
     polygon: list[tuple[float, float]] | None = None
+    add_concept_to_task: bool = False
+
+
+async def _edit_concept(doc: Annotation, task: LabelingTask, concept_id: str, add: bool) -> str:
+    """A concept of the task; one of the app outside the task only when ``add`` asks to add it
+    to the task's concepts (explicitly)."""
+    concept = await Concept.find_one({"_id": concept_id, "app_id": doc.app_id})
+    if concept is None:
+        raise NotFound("concept", concept_id, field="conceptId")
+    if concept.id not in task.concept_ids:
+        if not add:
+            raise ValidationFailed(
+                f"concept {concept_id!r} is not one of the task's concepts (pass addConceptToTask to add it)",
+                field="conceptId",
+                code=ErrorCode.CONCEPT_NOT_IN_TASK,
+            )
+        await LabelingTask.get_pymongo_collection().update_one(
+            {"_id": task.id}, {"$addToSet": {"concept_ids": concept.id}, "$currentDate": {"updated_at": True}}
+        )
+    return concept.id
+
+
+def _region(change: Edit) -> dict[str, Any]:
+    if change.box is not None and change.polygon is not None:
+        raise ValidationFailed(
+            "give a box or a polygon, not both", field="polygon", code=ErrorCode.INVALID_GEOMETRY
+        )
+    if change.box is not None:
+        return {"box": geometry.check_box(*change.box, field="box"), "polygon": None}
+    if change.polygon is not None:
+        return {"polygon": geometry.check_polygon(change.polygon, field="polygon"), "box": None}
+    return {}
 
 
 async def edit(runtime: Runtime | None, principal: Principal, annotation_id: str, change: Edit) -> Annotation:
-    """Change the concept and/or region; the annotation becomes SUCCESS, reviewed by the caller."""
+    """Change the concept and/or region; the annotation becomes SUCCESS, reviewed and edited by
+    the caller (a person's label now: confidence 1, ``edited_by`` set, the model's id kept)."""
     doc = await Annotation.get(annotation_id) if annotation_id else None
     if doc is None or doc.task_id is None:
         raise NotFound("annotation", annotation_id, field="annotationId")
@@ -411,34 +353,18 @@ async def edit(runtime: Runtime | None, principal: Principal, annotation_id: str
         "status": AnnotationStatus.SUCCESS.value,
         "reviewed_by": principal.user_id,
         "review_action": "EDIT",
+        "edited_by": principal.user_id,
+        "confidence": 1.0,
+        **_region(change),
     }
     if change.concept_id is not None:
-        concept = await Concept.find_one({"_id": change.concept_id, "app_id": doc.app_id})
-        if concept is None:
-            raise NotFound("concept", change.concept_id, field="conceptId")
-        updates["concept_id"] = concept.id
-    if change.box is not None and change.polygon is not None:
-        raise ValidationFailed(
-            "give a box or a polygon, not both", field="polygon", code=ErrorCode.INVALID_GEOMETRY
+        updates["concept_id"] = await _edit_concept(
+            doc, actor.task, change.concept_id, change.add_concept_to_task
         )
-    if change.box is not None:
-        updates["box"], updates["polygon"] = geometry.check_box(*change.box, field="box"), None
-    if change.polygon is not None:
-        updates["polygon"], updates["box"] = geometry.check_polygon(change.polygon, field="polygon"), None
-    res = await Annotation.get_pymongo_collection().update_one(
-        {"_id": doc.id, "status": doc.status.value},
-        {"$set": updates, "$currentDate": {"reviewed_at": True, "updated_at": True}},
-    )
-    if res.matched_count == 0:
+    if not await store.edit(runtime, doc, updates, principal.user_id):
         raise Conflict(
             "the annotation changed meanwhile; reload it", field="annotationId", code=ErrorCode.INVALID_STATE
         )
-    inc = {"metrics.annotations_approved": 0, "metrics.annotations_awaiting_review": 0}
-    if doc.status is not AnnotationStatus.SUCCESS:
-        inc["metrics.annotations_approved"] = 1
-    if doc.status is AnnotationStatus.AWAITING_REVIEW:
-        inc["metrics.annotations_awaiting_review"] = -1
-    await _after(runtime, actor, {doc.input_id}, inc, changes_requested=False)
     fresh = await Annotation.get(doc.id)
     assert fresh is not None
     return fresh

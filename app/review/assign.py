@@ -9,7 +9,7 @@ input twice nor both give the "least loaded" reviewer one more. A holder that di
 lock that expires after ``LOCK_TTL``.
 
 ``sync_inputs`` is the one function that reconciles assignments with annotations; routing
-(``queue.on_batch_routed``), review actions and labeling all call it.
+(``follow``, the listener of the annotation change records) calls it.
 """
 
 from __future__ import annotations
@@ -114,12 +114,13 @@ def open_counts(counts: dict[str, int], kind: AssignmentKind) -> dict[str, int]:
 
 
 def people_of(task: LabelingTask, kind: AssignmentKind) -> tuple[list[str], dict[str, float]]:
+    """The people who get work of ``kind``: the task's creator when it names nobody."""
     if kind is AssignmentKind.LABEL:
-        return list(task.labeler_ids), {}
+        return task.labelers(), {}
     weights: dict[str, float] = {}
-    if task.partition_strategy is PartitionStrategy.WEIGHTED:
+    if task.partition_strategy is PartitionStrategy.WEIGHTED and task.reviewer_ids:
         weights = {w.user_id: w.weight for w in task.reviewer_weights}
-    return list(task.reviewer_ids), weights
+    return task.reviewers(), weights
 
 
 async def _annotations(task_id: str, input_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
@@ -383,7 +384,8 @@ async def _write(plan: _Plan) -> None:
 
 
 async def rebalance(task: LabelingTask, kind: AssignmentKind = AssignmentKind.REVIEW) -> Changes:
-    """After the people (or weights) changed: move only work nobody has started."""
+    """After the people (or weights) changed: move work nobody has started, and every open
+    item of a person who left the task (started or not: they can no longer finish it)."""
     changes = Changes(reason="REBALANCED")
     people, weights = people_of(task, kind)
     async with task_lock(task.id):
@@ -397,20 +399,25 @@ async def rebalance(task: LabelingTask, kind: AssignmentKind = AssignmentKind.RE
         )
         counts: dict[str, int] = {}
         movable: dict[str | None, list[tuple[str, str, str]]] = {}
+        current = set(people)
         for d in docs:
             user = d.get("user_id")
             if user is not None:
                 counts[user] = counts.get(user, 0) + 1
-            if d["state"] == AssignmentState.OPEN.value:
+            if d["state"] == AssignmentState.OPEN.value or user not in current:
                 movable.setdefault(user, []).append((d.get("order", ""), d["_id"], d["input_id"]))
         ordered = {u: [(i, inp) for _, i, inp in sorted(items)] for u, items in movable.items()}
         moves = partition.rebalance(people, weights, counts, ordered)
         inputs = {d["_id"]: d["input_id"] for d in docs}
         ops = [
             UpdateOne(
-                {"_id": m.item_id, "state": AssignmentState.OPEN.value, "user_id": m.from_user},
+                {"_id": m.item_id, "state": {"$in": list(OPEN_STATES)}, "user_id": m.from_user},
                 {
-                    "$set": {"user_id": m.to_user, "bucket": bucket(kind, AssignmentState.OPEN, m.to_user)},
+                    "$set": {
+                        "user_id": m.to_user,
+                        "state": AssignmentState.OPEN.value,
+                        "bucket": bucket(kind, AssignmentState.OPEN, m.to_user),
+                    },
                     "$currentDate": {"updated_at": True},
                 },
             )

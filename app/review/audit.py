@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+from app.annotations import store
 from app.annotations.models import Annotation, AnnotationStatus
 from app.tasks.models import LabelingTask
 
@@ -31,12 +32,13 @@ def sample_size(population: int, percent: float) -> int:
     return int(population * percent / 100.0 + 0.5)
 
 
-async def draw(task: LabelingTask) -> tuple[set[str], int]:
-    """Apply the sample; returns the inputs whose annotations changed and how many annotations
-    moved from approved to review (negative: back to approved)."""
+async def draw(runtime: Any, task: LabelingTask) -> set[str]:
+    """Apply the sample through the annotation writer; returns the inputs whose annotations
+    moved (from approved to review, or back)."""
     if task.audit_percent <= 0:
-        return set(), 0
-    fields = {"key": 1, "status": 1, "audit": 1, "reviewed_by": 1, "labeled_by_model_id": 1, "input_id": 1}
+        return set()
+    fields = {"key": 1, "status": 1, "audit": 1, "reviewed_by": 1, "labeled_by_model_id": 1, "input_id": 1,
+              "app_id": 1, "task_id": 1}  # fmt: skip
     docs: list[dict[str, Any]] = (
         await Annotation.get_pymongo_collection().find({"task_id": task.id}, fields).to_list()
     )
@@ -53,32 +55,5 @@ async def draw(task: LabelingTask) -> tuple[set[str], int]:
     chosen = {d["_id"] for d in pool[: max(0, target)]}
     flag_on = [d for d in pool if d["_id"] in chosen and not (d["status"] == AWAITING and d.get("audit"))]
     flag_off = [d for d in pool if d["_id"] not in chosen and d.get("audit") and d["status"] == AWAITING]
-    coll = Annotation.get_pymongo_collection()
-    moved = 0
-    if flag_on:
-        result = await coll.update_many(
-            {
-                "_id": {"$in": [d["_id"] for d in flag_on]},
-                "status": {"$in": [SUCCESS, AWAITING]},
-                "reviewed_by": None,
-            },
-            {"$set": {"status": AWAITING, "audit": True}, "$currentDate": {"updated_at": True}},
-        )
-        moved += sum(1 for d in flag_on if d["status"] == SUCCESS) if result.modified_count else 0
-    if flag_off:
-        await coll.update_many(
-            {"_id": {"$in": [d["_id"] for d in flag_off]}, "status": AWAITING, "reviewed_by": None},
-            {"$set": {"status": SUCCESS, "audit": False}, "$currentDate": {"updated_at": True}},
-        )
-        moved -= len(flag_off)
-    if flag_on or flag_off:
-        # exact figures from the documents rather than an $inc: the draw runs while other
-        # batches may still be recounting (and FerretDB 1.24 can lose concurrent $inc)
-        from app.tasks.engine import recount  # the engine imports this package
-
-        counts = await recount(task.id)
-        keys = ("metrics.annotations_approved", "metrics.annotations_awaiting_review")
-        await LabelingTask.get_pymongo_collection().update_one(
-            {"_id": task.id}, {"$set": {k: counts[k] for k in keys}, "$currentDate": {"updated_at": True}}
-        )
-    return {d["input_id"] for d in flag_on + flag_off}, moved
+    await store.set_audit(runtime, flag_on, flag_off)
+    return {d["input_id"] for d in flag_on + flag_off}

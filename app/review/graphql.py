@@ -7,6 +7,7 @@ from datetime import datetime
 
 import strawberry
 
+from app.access import get_for
 from app.annotations.graphql import Annotation, AnnotationSuccess, BoundingBoxInput, PointInput, _item_errors
 from app.annotations.service import BulkResult
 from app.graphql.common import ItemError
@@ -121,6 +122,11 @@ class EditAnnotationInput:
     concept_id: strawberry.ID | None = None
     box: BoundingBoxInput | None = None
     polygon: list[PointInput] | None = None
+    add_concept_to_task: bool = strawberry.field(
+        default=False,
+        description="A concept outside the task's concepts is refused (CONCEPT_NOT_IN_TASK) "
+        "unless this is true, which adds it to the task.",
+    )
 
     def change(self) -> actions.Edit:
         b = self.box
@@ -128,6 +134,7 @@ class EditAnnotationInput:
             concept_id=str(self.concept_id) if self.concept_id else None,
             box=(b.top, b.left, b.bottom, b.right) if b is not None else None,
             polygon=None if self.polygon is None else [(p.row, p.col) for p in self.polygon],
+            add_concept_to_task=self.add_concept_to_task,
         )
 
 
@@ -205,15 +212,11 @@ class Query:
 
     @strawberry.field(description="A task's review figures: % reviewed, per reviewer, what is left to label.")
     async def review_progress(self, info: Info, task_id: strawberry.ID) -> TaskReview:
-        from app.core.auth import get_for
-
         task = await get_for(info.context.principal, TaskDoc, task_id, what="labeling task", field="taskId")
         return TaskReview.from_metrics(await metrics.review_metrics(task))
 
     @strawberry.field(description="Who labeled a task's annotations (users and models), with counts.")
     async def task_labeled_by(self, info: Info, task_id: strawberry.ID) -> list[LabeledBy]:
-        from app.core.auth import get_for
-
         task = await get_for(info.context.principal, TaskDoc, task_id, what="labeling task", field="taskId")
         return [LabeledBy.from_value(v) for v in await metrics.labeled_by(task.id)]
 

@@ -17,11 +17,12 @@ from typing import Any
 
 from app.annotations.models import Annotation
 from app.core import pubsub
-from app.core.runtime import Runtime
 from app.models.models import ModelEntry
 from app.review.assign import aggregate, bucket_counts
 from app.review.models import OPEN_STATES, Assignment, AssignmentKind, AssignmentState
+from app.runtime import Runtime
 from app.tasks.models import LabelingTask, TaskStatus
+from app.tasks.progress import progress_payload, reviewed_percent
 from app.users.models import User
 
 RUNNING = (TaskStatus.QUEUED, TaskStatus.IN_PROGRESS)
@@ -48,11 +49,11 @@ class ReviewMetrics:
     review_complete: bool = False
     reviewers: list[ReviewerStats] = field(default_factory=list)
 
+    status: TaskStatus = TaskStatus.QUEUED
+
     @property
     def reviewed_percent(self) -> float:
-        if self.inputs_to_review == 0:
-            return 100.0 if self.review_complete else 0.0
-        return round(100.0 * self.inputs_reviewed / self.inputs_to_review, 2)
+        return reviewed_percent(self.inputs_reviewed, self.inputs_to_review, self.status)
 
     @property
     def labeling_active(self) -> bool:
@@ -106,6 +107,7 @@ async def review_metrics(task: LabelingTask) -> ReviewMetrics:
     else:
         out.inputs_to_review, out.inputs_reviewed = review_total, review_done
     out.review_complete = out.open_reviews == 0 and task.status not in RUNNING
+    out.status = task.status
     out.reviewers = list(per.values())
     return out
 
@@ -117,20 +119,21 @@ async def refresh(runtime: Runtime | None, task_id: str, *, publish: bool = True
     if task is None:
         return None
     figures = await review_metrics(task)
-    if task.metrics.inputs_reviewed != figures.inputs_reviewed:
+    m = task.metrics
+    if (m.inputs_reviewed, m.inputs_to_review) != (figures.inputs_reviewed, figures.inputs_to_review):
         await LabelingTask.get_pymongo_collection().update_one(
             {"_id": task.id},
             {
-                "$set": {"metrics.inputs_reviewed": figures.inputs_reviewed},
+                "$set": {
+                    "metrics.inputs_reviewed": figures.inputs_reviewed,
+                    "metrics.inputs_to_review": figures.inputs_to_review,
+                },
                 "$currentDate": {"updated_at": True},
             },
         )
-        task.metrics.inputs_reviewed = figures.inputs_reviewed
+        m.inputs_reviewed, m.inputs_to_review = figures.inputs_reviewed, figures.inputs_to_review
     if publish and runtime is not None:
-        from app.tasks import engine  # the engine imports this package
-
-        payload = {**engine.progress_payload(task), "review": figures.payload()}
-        payload["metrics"]["inputsReviewed"] = figures.inputs_reviewed
+        payload = {**progress_payload(task), "review": figures.payload()}
         await pubsub.publish_task(runtime.redis, task.app_id, task.id, payload)
     return figures
 
@@ -147,10 +150,11 @@ class LabeledBy:
 
 
 async def _group(task_id: str, field_name: str) -> dict[str, int]:
-    rows = await aggregate(
-        Annotation.get_pymongo_collection(),
-        [{"$match": {"task_id": task_id}}, {"$group": {"_id": f"${field_name}", "n": {"$sum": 1}}}],
-    )
+    pipeline: list[dict[str, Any]] = [
+        {"$match": {"task_id": task_id}},
+        {"$group": {"_id": f"${field_name}", "n": {"$sum": 1}}},
+    ]
+    rows = await (await Annotation.get_pymongo_collection().aggregate(pipeline)).to_list()
     return {r["_id"]: int(r["n"] or 0) for r in rows if r["_id"]}
 
 

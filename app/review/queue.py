@@ -4,7 +4,7 @@ reviewer (or labeler) lists and opens.
 Event contract (channel ``review:<task_id>``, see app/core/pubsub.py):
     {"type": "review", "taskId", "appId", "reviewerId": str | None,
      "action": "ADDED" | "REMOVED", "inputIds": [...],
-     "kind": "REVIEW", "reason": "ROUTED" | "REVIEWED" | "REBALANCED" | "AUDIT" | ""}
+     "kind": "REVIEW", "reason": <an app.annotations.changes.Reason> | "REBALANCED" | ""}
 ``reviewerId`` is the reviewer whose queue changed; None while inputs are not assigned to a
 reviewer (a task without reviewers). One event per reviewer and direction: an input moved by
 rebalancing is REMOVED from one queue and ADDED to another.
@@ -24,15 +24,15 @@ from typing import Any
 import orjson
 from beanie import SortDirection
 
+from app.access import CONTRIBUTORS, REVIEWERS, Principal, get_for, is_manager
 from app.annotations.models import Annotation, AnnotationStatus
 from app.apps.models import Role
 from app.core import validate
-from app.core.auth import CONTRIBUTORS, REVIEWERS, Principal, get_for
 from app.core.errors import ErrorCode, NotFound, ValidationFailed
-from app.core.runtime import Runtime
-from app.review import assign, audit, metrics
+from app.review import assign, metrics
 from app.review.models import OPEN_STATES, Assignment, AssignmentKind, AssignmentState, bucket
-from app.tasks.models import InputState, LabelingTask, TaskInput, TaskStatus
+from app.runtime import Runtime
+from app.tasks.models import LabelingTask
 
 MAX_FILTER_ITEMS = 100
 
@@ -65,49 +65,6 @@ async def queue_snapshot(task_id: str, reviewer_id: str | None) -> QueueSnapshot
         annotations=sum(int(d.get("waiting") or 0) for d in docs),
         started=sum(1 for d in docs if d["state"] == AssignmentState.STARTED.value),
     )
-
-
-async def _settled(runtime: Runtime, task: LabelingTask) -> bool:
-    """Every input of the run is processed or failed.
-
-    The task's counters decide quickly; near the end (within a few concurrent batches, where a
-    counter may lag behind a concurrent batch, or lose an increment on FerretDB) the task's
-    input states are counted exactly.
-    """
-    m = task.metrics
-    if task.status in (TaskStatus.DONE, TaskStatus.IDLE):
-        return True
-    remaining = m.inputs_total - m.inputs_processed - m.inputs_failed
-    if remaining <= 0:
-        return m.inputs_total > 0
-    window = 2 * runtime.settings.task_batch_size * runtime.settings.worker_max_jobs
-    if remaining > window:
-        return False
-    match = {"task_id": task.id, "state": {"$in": [InputState.DONE.value, InputState.FAILED.value]}}
-    rows = await assign.aggregate(TaskInput.get_pymongo_collection(), [{"$match": match}, {"$count": "n"}])
-    return bool(rows) and int(rows[0]["n"]) >= m.inputs_total
-
-
-async def on_batch_routed(runtime: Runtime, task: LabelingTask, input_ids: Sequence[str]) -> None:
-    """Called by the engine after a batch's annotations are written (and by re-applied
-    thresholds): assign the inputs that wait for review or for a labeler, withdraw what no
-    longer waits, draw the audit sample once labeling has settled, publish the changes."""
-    if not input_ids:
-        return
-    fresh = await LabelingTask.get(task.id)
-    if fresh is None:
-        return
-    changes = await assign.sync_inputs(fresh, list(input_ids), label_reason="EMPTY", reason="ROUTED")
-    if fresh.audit_percent > 0 and await _settled(runtime, fresh):
-        sampled, _ = await audit.draw(fresh)
-        if sampled:
-            more = await assign.sync_inputs(fresh, sorted(sampled), reason="AUDIT")
-            changes.merge(more)
-    await assign.publish(runtime.redis, fresh, changes)
-    if changes.removed:
-        # routing itself never reviews anything; only withdrawn work can move the
-        # reviewed count, so the (task-wide) review figures are refreshed only then
-        await metrics.refresh(runtime, fresh.id, publish=False)
 
 
 # --- listing and opening ---------------------------------------------------------------------
@@ -163,7 +120,7 @@ async def list_queue(
     query: dict[str, Any] = {
         "task_id": task.id,
         "kind": kind.value,
-        "user_id": principal.user_id,
+        "user_id": {"$in": await _visible_holders(principal, task, kind)},
         "state": {"$in": list(OPEN_STATES)},
     }
     parts: list[dict[str, Any]] = [query]
@@ -182,22 +139,38 @@ async def list_queue(
     return QueuePage(items=items, cursors=[_cursor(order, d) for d in items], has_next=len(docs) > first)
 
 
+async def _visible_holders(
+    principal: Principal, task: LabelingTask, kind: AssignmentKind
+) -> list[str | None]:
+    """Whose open items the caller lists and may open: their own; an owner or admin also sees
+    work nobody holds or whose holder left the task (orphaned), and can take it over."""
+    mine: list[str | None] = [principal.user_id]
+    if not await is_manager(principal, task.app_id):
+        return mine
+    people = set(assign.people_of(task, kind)[0])
+    counts = assign.open_counts(await assign.bucket_counts(task.id), kind)
+    return [*mine, None, *sorted(u for u in counts if u not in people and u != principal.user_id)]
+
+
 async def open_item(principal: Principal, task_id: str, input_id: str, kind: AssignmentKind) -> Assignment:
-    """Mark the caller's item STARTED (idempotent); another person's item is NotFound."""
+    """Mark the caller's item STARTED (idempotent); another person's item is NotFound. An owner
+    or admin opening an unassigned or orphaned item takes it over (it becomes theirs)."""
     task = await task_for(principal, task_id, kind)
     coll = Assignment.get_pymongo_collection()
-    query = {"task_id": task.id, "input_id": input_id, "kind": kind.value, "user_id": principal.user_id}
+    holders = await _visible_holders(principal, task, kind)
+    query = {"task_id": task.id, "input_id": input_id, "kind": kind.value, "user_id": {"$in": holders}}
     await coll.update_many(
-        {**query, "state": AssignmentState.OPEN.value},
+        {**query, "state": {"$in": list(OPEN_STATES)}},
         {
             "$set": {
+                "user_id": principal.user_id,
                 "state": AssignmentState.STARTED.value,
                 "bucket": bucket(kind, AssignmentState.STARTED, principal.user_id),
             },
             "$currentDate": {"started_at": True, "updated_at": True},
         },
     )
-    doc = await Assignment.find_one(query)
+    doc = await Assignment.find_one({**query, "user_id": principal.user_id})
     if doc is None:
         raise NotFound("item in your queue", input_id, field="inputId")
     return doc

@@ -21,7 +21,7 @@ from app.models.models import Workflow as WorkflowDoc
 from app.review import metrics as review_metrics
 from app.review import queue as review_queue
 from app.review.types import LabeledBy, TaskReview
-from app.tasks import lifecycle, service
+from app.tasks import lifecycle, progress, service
 from app.tasks import models as m
 
 TaskStatus = strawberry.enum(m.TaskStatus, name="TaskStatus")
@@ -74,10 +74,18 @@ class TaskMetrics:
     inputs_total: int
     processed: int = strawberry.field(description="Inputs finished, failed ones included.")
     failed: int = strawberry.field(description="Inputs that could not be labeled (see taskInputs).")
-    approved: int = strawberry.field(description="Annotations approved automatically.")
-    awaiting_review: int
+    approved: int = strawberry.field(description="The task's annotations with status SUCCESS.")
+    awaiting_review: int = strawberry.field(description="The task's annotations waiting for review.")
     discarded: int = strawberry.field(description="Predictions below the lower threshold.")
     reviewed: int = strawberry.field(description="Inputs whose review is done.")
+    inputs_to_review: int = strawberry.field(
+        description="Inputs that needed review (every slot counts under consensus)."
+    )
+    reviewed_percent: float = strawberry.field(
+        description="Clarifai's '% reviewed': reviewed / inputsToReview, in percent (100 when "
+        "labeling is over and nothing needed review). The same figure everywhere: "
+        "`review.reviewedPercent`, task lists and the progress subscription."
+    )
     labeling_percent: float = strawberry.field(
         description="Clarifai's 'labeling status': processed / inputsTotal, in percent."
     )
@@ -97,6 +105,8 @@ class TaskMetrics:
             awaiting_review=value.annotations_awaiting_review,
             discarded=value.annotations_discarded,
             reviewed=value.inputs_reviewed,
+            inputs_to_review=value.inputs_to_review,
+            reviewed_percent=progress.reviewed_percent(value.inputs_reviewed, value.inputs_to_review, status),
             labeling_percent=percent,
         )
 
@@ -118,6 +128,10 @@ class LabelingTask:
     delete_previous_annotations: bool
     watch_dataset: bool = strawberry.field(
         description="Keep labeling inputs added to the dataset later (IDLE instead of DONE)."
+    )
+    review_human_annotations: bool = strawberry.field(
+        description="People's annotations made in this task wait for review (default: on when "
+        "the task names reviewers)."
     )
     run: int = strawberry.field(description="How many times the task was started or retried.")
     reviewer_ids: list[strawberry.ID]
@@ -164,6 +178,7 @@ class LabelingTask:
             ],
             auto_annotation=doc.auto_annotation,
             delete_previous_annotations=doc.delete_previous_annotations,
+            review_human_annotations=doc.reviews_human_annotations(),
             watch_dataset=doc.watch_dataset,
             run=doc.run,
             reviewer_ids=[strawberry.ID(u) for u in doc.reviewer_ids],
@@ -288,7 +303,19 @@ class CreateLabelingTaskInput:
     )
     priority: TaskPriority = m.TaskPriority.MEDIUM  # type: ignore[valid-type]
     auto_annotation: bool = strawberry.field(
-        default=True, description="Run the model over the dataset as soon as the task exists."
+        default=True,
+        description="Run the model over the dataset as soon as the task exists. False: people "
+        "label it (the inputs enter the labeling queue; no model needed).",
+    )
+    review_human_annotations: bool | None = strawberry.field(
+        default=None,
+        description="People's annotations made in the task wait for review. Default: on when "
+        "reviewerIds are given.",
+    )
+    start: bool = strawberry.field(
+        default=True,
+        description="Start the task at once (default). False: it is stored QUEUED until "
+        "startLabelingTask, e.g. to review its settings first.",
     )
     delete_previous_annotations: bool = strawberry.field(
         default=False,
@@ -325,6 +352,7 @@ class CreateLabelingTaskInput:
             auto_annotation=self.auto_annotation,
             delete_previous_annotations=self.delete_previous_annotations,
             watch_dataset=self.watch_dataset,
+            review_human_annotations=self.review_human_annotations,
         )
 
 
@@ -339,6 +367,7 @@ class UpdateLabelingTaskInput:
     audit_percent: float | None = None
     thresholds: ThresholdRangeInput | None = None
     concept_thresholds: list[ConceptThresholdInput] | None = None
+    review_human_annotations: bool | None = None
 
     def to_changes(self) -> service.TaskChanges:
         return service.TaskChanges(
@@ -352,6 +381,7 @@ class UpdateLabelingTaskInput:
             concept_thresholds=None
             if self.concept_thresholds is None
             else _concept_thresholds(self.concept_thresholds),
+            review_human_annotations=self.review_human_annotations,
         )
 
 
@@ -408,13 +438,17 @@ class Query:
 
 @strawberry.type
 class Mutation:
-    @strawberry.mutation(description="Create a labeling task, stored QUEUED (owner, admin).")
+    @strawberry.mutation(
+        description="Create a labeling task and start it unless `start` is false (owner, admin): "
+        "with auto-annotation its inputs are queued for the model; without, they enter the "
+        "labeling queue for people."
+    )
     @mutation_errors
     async def create_labeling_task(
         self, info: Info, input: CreateLabelingTaskInput
     ) -> CreateLabelingTaskResult:
         doc = await service.create_task(info.context.principal, input.to_spec())
-        if doc.auto_annotation:
+        if input.start:
             doc = await lifecycle.start(info.context.runtime, doc)
         return LabelingTaskSuccess(labeling_task=LabelingTask.from_document(doc))
 
@@ -438,5 +472,7 @@ class Mutation:
     async def delete_labeling_task(
         self, info: Info, id: strawberry.ID, delete_annotations: bool = False
     ) -> DeleteLabelingTaskResult:
-        deleted = await service.delete_task(info.context.principal, id, delete_annotations)
+        deleted = await service.delete_task(
+            info.context.runtime, info.context.principal, id, delete_annotations
+        )
         return DeleteSuccess(id=strawberry.ID(deleted))

@@ -7,7 +7,7 @@ from datetime import datetime
 
 import strawberry
 
-from app.core.auth import get_for
+from app.access import get_for
 from app.core.pagination import paginate
 from app.graphql.context import Info
 from app.graphql.errors import mutation_errors, result_union

@@ -5,14 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from arq import Retry, func
-from pymongo.errors import AutoReconnect, ConnectionFailure, NetworkTimeout
-from redis.exceptions import ConnectionError as RedisConnectionError
 
 from app.tasks import engine
+from app.tasks.engine import TRANSIENT  # retried later (arq's max_tries): a batch is idempotent
 
-# Errors that say "a server is briefly unreachable", not "this batch is wrong": the job is
-# retried later (arq's max_tries), and because a batch is idempotent a retry is always safe.
-TRANSIENT = (AutoReconnect, ConnectionFailure, NetworkTimeout, RedisConnectionError, ConnectionError)
 MAX_TRIES = 5
 
 # A batch of 32 images through the slowest built-in model (OCR, ~0.6 s each) stays well

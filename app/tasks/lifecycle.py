@@ -19,15 +19,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from app.annotations.models import Annotation, AnnotationStatus
+from app.access import MANAGERS, Principal, get_for
+from app.annotations import store
+from app.annotations.changes import ChangeSet, Reason, emit
 from app.core import pubsub
-from app.core.auth import MANAGERS, Principal, get_for
 from app.core.errors import Conflict, ErrorCode, ValidationFailed
-from app.core.runtime import Runtime
 from app.inputs.models import Input
 from app.predictions.models import Prediction
-from app.review import queue as review_queue
-from app.tasks import engine
+from app.runtime import Runtime
+from app.tasks import engine, progress
 from app.tasks.models import (
     ConceptThreshold,
     InputState,
@@ -38,6 +38,7 @@ from app.tasks.models import (
     ThresholdRange,
 )
 from app.tasks.routing import Route, build_router
+from app.tasks.run.write import candidates, write_annotations
 
 JOB_NAME = "process_batch"
 PRIORITY_HEAD_START = {
@@ -116,48 +117,53 @@ async def _bump_run(task: LabelingTask, status: TaskStatus, extra: dict[str, Any
 
 
 async def start(runtime: Runtime, task: LabelingTask) -> LabelingTask:
-    """A fresh run over every input of the dataset."""
+    """A fresh run over every input of the dataset.
+
+    Input counters start again from zero; annotation counters and review figures are recounted
+    (what people decided in earlier runs stays). A task without auto-annotation is labeled by
+    people: its inputs go to the labeling queue instead of the job queue, and each turns DONE
+    when someone labels it.
+    """
     if task.status is TaskStatus.IN_PROGRESS:
         raise _state_error(task, "start")
+    if task.auto_annotation and runtime.redis is None:
+        raise ValidationFailed("no job queue is configured (REDIS_URL)", field="id")
     ids = [i async for i in dataset_input_ids(task.app_id, task.dataset_id)]
     await TaskInput.get_pymongo_collection().delete_many({"task_id": task.id})
     if task.delete_previous_annotations:
-        await delete_machine_output(task.id)
-    metrics = {f"metrics.{k}": 0 for k in task.metrics.model_dump()}
+        await delete_machine_output(runtime, task.id)
+    metrics = {f"metrics.{k}": 0 for k in ("inputs_processed", "inputs_failed", "annotations_discarded")}
     metrics["metrics.inputs_total"] = len(ids)
-    task = await _bump_run(task, TaskStatus.QUEUED, metrics)
+    status = TaskStatus.QUEUED if task.auto_annotation else TaskStatus.IN_PROGRESS
+    task = await _bump_run(task, status, metrics)
     if ids:
-        await engine.create_pending(task, ids)
+        await progress.create_pending(task, ids)
+    if ids and task.auto_annotation:
         await enqueue(runtime, task, ids, part="all")
-    else:
-        task = await engine.finish_if_complete(runtime, task.id, force_recount=True) or task
-    await engine.publish_progress(runtime, task)
+    elif ids:  # people label: every input enters the labeling queue (those already labeled leave it)
+        await emit(runtime, ChangeSet(Reason.ROUTED, considered={task.id: ids}))
+        await progress.mark_labeled(runtime, task.id, ids)
+    task = await progress.finish_if_complete(runtime, task.id, force_recount=True) or task
+    await progress.publish_progress(runtime, task)
     return task
 
 
-async def delete_machine_output(task_id: str) -> None:
+async def delete_machine_output(runtime: Runtime, task_id: str) -> None:
     """The task's predictions and the annotations its models made that nobody reviewed."""
     await Prediction.get_pymongo_collection().delete_many({"task_id": task_id})
-    await Annotation.get_pymongo_collection().delete_many(
-        {
-            "task_id": task_id,
-            "labeled_by_model_id": {"$ne": None},
-            "reviewed_by": None,
-            "status": {"$in": [AnnotationStatus.SUCCESS.value, AnnotationStatus.AWAITING_REVIEW.value]},
-        }
-    )
+    await store.delete_machine_output(runtime, task_id)
 
 
 async def cancel(runtime: Runtime, task: LabelingTask) -> LabelingTask:
     if task.status in FINISHED:
         raise _state_error(task, "cancel")
     await LabelingTask.get_pymongo_collection().update_one(
-        {"_id": task.id, "status": {"$in": [s.value for s in engine.ACTIVE]}},
+        {"_id": task.id, "status": {"$in": [s.value for s in progress.ACTIVE]}},
         {"$set": {"status": TaskStatus.CANCELLED.value}, "$currentDate": {"updated_at": True}},
     )
     fresh = await LabelingTask.get(task.id)
     assert fresh is not None
-    await engine.publish_progress(runtime, fresh)
+    await progress.publish_progress(runtime, fresh)
     return fresh
 
 
@@ -179,7 +185,7 @@ async def retry_failed(runtime: Runtime, task: LabelingTask) -> LabelingTask:
     )
     task = await _bump_run(task, TaskStatus.IN_PROGRESS, {})
     await enqueue(runtime, task, sorted(failed), part="retry", retry=True)
-    await engine.publish_progress(runtime, task)
+    await progress.publish_progress(runtime, task)
     return task
 
 
@@ -214,14 +220,14 @@ async def on_inputs_added(runtime: Runtime, dataset_id: str, input_ids: Sequence
         known = {
             d["input_id"]
             for d in await TaskInput.get_pymongo_collection()
-            .find({"_id": {"$in": [engine.task_input_id(task.id, i) for i in input_ids]}}, {"input_id": 1})
+            .find({"_id": {"$in": [progress.task_input_id(task.id, i) for i in input_ids]}}, {"input_id": 1})
             .to_list()
         }
         fresh = [i for i in input_ids if i not in known]
         if not fresh:
             continue
         # PENDING first: from here on, no job can close the task before these are labeled
-        await engine.create_pending(task, fresh)
+        await progress.create_pending(task, fresh)
         await LabelingTask.get_pymongo_collection().update_one(
             {"_id": task.id},
             {
@@ -309,13 +315,10 @@ async def reapply_thresholds(
         await _reapply_page(runtime, task, router, ready, histogram, dry_run)
     await _reapply_page(runtime, task, router, carry, histogram, dry_run)
     if not dry_run:
+        await progress.store_recount(task.id)  # discarded counts come from the task inputs
         fresh = await LabelingTask.get(task.id)
         if fresh is not None:
-            counts = await engine.recount(task.id)
-            await LabelingTask.get_pymongo_collection().update_one({"_id": task.id}, {"$set": counts})
-            fresh = await LabelingTask.get(task.id)
-            if fresh is not None:
-                await engine.publish_progress(runtime, fresh)
+            await progress.publish_progress(runtime, fresh)
     return list(histogram.values())
 
 
@@ -331,7 +334,7 @@ async def _reapply_page(
         return
     for p in predictions:  # mapping may have changed since they were stored
         p.concept_id = router.concept_for(p.model_concept_id, p.model_concept_name)
-    chosen = engine.candidates(predictions, router)
+    chosen = candidates(predictions, router)
     for cand in chosen.values():
         h = histogram.get(cand.prediction.concept_id or "")
         if h is None:
@@ -346,11 +349,12 @@ async def _reapply_page(
         return
     grouped = _by_input(predictions)
     inputs = await Input.find({"_id": {"$in": list(grouped)}}).to_list()
-    outcomes = await engine.write_annotations(task, {i.id: i for i in inputs}, chosen, list(grouped))
-    await review_queue.on_batch_routed(runtime, task, list(outcomes))
+    dataset_ids = {i.id: list(i.dataset_ids) for i in inputs}
+    chosen = {k: c for k, c in chosen.items() if c.prediction.input_id in dataset_ids}  # deleted: gone
+    outcomes = await write_annotations(runtime, task, dataset_ids, chosen, [i.id for i in inputs])
     for input_id, out in outcomes.items():
         await TaskInput.get_pymongo_collection().update_one(
-            {"_id": engine.task_input_id(task.id, input_id)},
+            {"_id": progress.task_input_id(task.id, input_id)},
             {
                 "$set": {
                     "approved": out.approved,

@@ -76,7 +76,8 @@ class TaskMetrics(BaseModel):
     annotations_approved: int = 0
     annotations_awaiting_review: int = 0
     annotations_discarded: int = 0
-    inputs_reviewed: int = 0
+    inputs_reviewed: int = 0  # these two are refreshed from the assignments (app/review/metrics.py)
+    inputs_to_review: int = 0
 
 
 class LabelingTask(BaseDocument):
@@ -105,7 +106,22 @@ class LabelingTask(BaseDocument):
     metrics: TaskMetrics = TaskMetrics()
     run: int = 0  # bumped by every start/retry; jobs of an older run do nothing
     watch_dataset: bool = False  # keep labeling inputs added later (IDLE instead of DONE)
+    # People's annotations made in the task go to review; None: on when the task names reviewers.
+    review_human_annotations: bool | None = None
     created_by: str
+
+    def reviewers(self) -> list[str]:
+        """Who reviews: the named reviewers, else the task's creator ("assign yourself")."""
+        return list(self.reviewer_ids) or [self.created_by]
+
+    def labelers(self) -> list[str]:
+        """Who labels by hand: the named labelers, else the task's creator."""
+        return list(self.labeler_ids) or [self.created_by]
+
+    def reviews_human_annotations(self) -> bool:
+        if self.review_human_annotations is not None:
+            return self.review_human_annotations
+        return bool(self.reviewer_ids)
 
     class Settings:
         name = "labeling_tasks"

@@ -18,12 +18,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.annotations.models import Annotation
+from app.access import CONTRIBUTORS, MANAGERS, REVIEWERS, Principal, get_for, require_app
+from app.annotations import store
 from app.apps.models import Membership, Role
 from app.concepts.models import Concept
 from app.concepts.service import concepts_of_app
 from app.core import validate
-from app.core.auth import CONTRIBUTORS, MANAGERS, REVIEWERS, Principal, get_for, require_app
 from app.core.errors import Conflict, ErrorCode, NotFound, ValidationFailed
 from app.core.pagination import Page, PageArgs, paginate
 from app.datasets.models import Dataset
@@ -73,6 +73,7 @@ class TaskSpec:
     auto_annotation: bool = True
     delete_previous_annotations: bool = False
     watch_dataset: bool = False
+    review_human_annotations: bool | None = None
 
 
 @dataclass
@@ -87,6 +88,7 @@ class TaskChanges:
     audit_percent: float | None = None
     thresholds: ThresholdRange | None = None
     concept_thresholds: list[ConceptThreshold] | None = None
+    review_human_annotations: bool | None = None
 
 
 @dataclass
@@ -230,13 +232,16 @@ async def _dataset(app_id: str, dataset_id: str) -> Dataset:
     return dataset
 
 
-async def _validated(spec: TaskSpec) -> tuple[Dataset, Producer, list[Concept]]:
+async def _validated(spec: TaskSpec) -> tuple[Dataset, Producer | None, list[Concept]]:
     """Check a spec in the order a form is read: names, dataset, worker, concepts, the rest."""
     spec.name = validate.name(spec.name)
     dataset = await _dataset(spec.app_id, spec.dataset_id)
-    producer, _, _ = await producer_for(spec.app_id, spec.model_id, spec.workflow_id)
+    producer: Producer | None = None
+    if spec.auto_annotation or spec.model_id or spec.workflow_id:
+        producer, _, _ = await producer_for(spec.app_id, spec.model_id, spec.workflow_id)
     concepts = await _task_concepts(spec)
-    check_production(producer, concepts, spec.concept_mapping)
+    if producer is not None:
+        check_production(producer, concepts, spec.concept_mapping)
     spec.thresholds = check_range(spec.thresholds, "thresholds")
     spec.concept_thresholds = check_concept_thresholds(spec.concept_thresholds, spec.concept_ids)
     spec.reviewer_ids = await check_people(spec.app_id, spec.reviewer_ids, REVIEWERS, "reviewerIds")
@@ -264,6 +269,7 @@ async def create_task(principal: Principal, spec: TaskSpec) -> LabelingTask:
         auto_annotation=spec.auto_annotation,
         delete_previous_annotations=spec.delete_previous_annotations,
         watch_dataset=spec.watch_dataset,
+        review_human_annotations=spec.review_human_annotations,
         reviewer_ids=spec.reviewer_ids,
         labeler_ids=spec.labeler_ids,
         review_strategy=spec.review_strategy,
@@ -316,6 +322,8 @@ async def _changes(task: LabelingTask, changes: TaskChanges) -> dict[str, Any]:
         out["labeler_ids"] = await check_people(task.app_id, changes.labeler_ids, CONTRIBUTORS, "labelerIds")
     if changes.audit_percent is not None:
         out["audit_percent"] = check_audit_percent(changes.audit_percent)
+    if changes.review_human_annotations is not None:
+        out["review_human_annotations"] = changes.review_human_annotations
     return out
 
 
@@ -332,13 +340,15 @@ async def update_task(principal: Principal, task_id: str, changes: TaskChanges) 
     return fresh
 
 
-async def delete_task(principal: Principal, task_id: str, delete_annotations: bool = False) -> str:
-    """Delete the task; its annotations stay (they label the inputs) unless asked otherwise."""
+async def delete_task(
+    runtime: Any, principal: Principal, task_id: str, delete_annotations: bool = False
+) -> str:
+    """Delete the task; its annotations stay (they label the inputs) unless asked otherwise.
+    Its queues go with it (the annotation writer's listeners)."""
     task = await get_for(principal, LabelingTask, task_id, what="labeling task", roles=MANAGERS)
-    if delete_annotations:
-        await Annotation.get_pymongo_collection().delete_many({"app_id": task.app_id, "task_id": task.id})
     # jobs still queued find no task and do nothing; its engine state goes with it
     await task.delete()
+    await store.delete_task(runtime, task.app_id, task.id, delete_annotations=delete_annotations)
     await TaskInput.get_pymongo_collection().delete_many({"task_id": task.id})
     await Prediction.get_pymongo_collection().delete_many({"task_id": task.id})
     return task.id

@@ -1,19 +1,14 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 
 from app.graphql.context import Info
 from app.graphql.errors import mutation_errors, result_union
-from app.graphql.relay import Connection, connection_from_page
 from app.users import service
 from app.users.models import ApiKey as ApiKeyDoc
 from app.users.models import User as UserDoc
-
-if TYPE_CHECKING:
-    from app.apps.graphql import App
 
 
 @strawberry.type(description="A person. Email is visible to the user and to their app's members.")
@@ -49,30 +44,6 @@ class ApiKey:
         )
 
 
-@strawberry.type(description="The caller: their user, apps and API keys.")
-class Me:
-    user: User
-
-    @strawberry.field
-    async def apps(
-        self, info: Info, first: int | None = None, after: str | None = None
-    ) -> Connection[Annotated[App, strawberry.lazy("app.apps.graphql")]]:
-        from app.apps import service as apps_service
-        from app.apps.graphql import App
-
-        args = info.context.page(first, after)
-        page = await apps_service.list_apps(info.context.principal, args)
-        return connection_from_page(page, App.from_document)  # type: ignore[no-any-return]
-
-    @strawberry.field
-    async def api_keys(
-        self, info: Info, first: int | None = None, after: str | None = None
-    ) -> Connection[ApiKey]:
-        args = info.context.page(first, after)
-        page = await service.list_api_keys(info.context.principal, args)
-        return connection_from_page(page, ApiKey.from_document)  # type: ignore[no-any-return]
-
-
 @strawberry.type
 class CreateApiKeySuccess:
     api_key: ApiKey
@@ -102,13 +73,6 @@ class UpdateMeInput:
 CreateApiKeyResult = result_union("CreateApiKeyResult", CreateApiKeySuccess)
 RevokeApiKeyResult = result_union("RevokeApiKeyResult", RevokeApiKeySuccess)
 UpdateMeResult = result_union("UpdateMeResult", UpdateMeSuccess)
-
-
-@strawberry.type
-class Query:
-    @strawberry.field(description="The authenticated caller.")
-    async def me(self, info: Info) -> Me:
-        return Me(user=User.from_document(info.context.principal.user))
 
 
 @strawberry.type

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pymongo.errors import DuplicateKeyError
 
+from app.access import Principal, hash_secret, new_secret
 from app.core import validate
-from app.core.auth import Principal, hash_secret, new_secret
 from app.core.errors import ErrorCode, NotFound, ValidationFailed
 from app.core.pagination import Page, PageArgs, paginate
 from app.users.models import ApiKey, User

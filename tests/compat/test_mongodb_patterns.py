@@ -217,10 +217,10 @@ async def test_whole_document_replace_keeps_real_dates(db: Db) -> None:
 
 async def test_opening_an_existing_database_again_keeps_its_indexes(db: Db) -> None:
     """A restart runs the index set-up again over existing indexes (what open_database does)."""
-    from app.core.db import ensure_indexes
+    from app.documents import create_indexes
 
-    await ensure_indexes(db)
-    await ensure_indexes(db)
+    await create_indexes(db)
+    await create_indexes(db)
     await db.users.insert_one({"_id": "u1", "email": "a@example.com"})
     with pytest.raises(DuplicateKeyError):
         await db.users.insert_one({"_id": "u2", "email": "a@example.com"})

@@ -9,7 +9,6 @@ import os
 import sys
 import warnings
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,109 +20,12 @@ from app.annotations.geometry import polygon_area, unflatten
 from app.annotations.models import Annotation
 from app.inputs.models import Input
 from app.settings import Settings
-from tests.factories import Api, Caller, world
+from tests.exports.helpers import BOX, CREATE, TRIANGLE, Exported, download, exported
+from tests.factories import Api
 from tests.registry.factories import text_input
 from tests.tasks_engine.conftest import Drain
-from tests.tasks_engine.helpers import add_inputs, b64, create_dataset, null_model, png
 
 ROOT = Path(__file__).resolve().parents[2]
-BOX = {"top": 0.1, "left": 0.2, "bottom": 0.5, "right": 0.6}
-TRIANGLE = [[0.2, 0.2], [0.2, 0.8], [0.8, 0.5]]
-PREDICTIONS = [
-    {"concept": "cat", "confidence": 0.95, "region": BOX},
-    {"concept": "bird", "confidence": 0.6, "region": {"top": 0.0, "left": 0.0, "bottom": 0.3, "right": 0.3}},
-]
-SIZES = [(40, 30), (64, 48), (20, 50)]
-CREATE = """mutation($i: CreateDatasetVersionInput!) { createDatasetVersion(input: $i) { __typename
-  ... on DatasetVersionSuccess { datasetVersion { id status inputsCount annotationsCount statuses
-        concepts { id name } exportUrl(format: YOLO) } }
-  ... on Error { code field message } } }"""
-
-
-@dataclass
-class Exported:
-    owner: Caller
-    app_id: str
-    dataset_id: str
-    task_id: str
-    version_id: str
-    concepts: dict[str, str]
-    images: dict[str, tuple[int, int]]  # input id -> (width, height)
-    text_id: str
-    w_stranger_headers: dict[str, str]
-
-
-async def exported(api: Api, drain: Drain) -> Exported:
-    w = await world(api)
-    concepts = {n: await api.concept(w.owner, w.app_id, n) for n in ("cat", "dog", "bird")}
-    ds = await create_dataset(api, w.owner, w.app_id)
-    items = [{"imageBase64": b64(png(k, size)), "datasetIds": [ds]} for k, size in enumerate(SIZES)]
-    ids = await add_inputs(api, w.owner, w.app_id, items)
-    model = await null_model(api, w.owner, w.app_id, PREDICTIONS)
-    made = await api.gql(
-        w.owner,
-        """mutation($i: CreateLabelingTaskInput!) { createLabelingTask(input: $i) {
-             ... on LabelingTaskSuccess { labelingTask { id } } } }""",
-        i={
-            "appId": w.app_id,
-            "name": "detect",
-            "datasetId": ds,
-            "modelId": model,
-            "conceptIds": [concepts["cat"], concepts["bird"]],
-            "taskType": "BOUNDING_BOX_DETECTION",
-            "thresholds": {"lower": 0.5, "upper": 0.9},
-        },
-    )
-    task_id = made["createLabelingTask"]["labelingTask"]["id"]
-    await drain()
-    # polygons come from a person (a null model's polygon config is a nested array, which
-    # FerretDB 1.24 cannot store); they are stored flat like any annotation
-    points = [{"row": r, "col": c} for r, c in TRIANGLE]
-    added = await api.gql(
-        w.owner,
-        "mutation($i: AddAnnotationsInput!) { addAnnotations(input: $i) { ... on AddAnnotationsSuccess { errors { code } } } }",
-        i={
-            "appId": w.app_id,
-            "annotations": [
-                {
-                    "inputId": i,
-                    "conceptId": concepts["dog"],
-                    "polygon": points,
-                    "taskId": task_id,
-                    "confidence": 0.97,
-                }
-                for i in ids
-            ],
-        },
-    )
-    assert added["addAnnotations"]["errors"] == []
-    text_id = await text_input(w.app_id, [ds], text="a text input")
-    version = (await api.gql(w.owner, CREATE, i={"datasetId": ds, "description": "v1"}))[
-        "createDatasetVersion"
-    ]
-    assert version["__typename"] == "DatasetVersionSuccess", version
-    return Exported(
-        w.owner,
-        w.app_id,
-        ds,
-        task_id,
-        version["datasetVersion"]["id"],
-        concepts,
-        dict(zip(ids, SIZES, strict=True)),
-        text_id,
-        w.stranger.headers,
-    )
-
-
-async def download(api: Api, caller: Caller, version_id: str, fmt: str, tmp: Path) -> Path:
-    response = await api.http.get(
-        f"/dataset-versions/{version_id}/export?format={fmt}", headers=caller.headers
-    )
-    assert response.status_code == 200, response.text
-    assert response.headers["content-type"] == "application/zip"
-    folder = tmp / fmt.lower()
-    zipfile.ZipFile(io.BytesIO(response.content)).extractall(folder)
-    return folder
 
 
 def expected_boxes(
@@ -145,7 +47,7 @@ def expected_boxes(
 
 
 async def success_annotations(e: Exported) -> list[Annotation]:
-    return await Annotation.find({"task_id": e.task_id, "status": "SUCCESS"}).to_list()
+    return await Annotation.find({"app_id": e.app_id, "status": "SUCCESS"}).to_list()
 
 
 async def test_a_dataset_version_does_not_change_after_later_edits(

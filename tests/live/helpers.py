@@ -24,6 +24,8 @@ LEGACY = "graphql-ws"
 
 PROGRESS = """subscription($t: ID!) { labelingTaskProgress(taskId: $t) {
   taskId status final snapshot reviewedPercent metrics { inputsTotal processed labelingPercent } } }"""
+PROGRESS_REVIEW = """subscription($t: ID!) { labelingTaskProgress(taskId: $t) {
+  taskId status final snapshot reviewedPercent metrics { reviewedPercent inputsToReview reviewed } } }"""
 
 
 class Client:

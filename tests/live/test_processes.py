@@ -114,7 +114,7 @@ async def test_subscribers_survive_a_redis_restart_and_end_in_the_database_state
     try:
         env = _env(settings, redis.url, LABELSTREAM_WORKER_MAX_JOBS="1")
         w = await world(api)
-        task = await _task(api, w.owner, w.app_id, n=6, autoAnnotation=False)
+        task = await _task(api, w.owner, w.app_id, n=6, start=False)
         with api_processes(1, env, tmp_path) as (one,):
             async with (
                 client(one.ws_url, TRANSPORT, key=w.owner.key) as a,

@@ -82,7 +82,7 @@ async def test_a_burst_of_events_is_coalesced_and_the_latest_state_wins(
     api: Api, ws_url: str, asgi_app: Starlette
 ) -> None:
     w = await world(api)
-    task = await _task(api, w, n=2, autoAnnotation=False)
+    task = await _task(api, w, n=2, start=False)
     redis = asgi_app.state.runtime.redis
     async with client(ws_url, key=w.owner.key) as ws:
         await ws.subscribe("p", PROGRESS, t=task["id"])
@@ -115,7 +115,7 @@ async def test_subscribers_of_one_task_share_an_update_but_each_gets_its_own_que
     it to every waiting subscriber itself: same query, same bytes; another query, its own shape;
     the legacy protocol, its own message type."""
     w = await world(api)
-    task = await _task(api, w, n=2, autoAnnotation=False)
+    task = await _task(api, w, n=2, start=False)
     hub = _hub(asgi_app)
     await asyncio.wait_for(hub.connected.wait(), 10)
     redis = asgi_app.state.runtime.redis
@@ -161,7 +161,7 @@ async def test_a_stopped_operation_gets_nothing_more_and_its_id_can_be_reused(
     api: Api, ws_url: str, asgi_app: Starlette, protocol: str
 ) -> None:
     w = await world(api)
-    task = await _task(api, w, n=2, autoAnnotation=False)
+    task = await _task(api, w, n=2, start=False)
     await asyncio.wait_for(_hub(asgi_app).connected.wait(), 10)
     redis = asgi_app.state.runtime.redis
     collection = LabelingTask.get_pymongo_collection()
@@ -275,7 +275,7 @@ async def test_subscribing_before_the_connection_is_acknowledged_is_refused(
 
 async def test_the_upgrade_requests_authorization_header_is_enough(api: Api, ws_url: str) -> None:
     w = await world(api)
-    task = await _task(api, w, n=1, autoAnnotation=False)
+    task = await _task(api, w, n=1, start=False)
     async with client(ws_url, header_key=w.owner.key) as ws:
         await ws.subscribe("p", PROGRESS, t=task["id"])
         assert (await ws.data("p", "labelingTaskProgress"))["taskId"] == task["id"]
@@ -286,7 +286,7 @@ async def test_another_apps_task_or_app_is_refused_like_an_unknown_id(
     api: Api, ws_url: str, protocol: str
 ) -> None:
     w = await world(api)
-    task = await _task(api, w, n=1, autoAnnotation=False)
+    task = await _task(api, w, n=1, start=False)
     labeler = await api.member(w.owner, w.app_id, ["LABELER"])
     async with client(ws_url, protocol, key=w.stranger.key) as ws:
         for op_id, query, variables in (
@@ -340,7 +340,7 @@ async def _pattern_subscriptions(asgi_app: Starlette) -> int:
 
 async def test_disconnecting_clients_release_everything(api: Api, ws_url: str, asgi_app: Starlette) -> None:
     w = await world(api)
-    task = await _task(api, w, n=1, autoAnnotation=False)
+    task = await _task(api, w, n=1, start=False)
     hub = _hub(asgi_app)
     await asyncio.wait_for(hub.connected.wait(), 10)
 

@@ -12,6 +12,7 @@ from app.models.adapters import (
     ModelAdapter,
     Polygon,
     Prediction,
+    UnknownAdapter,
     get_adapter,
 )
 
@@ -55,7 +56,7 @@ def test_get_adapter_caches_per_config() -> None:
     a = get_adapter("null", {"delay_ms": 0})
     assert get_adapter("null", {"delay_ms": 0}) is a
     assert get_adapter("null", {"delay_ms": 1}) is not a
-    with pytest.raises(KeyError):
+    with pytest.raises(UnknownAdapter):
         get_adapter("no-such-model")
 
 

@@ -87,9 +87,9 @@ async def workflow(api: Api, caller: Caller, app_id: str, model_ids: list[str]) 
 
 
 async def create_task(api: Api, caller: Caller, *, defaults: bool = False, **fields: Any) -> dict[str, Any]:
-    """``createLabelingTask``; these tests check what is stored, so the model does not run
-    (``autoAnnotation: false``) unless asked, or unless ``defaults`` sends only the fields given."""
-    body = ({"name": "Task"} if defaults else {"name": "Task", "autoAnnotation": False}) | fields
+    """``createLabelingTask``; these tests check what is stored, so the task does not start
+    (``start: false``) unless asked, or unless ``defaults`` sends only the fields given."""
+    body = ({"name": "Task"} if defaults else {"name": "Task", "start": False}) | fields
     result: dict[str, Any] = (await api.gql(caller, CREATE_TASK, i=body))["createLabelingTask"]
     return result
 

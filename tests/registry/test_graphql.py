@@ -44,8 +44,8 @@ async def test_create_model_stores_it_with_its_concepts(api: Api) -> None:
         w.app_id,
         name=" Topics ",
         kind="TEXT_CLASSIFIER",
-        adapter="minilm-topics",
-        config={"threshold": 0.2, "labels": ["a"]},
+        adapter="text-topic-classifier",
+        config={"temperature": 0.2, "concepts": ["a"]},
         concepts=concepts("Sports", "Finance"),
         zeroShot=True,
     )
@@ -54,10 +54,10 @@ async def test_create_model_stores_it_with_its_concepts(api: Api) -> None:
     assert (m["name"], m["kind"], m["adapter"], m["zeroShot"]) == (
         "Topics",
         "TEXT_CLASSIFIER",
-        "minilm-topics",
+        "text-topic-classifier",
         True,
     )
-    assert m["config"] == {"threshold": 0.2, "labels": ["a"]}
+    assert m["config"] == {"temperature": 0.2, "concepts": ["a"]}
     assert m["conceptsCount"] == 2
     assert m["concepts"]["nodes"] == [
         {"id": "m-sports", "name": "Sports"},
@@ -107,18 +107,24 @@ async def test_create_model_errors(api: Api) -> None:
 async def test_update_model_changes_given_fields_only(api: Api) -> None:
     w = await world(api)
     labeler = await api.member(w.owner, w.app_id, ["LABELER"])
-    model_id = await model(api, w.owner, w.app_id, ("Cat",), config={"k": 1})
+    model_id = await model(api, w.owner, w.app_id, ("Cat",), config={"delay_ms": 1})
     done = (await api.gql(w.owner, UPDATE_MODEL, i={"id": model_id, "name": "Renamed"}))["updateModel"]
     assert done["model"]["name"] == "Renamed"
-    assert done["model"]["config"] == {"k": 1} and done["model"]["conceptsCount"] == 1
+    assert done["model"]["config"] == {"delay_ms": 1} and done["model"]["conceptsCount"] == 1
     changed = await api.gql(
         w.owner,
         UPDATE_MODEL,
-        i={"id": model_id, "concepts": concepts("Dog", "Bird"), "zeroShot": True, "adapter": "b"},
+        i={
+            "id": model_id,
+            "concepts": concepts("Dog", "Bird"),
+            "adapter": "general-image-classifier",
+            "config": {"top_k": 2},
+        },
     )
     m = changed["updateModel"]["model"]
     assert [c["name"] for c in m["concepts"]["nodes"]] == ["Dog", "Bird"]
-    assert m["zeroShot"] is True and m["adapter"] == "b" and m["name"] == "Renamed"
+    assert m["adapter"] == "general-image-classifier" and m["config"] == {"top_k": 2}
+    assert m["zeroShot"] is False and m["name"] == "Renamed"
 
     def upd(**fields: Any) -> dict[str, Any]:
         return {"id": model_id} | fields

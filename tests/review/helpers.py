@@ -104,7 +104,7 @@ async def review_setup(
         "thresholds": {"lower": 0.5, "upper": 0.9},
         "reviewerIds": [r.user_id for r in revs],
         "labelerIds": [lab.user_id for lab in labs],
-        "autoAnnotation": run,
+        "start": run,
     } | task_fields
     made = (await api.gql(w.owner, CREATE, i=body))["createLabelingTask"]
     assert made["__typename"] == "LabelingTaskSuccess", made

@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = textwrap.dedent(
     """
     import asyncio, sys
-    from app.core.db import open_database
+    from app.documents import open_database
     import app.review.models  # registers the assignment documents
     from app.review import assign
     from app.tasks.models import LabelingTask

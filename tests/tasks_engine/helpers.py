@@ -11,8 +11,8 @@ import numpy as np
 from PIL import Image
 
 from app.annotations.models import Annotation
-from app.tasks.engine import recount
 from app.tasks.models import LabelingTask
+from app.tasks.progress import recount
 from tests.factories import Api, Caller, World, world
 
 TASK_FIELDS = """__typename

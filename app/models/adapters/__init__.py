@@ -1,84 +1,59 @@
-"""Model adapters and their registry.
+"""Model adapters, their registry and their cache.
 
-``get_adapter(name, config)`` returns a cached adapter instance per (name, config); adapters
-load their weights lazily on the first ``predict`` call, so creating one is cheap.
+* ``validate_config(adapter, kind, config, zero_shot=...)`` checks a model entry against the
+  registry (adapter name, kind, config schema and bounds) and returns the config to store;
+* ``get_adapter(name, config)`` returns an adapter from a bounded LRU; adapters load their
+  weights lazily on the first ``predict`` call, so creating one is cheap.
+
+Both raise ``AdapterError`` subclasses (``UnknownAdapter``, ``AdapterMismatch``,
+``InvalidConfig``): domain validation errors and ``ValueError``s, never worth a retry.
 """
 
 from __future__ import annotations
 
-import json
-import threading
-from collections.abc import Mapping
-from typing import Any
-
 from .base import (
+    KINDS,
     AdapterInput,
     Box,
     ModelAdapter,
     ModelConcept,
+    ModelKind,
     Polygon,
     Prediction,
 )
+from .cache import ADAPTER_CACHE_SIZE, AdapterCache, adapter_cache, clear_cache, get_adapter
+from .config import MAX_THREADS, AdapterConfig
+from .errors import AdapterError, AdapterMismatch, InvalidConfig, UnknownAdapter
 from .image_classifier import ImageClassifierAdapter
 from .null import NullAdapter
 from .object_detector import ObjectDetectorAdapter
+from .registry import (
+    ADAPTERS,
+    adapter_class,
+    describe_adapters,
+    describe_configs,
+    register,
+    validate_config,
+)
 from .text_classifiers import SentimentAdapter, TextTopicAdapter
 from .text_regions import TextRegionAdapter
 
-ADAPTERS: dict[str, type[ModelAdapter]] = {}
-
-
-def register(cls: type[ModelAdapter]) -> type[ModelAdapter]:
-    ADAPTERS[cls.name] = cls
-    return cls
-
-
-register(NullAdapter)
-register(ImageClassifierAdapter)
-register(ObjectDetectorAdapter)
-register(TextRegionAdapter)
-register(TextTopicAdapter)
-register(SentimentAdapter)
-
-_cache: dict[tuple[str, str], ModelAdapter] = {}
-_cache_lock = threading.Lock()
-
-
-def _config_key(config: Mapping[str, Any] | None) -> str:
-    return json.dumps(dict(config or {}), sort_keys=True, default=repr)
-
-
-def get_adapter(name: str, config: Mapping[str, Any] | None = None) -> ModelAdapter:
-    """Return the (cached) adapter ``name`` configured with ``config``.
-
-    Raises ``KeyError`` for an unknown adapter name.
-    """
-    try:
-        cls = ADAPTERS[name]
-    except KeyError:
-        raise KeyError(f"unknown model adapter {name!r}; known: {sorted(ADAPTERS)}") from None
-    key = (name, _config_key(config))
-    with _cache_lock:
-        adapter = _cache.get(key)
-        if adapter is None:
-            adapter = cls(config)
-            _cache[key] = adapter
-        return adapter
-
-
-def clear_cache() -> None:
-    """Forget cached adapters (their sessions are freed when unreferenced)."""
-    with _cache_lock:
-        _cache.clear()
-
-
 __all__ = [
     "ADAPTERS",
+    "ADAPTER_CACHE_SIZE",
+    "KINDS",
+    "MAX_THREADS",
+    "AdapterCache",
+    "AdapterConfig",
+    "AdapterError",
     "AdapterInput",
+    "AdapterMismatch",
     "Box",
     "ImageClassifierAdapter",
+    "InvalidConfig",
     "ModelAdapter",
     "ModelConcept",
+    "ModelKind",
     "NullAdapter",
     "ObjectDetectorAdapter",
     "Polygon",
@@ -86,7 +61,13 @@ __all__ = [
     "SentimentAdapter",
     "TextRegionAdapter",
     "TextTopicAdapter",
+    "UnknownAdapter",
+    "adapter_cache",
+    "adapter_class",
     "clear_cache",
+    "describe_adapters",
+    "describe_configs",
     "get_adapter",
     "register",
+    "validate_config",
 ]

@@ -11,6 +11,7 @@ polygon points are ``(row, col)``, all normalised to 0..1 of the image height/wi
 from __future__ import annotations
 
 import abc
+import enum
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -19,12 +20,25 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from app.models.adapters.config import DEFAULT_THREADS, AdapterConfig, threads_for
+from app.models.adapters.errors import AdapterMismatch
+
 if TYPE_CHECKING:  # pragma: no cover
     import onnxruntime
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 
-KINDS = ("CLASSIFIER", "DETECTOR", "SEGMENTER", "TEXT_CLASSIFIER")
+
+class ModelKind(enum.StrEnum):
+    """What a model outputs; the one list of kinds (registry entries, GraphQL, adapters)."""
+
+    CLASSIFIER = "CLASSIFIER"
+    DETECTOR = "DETECTOR"
+    SEGMENTER = "SEGMENTER"
+    TEXT_CLASSIFIER = "TEXT_CLASSIFIER"
+
+
+KINDS = tuple(k.value for k in ModelKind)
 
 
 @dataclass(frozen=True)
@@ -69,15 +83,46 @@ class ModelConcept:
 
 
 class ModelAdapter(abc.ABC):
-    """Base class of every model adapter."""
+    """Base class of every model adapter.
+
+    ``config_schema`` declares the config it reads (bounded, closed); ``kinds`` the model kinds
+    it can serve; ``zero_shot`` whether it scores concept names given at run time.
+    """
 
     name: ClassVar[str]
-    kind: ClassVar[str]  # "CLASSIFIER" | "DETECTOR" | "SEGMENTER" | "TEXT_CLASSIFIER"
+    kind: ClassVar[str]  # the kind it reports; one of ``kinds``
+    kinds: ClassVar[frozenset[str]]
+    zero_shot: ClassVar[bool] = False
+    config_schema: ClassVar[type[AdapterConfig]] = AdapterConfig
+    options: AdapterConfig
 
     def __init__(self, config: Mapping[str, Any] | None = None) -> None:
-        self.config: dict[str, Any] = dict(config or {})
+        self.options = self.config_schema.load(config, self.name)
         self._load_lock = threading.Lock()
         self._loaded = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "kind" in cls.__dict__ and "kinds" not in cls.__dict__:
+            cls.kinds = frozenset({cls.kind})
+
+    @classmethod
+    def check_kind(cls, kind: str) -> None:
+        """Raise ``AdapterMismatch`` unless this adapter serves models of ``kind``."""
+        if kind not in cls.kinds:
+            fits = ", ".join(k for k in KINDS if k in cls.kinds)
+            raise AdapterMismatch(f"adapter {cls.name!r} serves {fits} models, not {kind}", field="adapter")
+
+    @classmethod
+    def check_model(cls, kind: str, options: AdapterConfig, zero_shot: bool | None) -> None:
+        """Raise ``AdapterMismatch`` (or ``InvalidConfig``) when a model of ``kind`` (and, when
+        given, ``zero_shot``) cannot run on this adapter with these validated options."""
+        cls.check_kind(kind)
+        if zero_shot and not cls.zero_shot:
+            raise AdapterMismatch(
+                f"adapter {cls.name!r} cannot score concept names given at run time (zero-shot)",
+                field="zeroShot",
+            )
 
     @abc.abstractmethod
     def concepts(self) -> list[ModelConcept]:
@@ -95,7 +140,7 @@ class ModelAdapter(abc.ABC):
     # ----------------------------------------------------------------- helpers
     @property
     def num_threads(self) -> int:
-        return int(self.config.get("intra_op_num_threads", 2))
+        return threads_for(getattr(self.options, "intra_op_num_threads", DEFAULT_THREADS))
 
     def ensure_loaded(self) -> None:
         """Load weights once (thread-safe); subclasses implement ``_load``."""
@@ -119,7 +164,7 @@ class ModelAdapter(abc.ABC):
         # No busy-waiting between kernels: in a worker, the event loop (database writes of the
         # previous batch) shares the cores with inference, and spinning threads starve it and
         # themselves (measured: 3-7x slower predictions under a busy event loop with spinning).
-        if not self.config.get("allow_spinning", False):
+        if not getattr(self.options, "allow_spinning", False):
             opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
 

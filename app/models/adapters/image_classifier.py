@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from pydantic import Field
 
 from .base import (
     WEIGHTS_DIR,
@@ -16,10 +17,12 @@ from .base import (
     check_image,
     softmax,
 )
+from .config import OnnxConfig
 
 MODEL_FILE = WEIGHTS_DIR / "efficientnet_lite0.onnx"
 CLASSES_FILE = WEIGHTS_DIR / "imagenet_classes.txt"
 INPUT_SIZE = 224
+NUM_CLASSES = 1000
 
 
 def load_imagenet_concepts() -> list[ModelConcept]:
@@ -31,23 +34,30 @@ def load_imagenet_concepts() -> list[ModelConcept]:
     return out
 
 
+class ImageClassifierConfig(OnnxConfig):
+    top_k: int = Field(5, ge=1, le=NUM_CLASSES, description="best classes kept per image")
+    min_confidence: float = Field(0.0, ge=0.0, le=1.0, description="drop classes scored lower")
+    center_crop: bool = Field(False, description="shorter side to 256, then a 224 centre crop")
+
+
 class ImageClassifierAdapter(ModelAdapter):
     """ImageNet classifier; concept ids are WordNet synsets (``n02124075`` = Egyptian cat).
 
-    Config: ``top_k`` (default 5), ``min_confidence`` (default 0.0), ``center_crop``
-    (default False: the whole image is resized to 224x224; True: shorter side to 256 then a
-    224 centre crop), ``intra_op_num_threads`` (default 2).
+    Config: ``ImageClassifierConfig`` (``top_k``, ``min_confidence``, ``center_crop``: without
+    it the whole image is resized to 224x224; threads; defaults and bounds there).
     Confidences are the softmax over the 1000 classes.
     """
 
     name = "general-image-classifier"
     kind = "CLASSIFIER"
+    config_schema = ImageClassifierConfig
+    options: ImageClassifierConfig
 
     def __init__(self, config: Mapping[str, Any] | None = None) -> None:
         super().__init__(config)
-        self.top_k = int(self.config.get("top_k", 5))
-        self.min_confidence = float(self.config.get("min_confidence", 0.0))
-        self.center_crop = bool(self.config.get("center_crop", False))
+        self.top_k = self.options.top_k
+        self.min_confidence = self.options.min_confidence
+        self.center_crop = self.options.center_crop
         self._concepts: list[ModelConcept] | None = None
         self._session: Any = None
 

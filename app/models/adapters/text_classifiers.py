@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import string
 import threading
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
+from pydantic import Field, field_validator
+from pydantic_core import PydanticCustomError
+
+from app.core.errors import ErrorCode
 
 from .base import (
     WEIGHTS_DIR,
@@ -17,14 +22,51 @@ from .base import (
     check_text,
     softmax,
 )
+from .config import AdapterConfig, OnnxConfig
+from .errors import InvalidConfig
 
 MINILM_FILE = WEIGHTS_DIR / "minilm_l6_v2.onnx"
 TOKENIZER_FILE = WEIGHTS_DIR / "minilm_tokenizer.json"
 MAX_TOKENS = 256  # all-MiniLM-L6-v2's max_seq_length
+MAX_TOPICS = 1_000  # config concepts: each one is embedded once per adapter
+MAX_TEMPLATE = 500
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     return np.asarray(1.0 / (1.0 + np.exp(-x)))
+
+
+class TextTopicConfig(OnnxConfig):
+    template: str = Field(
+        "This text is about {name}.",
+        min_length=1,
+        max_length=MAX_TEMPLATE,
+        description="the hypothesis per concept; holds {name} and no other placeholder",
+    )
+    temperature: float = Field(0.05, ge=0.001, le=10.0, description="softmax temperature")
+    scoring: Literal["softmax", "sigmoid"] = Field("softmax", description="softmax or sigmoid")
+    sigmoid_center: float = Field(0.10, ge=-1.0, le=1.0, description="cosine scored 0.5")
+    sigmoid_scale: float = Field(0.05, ge=0.001, le=10.0, description="sigmoid width")
+    top_k: int | None = Field(None, ge=1, le=MAX_TOPICS, description="best concepts kept; default all")
+    concepts: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(
+        default_factory=list,
+        max_length=MAX_TOPICS,
+        description="names scored when a task gives none; needed unless zero-shot",
+    )
+
+    @field_validator("template")
+    @classmethod
+    def _one_placeholder(cls, value: str) -> str:
+        """Only ``{name}``: a format spec such as ``{name:>99999999}`` would cost memory, and an
+        unknown field would fail every batch."""
+        try:
+            parsed = list(string.Formatter().parse(value))
+        except ValueError as exc:
+            raise PydanticCustomError("invalid", "template: {error}", {"error": str(exc)}) from None
+        fields = [(f, spec, conv) for _, f, spec, conv in parsed if f is not None]
+        if not fields or any(f != "name" or spec or conv for f, spec, conv in fields):
+            raise PydanticCustomError("invalid", "template must hold {name} and no other placeholder")
+        return value
 
 
 class TextTopicAdapter(ModelAdapter):
@@ -43,30 +85,39 @@ class TextTopicAdapter(ModelAdapter):
       independent per-concept score.
 
     The raw cosine is in ``extra["similarity"]``. Concepts come from ``predict(concepts=...)``,
-    else from config ``concepts``. Config: ``top_k`` (default: all), ``template``,
-    ``temperature``, ``scoring``, ``sigmoid_center``, ``sigmoid_scale``,
-    ``intra_op_num_threads`` (default 2).
+    else from config ``concepts``. Config: ``TextTopicConfig`` (defaults and bounds there).
     """
 
     name = "text-topic-classifier"
     kind = "TEXT_CLASSIFIER"
+    zero_shot = True
+    config_schema = TextTopicConfig
+    options: TextTopicConfig
 
     def __init__(self, config: Mapping[str, Any] | None = None) -> None:
         super().__init__(config)
-        self.template = str(self.config.get("template", "This text is about {name}."))
-        self.temperature = float(self.config.get("temperature", 0.05))
-        self.scoring = str(self.config.get("scoring", "softmax"))
-        if self.scoring not in ("softmax", "sigmoid"):
-            raise ValueError(f"{self.name}: scoring must be 'softmax' or 'sigmoid'")
-        self.sigmoid_center = float(self.config.get("sigmoid_center", 0.10))
-        self.sigmoid_scale = float(self.config.get("sigmoid_scale", 0.05))
-        top_k = self.config.get("top_k")
-        self.top_k = int(top_k) if top_k is not None else None
-        self.default_concepts = [str(c) for c in self.config.get("concepts", [])]
+        opts = self.options
+        self.template = opts.template
+        self.temperature = opts.temperature
+        self.scoring = opts.scoring
+        self.sigmoid_center = opts.sigmoid_center
+        self.sigmoid_scale = opts.sigmoid_scale
+        self.top_k = opts.top_k
+        self.default_concepts = list(opts.concepts)
         self._session: Any = None
         self._tokenizer: Any = None
         self._concept_cache: dict[str, np.ndarray] = {}
         self._cache_lock = threading.Lock()
+
+    @classmethod
+    def check_model(cls, kind: str, options: AdapterConfig, zero_shot: bool | None) -> None:
+        super().check_model(kind, options, zero_shot)
+        if zero_shot is False and not getattr(options, "concepts", None):
+            raise InvalidConfig(
+                "a topic model that is not zero-shot scores config.concepts: give them",
+                field="config.concepts",
+                code=ErrorCode.REQUIRED,
+            )
 
     def concepts(self) -> list[ModelConcept]:
         return [ModelConcept(id=c, name=c) for c in self.default_concepts]
@@ -139,7 +190,8 @@ class SentimentAdapter(ModelAdapter):
     From VADER's ``compound`` score c in [-1, 1]: positive = max(c, 0), negative = max(-c, 0),
     neutral = 1 - |c| (the three sum to 1); predictions are sorted best first and the raw
     VADER scores are in ``extra``. VADER's usual cut-offs (c >= 0.05 positive, c <= -0.05
-    negative) correspond to the top prediction in all but borderline cases.
+    negative) correspond to the top prediction in all but borderline cases. It takes no config
+    (any key is refused).
     """
 
     name = "text-sentiment"

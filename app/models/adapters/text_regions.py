@@ -12,21 +12,32 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from pydantic import Field
 
 from .base import AdapterInput, ModelAdapter, ModelConcept, Polygon, Prediction, check_image
+from .config import ThreadsConfig
+
+
+class TextRegionConfig(ThreadsConfig):
+    min_confidence: float = Field(
+        0.5, ge=0.0, le=1.0, description="recognition score below which a line is dropped"
+    )
+    use_angle_cls: bool = Field(True, description="turn upside-down lines before recognising")
 
 
 class TextRegionAdapter(ModelAdapter):
-    """Config: ``min_confidence`` (recognition score, default 0.5, rapidocr's ``text_score``),
-    ``use_angle_cls`` (default True), ``intra_op_num_threads`` (default 2)."""
+    """Config: ``TextRegionConfig`` (``min_confidence`` is rapidocr's ``text_score``;
+    ``use_angle_cls``; ``intra_op_num_threads``)."""
 
     name = "text-region-detector"
     kind = "SEGMENTER"
+    config_schema = TextRegionConfig
+    options: TextRegionConfig
 
     def __init__(self, config: Mapping[str, Any] | None = None) -> None:
         super().__init__(config)
-        self.min_confidence = float(self.config.get("min_confidence", 0.5))
-        self.use_angle_cls = bool(self.config.get("use_angle_cls", True))
+        self.min_confidence = self.options.min_confidence
+        self.use_angle_cls = self.options.use_angle_cls
         self._engine: Any = None
         self._call_lock = threading.Lock()  # the rapidocr engine object is not re-entrant
 

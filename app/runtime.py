@@ -1,6 +1,6 @@
 """What the lifespan owns: settings, the database client, Redis pool, blob store, auth, live hub.
 
-Created once per process in ``app.main``'s lifespan (or by a worker's startup); nothing is
+Created once per process by ``app.bootstrap.open_runtime`` (API lifespan, worker startup); nothing is
 opened at import time.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from app.core.auth import Authenticator
+from app.access import Authenticator
 from app.core.blobs import BlobStore
 from app.settings import Settings
 

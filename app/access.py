@@ -83,6 +83,12 @@ async def membership_of(principal: Principal, app_id: str) -> Membership | None:
     return await Membership.find_one({"app_id": app_id, "user_id": principal.user_id})
 
 
+async def is_manager(principal: Principal, app_id: str) -> bool:
+    """An owner or admin of the app."""
+    membership = await membership_of(principal, app_id)
+    return membership is not None and bool(set(MANAGERS).intersection(membership.roles))
+
+
 async def require_app(
     principal: Principal, app_id: str, roles: Iterable[Role] | None = None, *, field: str = "appId"
 ) -> tuple[App, Membership]:

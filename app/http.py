@@ -5,9 +5,9 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from app.core.auth import Principal
+from app.access import Principal
 from app.core.errors import DomainError, Unauthenticated
-from app.core.runtime import Runtime
+from app.runtime import Runtime
 
 
 def runtime_of(request: Request) -> Runtime:

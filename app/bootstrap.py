@@ -1,0 +1,48 @@
+"""Opening a process's runtime (API or worker): database, job queue, blob store, auth, and the
+listeners that keep derived state in step with the annotations.
+
+Both ``app.main`` (the API) and ``app.worker`` call ``open_runtime``; the worker never imports
+the API (import-linter contract in pyproject.toml).
+"""
+
+from __future__ import annotations
+
+from app.access import Authenticator
+from app.annotations import changes
+from app.core.blobs import LocalBlobStore
+from app.core.queue import create_pool
+from app.documents import open_database
+from app.review import follow
+from app.runtime import Runtime
+from app.settings import Settings
+from app.tasks import progress
+
+
+def install_listeners() -> None:
+    """Who derives what from annotation change records, in this order: the task's counters
+    first (events read them), then review and labeling queues, audit samples and events."""
+    changes.subscribe("task counters", progress.on_changes)
+    changes.subscribe("review queues", follow.on_changes)
+
+
+async def open_runtime(settings: Settings) -> Runtime:
+    if not settings.mongodb_url:
+        raise RuntimeError(
+            "no MongoDB configured: set MONGODB_URL, or use `labelstream up` (embedded servers)"
+        )
+    install_listeners()
+    mongo = await open_database(settings.mongodb_url, settings.mongodb_db)
+    redis = await create_pool(settings.redis_url) if settings.redis_url else None
+    return Runtime(
+        settings=settings,
+        mongo=mongo,
+        redis=redis,
+        blobs=LocalBlobStore(settings.resolved_blob_dir),
+        auth=Authenticator(settings.key_last_used_resolution_s),
+    )
+
+
+async def close_runtime(runtime: Runtime) -> None:
+    if runtime.redis is not None:
+        await runtime.redis.aclose()
+    await runtime.mongo.close()
