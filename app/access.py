@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import time
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -24,6 +24,7 @@ KEY_PREFIX = "ls_"
 MANAGERS = (Role.OWNER, Role.ADMIN)
 CONTRIBUTORS = (Role.OWNER, Role.ADMIN, Role.LABELER)
 REVIEWERS = (Role.OWNER, Role.ADMIN, Role.REVIEWER)
+UNUSABLE_KEY = "unknown or revoked API key"
 
 
 def new_secret() -> str:
@@ -65,7 +66,7 @@ class Authenticator:
         secret = parse_authorization(header)
         key = await ApiKey.find_one({"secret_hash": hash_secret(secret)})
         if key is None or key.revoked:
-            raise Unauthenticated("unknown or revoked API key")
+            raise Unauthenticated(UNUSABLE_KEY)
         user = await User.get(key.user_id)
         if user is None:
             raise Unauthenticated("the key's user no longer exists")
@@ -83,6 +84,30 @@ async def membership_of(principal: Principal, app_id: str) -> Membership | None:
     return await Membership.find_one({"app_id": app_id, "user_id": principal.user_id})
 
 
+def check_membership(
+    membership: Membership | None,
+    roles: Iterable[Role] | None,
+    *,
+    what: str,
+    ident: str,
+    field: str | None,
+) -> Membership:
+    """The membership when it allows one of ``roles`` (None: any member).
+
+    No membership is ``NotFound(what, ident)``, exactly like an unknown id; a member without
+    the role gets ``PermissionDenied``. Also used to re-check live subscriptions, so an open
+    subscription that loses access ends with the error a new request would get.
+    """
+    if membership is None:
+        raise NotFound(what, ident, field=field)
+    if roles is not None:
+        allowed = set(roles)
+        if not allowed.intersection(membership.roles):
+            names = ", ".join(sorted(r.value for r in allowed))
+            raise PermissionDenied(f"this needs one of the roles {names} in the app", field=field)
+    return membership
+
+
 async def is_manager(principal: Principal, app_id: str) -> bool:
     """An owner or admin of the app."""
     membership = await membership_of(principal, app_id)
@@ -95,14 +120,9 @@ async def require_app(
     """The app and the caller's membership, or NotFound / PermissionDenied."""
     membership = await membership_of(principal, app_id)
     app = await App.get(app_id) if membership is not None else None
-    if membership is None or app is None:
+    if app is None:
         raise NotFound("app", app_id, field=field)
-    if roles is not None:
-        allowed = set(roles)
-        if not allowed.intersection(membership.roles):
-            names = ", ".join(sorted(r.value for r in allowed))
-            raise PermissionDenied(f"this needs one of the roles {names} in the app", field=field)
-    return app, membership
+    return app, check_membership(membership, roles, what="app", ident=app_id, field=field)
 
 
 async def require_member(
@@ -110,12 +130,7 @@ async def require_member(
 ) -> Membership:
     """Like ``require_app`` for an object already loaded: the app is not looked up again."""
     membership = await membership_of(principal, app_id)
-    if membership is None:
-        raise NotFound("app", app_id)
-    if roles is not None and not set(roles).intersection(membership.roles):
-        names = ", ".join(sorted(r.value for r in roles))
-        raise PermissionDenied(f"this needs one of the roles {names} in the app")
-    return membership
+    return check_membership(membership, roles, what="app", ident=app_id, field=None)
 
 
 async def get_for(
@@ -133,10 +148,35 @@ async def get_for(
     without one of ``roles`` gets ``PermissionDenied``.
     """
     doc = await model.get(ident) if isinstance(ident, str) and ident else None
-    membership = await membership_of(principal, doc.app_id) if doc is not None else None
-    if doc is None or membership is None:
+    if doc is None:
         raise NotFound(what, ident, field=field)
-    if roles is not None and not set(roles).intersection(membership.roles):
-        names = ", ".join(sorted(r.value for r in roles))
-        raise PermissionDenied(f"this needs one of the roles {names} in the app", field=field)
+    membership = await membership_of(principal, doc.app_id)
+    check_membership(membership, roles, what=what, ident=ident, field=field)
     return doc
+
+
+# -- re-checks of many callers at once (live subscriptions) ---------------------------------------
+
+
+async def usable_keys(key_ids: Collection[str]) -> set[str]:
+    """The ids among ``key_ids`` that still authenticate: stored, not revoked, user still there.
+
+    Two reads whatever the number of keys (by ``_id``), so open connections can be re-checked
+    in bulk.
+    """
+    if not key_ids:
+        return set()
+    keys = await ApiKey.find({"_id": {"$in": list(key_ids)}}).to_list()
+    live = [k for k in keys if not k.revoked]
+    user_ids = list({k.user_id for k in live})
+    users = await User.find({"_id": {"$in": user_ids}}).to_list() if user_ids else []
+    present = {u.id for u in users}
+    return {k.id for k in live if k.user_id in present}
+
+
+async def memberships_of(user_ids: Collection[str]) -> dict[tuple[str, str], Membership]:
+    """Every membership of these users, by (user id, app id): one read (indexed on user_id)."""
+    if not user_ids:
+        return {}
+    docs = await Membership.find({"user_id": {"$in": list(user_ids)}}).to_list()
+    return {(m.user_id, m.app_id): m for m in docs}

@@ -13,8 +13,8 @@ import asyncio
 import difflib
 import os
 import signal
-import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -97,7 +97,8 @@ def up(
 ) -> None:
     """Run everything: embedded MongoDB-wire and Redis servers when no URL is set, the API and
     a worker. Ctrl-C (or SIGTERM) stops all of it; data stays in --data-dir for the next start."""
-    from app.embedded import EmbeddedServers
+    from app.embedded import WORKERS_PID_FILE, EmbeddedServers
+    from app.supervisor import Supervisor
 
     _exit_on_sigterm()
     settings = _settings(host, port, data_dir)
@@ -105,7 +106,6 @@ def up(
     if _running_state(settings):
         err.print(f"[red]labelstream up is already running on {settings.data_dir}[/red]")
         raise typer.Exit(1)
-    children: list[subprocess.Popen[bytes]] = []
     with EmbeddedServers(settings.data_dir, settings.mongodb_url, settings.redis_url) as servers:
         assert servers.mongodb_url and servers.redis_url
         settings = settings.model_copy(
@@ -126,22 +126,21 @@ def up(
             "REDIS_URL": servers.redis_url,
             "LABELSTREAM_DATA_DIR": str(settings.data_dir),
         }
+        supervisor = Supervisor(
+            [sys.executable, "-m", "app.cli", "worker"],
+            env,
+            workers,
+            settings.data_dir / WORKERS_PID_FILE,
+            say=lambda text: err.print(f"[yellow]{text}[/yellow]"),
+        )
         try:
             with _state_file(settings, servers.mongodb_url, servers.redis_url):
-                for _ in range(workers):
-                    children.append(subprocess.Popen([sys.executable, "-m", "app.cli", "worker"], env=env))
+                supervisor.start()  # restarts a worker that dies, with back-off
                 url = f"http://{settings.host}:{settings.port}/graphql"
                 console.print(f"GraphiQL: {url}", soft_wrap=True)
                 _uvicorn(settings)
         finally:
-            for child in children:
-                child.terminate()
-            for child in children:
-                try:
-                    child.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    child.kill()
-                    child.wait()
+            supervisor.stop()
 
 
 @cli.command()
@@ -190,6 +189,8 @@ def worker(
     import logging
 
     from arq.worker import run_worker
+    from pymongo.errors import PyMongoError
+    from redis.exceptions import RedisError
 
     from app.worker import worker_settings
 
@@ -198,7 +199,16 @@ def worker(
     if not settings.mongodb_url or not settings.redis_url:
         err.print("[red]MONGODB_URL and REDIS_URL must be set[/red] (or run `labelstream up`)")
         raise typer.Exit(2)
-    run_worker(worker_settings(settings), burst=burst)  # type: ignore[arg-type]
+    delay = 1.0
+    while True:  # a lost Redis or MongoDB is waited out, not a reason to exit (the work is durable)
+        started = time.monotonic()
+        try:
+            run_worker(worker_settings(settings), burst=burst)  # type: ignore[arg-type]
+            return  # burst done, or stopped by a signal
+        except (ConnectionError, OSError, RedisError, PyMongoError) as exc:
+            delay = 1.0 if time.monotonic() - started > 60 else min(delay * 2, 30.0)
+            logging.getLogger("labelstream.worker").warning("lost a server (%s); again in %.0f s", exc, delay)
+            time.sleep(delay)
 
 
 @schema_cli.command("export")

@@ -17,7 +17,7 @@ from app.inputs.models import Input
 from app.models.models import ModelEntry, Workflow
 from app.predictions.models import Prediction
 from app.review.models import Assignment, TaskLock
-from app.tasks.models import LabelingTask, TaskInput
+from app.tasks.models import LabelingTask, TaskBatch, TaskInput
 from app.users.models import ApiKey, User
 
 DOCUMENT_MODELS: list[Any] = [
@@ -32,6 +32,7 @@ DOCUMENT_MODELS: list[Any] = [
     Workflow,
     LabelingTask,
     TaskInput,
+    TaskBatch,
     Prediction,
     Annotation,
     Assignment,

@@ -94,6 +94,14 @@ class EmbeddedMongo:
         self.stop()
         raise RuntimeError(f"nx-27017 did not answer within {timeout:.0f}s; see {log}")
 
+    def kill(self) -> None:
+        """Stop abruptly, as a crash would; ``start()`` again comes back on the same port with
+        every acknowledged write (file-backed)."""
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
     def stop(self, timeout: float = 10.0) -> None:
         proc, self._proc = self._proc, None
         if proc is None or proc.poll() is not None:
@@ -153,16 +161,65 @@ class EmbeddedRedis:
             server.terminate()
 
 
+WORKERS_PID_FILE = "workers.pid"  # written by ``labelstream up``: the worker processes it runs
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _pids(pid_file: Path) -> list[int]:
+    try:
+        return [int(p) for p in pid_file.read_text().split()]
+    except (OSError, ValueError):
+        return []
+
+
+def reap(pid: int, marker: str, timeout: float = 5.0) -> bool:
+    """Stop a process a previous run left behind (``marker`` must be in its command line, so a
+    recycled pid of another program is never touched). Returns whether one was stopped."""
+    if pid <= 1 or pid == os.getpid() or not pid_alive(pid) or marker not in _cmdline(pid):
+        return False
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and pid_alive(pid) and marker in _cmdline(pid):
+        time.sleep(0.05)
+    if pid_alive(pid) and marker in _cmdline(pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return True
+
+
+def reap_stale(data_dir: Path) -> list[str]:
+    """What a killed ``labelstream up`` left running on ``data_dir``: the daemonized valkey
+    (nx-27017 and workers die with their parent, but are checked too)."""
+    stopped = []
+    for pid_file, marker in (
+        (data_dir / "redis" / "valkey.pid", "valkey"),
+        (data_dir / "mongodb" / "nx-27017.pid", "nx"),
+        (data_dir / WORKERS_PID_FILE, "app.cli worker"),
+    ):
+        stopped += [marker for pid in _pids(pid_file) if reap(pid, marker)]
+    return stopped
+
+
 class EmbeddedServers:
-    """Starts whichever of the two servers has no URL configured; stops what it started."""
+    """Starts whichever of the two servers has no URL configured; stops what it started.
+    Servers a killed previous run left behind on the same data directory are stopped first."""
 
     def __init__(self, data_dir: Path, mongodb_url: str | None, redis_url: str | None) -> None:
+        self.data_dir = data_dir
         self.mongo = None if mongodb_url else EmbeddedMongo(data_dir / "mongodb")
         self.redis = None if redis_url else EmbeddedRedis(data_dir / "redis")
         self.mongodb_url = mongodb_url
         self.redis_url = redis_url
 
     def start(self) -> None:
+        reap_stale(self.data_dir)
         try:
             if self.mongo is not None:
                 self.mongo.start()

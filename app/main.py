@@ -51,6 +51,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 settings.redis_url,
                 interval_s=settings.live_progress_interval_s,
                 queue_size=settings.live_queue_size,
+                access_recheck_s=settings.live_access_recheck_s,
             )
             await runtime.live.start()
         app.state.runtime = runtime

@@ -7,6 +7,7 @@ listeners), ``shutdown`` closes it.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any, ClassVar
 
@@ -15,6 +16,7 @@ from arq.connections import RedisSettings
 from app.bootstrap import close_runtime, open_runtime
 from app.core.queue import QUEUE_NAME, redis_settings
 from app.settings import Settings
+from app.tasks import scheduler
 from app.tasks.jobs import FUNCTIONS as TASK_FUNCTIONS
 
 log = logging.getLogger("labelstream.worker")
@@ -27,11 +29,16 @@ async def ping(ctx: dict[str, Any]) -> str:
 
 async def startup(ctx: dict[str, Any]) -> None:
     settings: Settings = ctx.get("settings") or Settings()
-    ctx["runtime"] = await open_runtime(settings)
+    ctx["runtime"] = runtime = await open_runtime(settings)
+    # work that lost its wake-up (Redis emptied) or its worker (lease lapsed) is woken again
+    ctx["reconciler"] = asyncio.create_task(scheduler.reconcile_forever(runtime))
     log.info("worker connected to MongoDB and Redis")
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
+    reconciler = ctx.get("reconciler")
+    if reconciler is not None:
+        reconciler.cancel()
     runtime = ctx.get("runtime")
     if runtime is not None:
         await close_runtime(runtime)

@@ -23,6 +23,7 @@ class Servers:
     redis_url: str
     engine: str
     redis: EmbeddedRedis | None  # set when the tests own the Redis process (restart tests)
+    mongo: EmbeddedMongo | None = None  # set when the tests own the nx-27017 process (fault tests)
 
 
 @contextmanager
@@ -30,6 +31,7 @@ def start_servers() -> Iterator[Servers]:
     with ExitStack() as stack:
         root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="labelstream-test-")))
         engine = os.environ.get("LABELSTREAM_TEST_ENGINE", "embedded").lower()
+        owned: EmbeddedMongo | None = None
         mongodb_url = os.environ.get("MONGODB_URL")
         if mongodb_url:
             engine = "external"
@@ -46,6 +48,7 @@ def start_servers() -> Iterator[Servers]:
         else:
             engine = "embedded"
             mongo = EmbeddedMongo(root / "mongodb")
+            owned = mongo
             mongo.start()
             stack.callback(mongo.stop)
             mongodb_url = mongo.url
@@ -56,4 +59,4 @@ def start_servers() -> Iterator[Servers]:
             redis.start()
             stack.callback(redis.stop)
             redis_url = redis.url
-        yield Servers(mongodb_url=mongodb_url, redis_url=redis_url, engine=engine, redis=redis)
+        yield Servers(mongodb_url=mongodb_url, redis_url=redis_url, engine=engine, redis=redis, mongo=owned)

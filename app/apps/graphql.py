@@ -180,7 +180,8 @@ class Mutation:
     @strawberry.mutation(description="Delete an app and everything in it (owner).")
     @mutation_errors
     async def delete_app(self, info: Info, id: strawberry.ID) -> DeleteAppResult:
-        return DeleteSuccess(id=strawberry.ID(await service.delete_app(info.context.principal, id)))
+        deleted = await service.delete_app(info.context.principal, id, redis=info.context.runtime.redis)
+        return DeleteSuccess(id=strawberry.ID(deleted))
 
     @strawberry.mutation(description="Add a collaborator by email (owner, admin).")
     @mutation_errors
@@ -194,7 +195,7 @@ class Mutation:
         self, info: Info, input: UpdateCollaboratorInput
     ) -> UpdateCollaboratorResult:
         doc = await service.update_collaborator(
-            info.context.principal, input.app_id, input.user_id, input.roles
+            info.context.principal, input.app_id, input.user_id, input.roles, redis=info.context.runtime.redis
         )
         return CollaboratorSuccess(collaborator=Collaborator.from_document(doc))
 
@@ -203,5 +204,7 @@ class Mutation:
     async def remove_collaborator(
         self, info: Info, input: RemoveCollaboratorInput
     ) -> RemoveCollaboratorResult:
-        doc = await service.remove_collaborator(info.context.principal, input.app_id, input.user_id)
+        doc = await service.remove_collaborator(
+            info.context.principal, input.app_id, input.user_id, redis=info.context.runtime.redis
+        )
         return CollaboratorSuccess(collaborator=Collaborator.from_document(doc))

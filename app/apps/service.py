@@ -1,12 +1,15 @@
 """Apps and collaborators.
 
 Invariants: every app has at least one OWNER; only owners grant, change or remove the OWNER
-role; a member may always leave (remove themselves) unless they are the last owner.
+role; a member may always leave (remove themselves) unless they are the last owner. Removing a
+member, changing their roles or deleting the app publishes an ``access`` event once written, so
+every API process re-checks what that member still has open (``pubsub.publish_access``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from pymongo.errors import DuplicateKeyError
 
@@ -14,7 +17,7 @@ from app.access import MANAGERS, Principal, require_app
 from app.annotations import store
 from app.annotations.models import Annotation
 from app.apps.models import App, Membership, Role
-from app.core import validate
+from app.core import pubsub, validate
 from app.core.errors import Conflict, ErrorCode, NotFound, PermissionDenied, ValidationFailed
 from app.core.pagination import Page, PageArgs, paginate
 from app.documents import DOCUMENT_MODELS
@@ -52,7 +55,7 @@ async def update_app(principal: Principal, app_id: str, name: str | None, descri
     return app
 
 
-async def delete_app(principal: Principal, app_id: str) -> str:
+async def delete_app(principal: Principal, app_id: str, *, redis: Any = None) -> str:
     """Delete the app and everything in it. Blobs are content-addressed and may be shared by
     other apps, so they stay (a later garbage collection can remove unreferenced ones)."""
     app, _ = await require_app(principal, app_id, (Role.OWNER,), field="id")
@@ -62,6 +65,7 @@ async def delete_app(principal: Principal, app_id: str) -> str:
         elif "app_id" in model.model_fields:
             await model.get_pymongo_collection().delete_many({"app_id": app.id})
     await app.delete()
+    await pubsub.publish_access(redis, pubsub.AccessReason.APP_DELETED, app_id=app.id)
     return app.id
 
 
@@ -107,7 +111,7 @@ async def _membership(app_id: str, user_id: str) -> Membership:
 
 
 async def update_collaborator(
-    principal: Principal, app_id: str, user_id: str, roles: Iterable[Role]
+    principal: Principal, app_id: str, user_id: str, roles: Iterable[Role], *, redis: Any = None
 ) -> Membership:
     _, mine = await require_app(principal, app_id, MANAGERS)
     target = await _membership(app_id, user_id)
@@ -117,12 +121,19 @@ async def update_collaborator(
         raise PermissionDenied("only owners can grant or remove the OWNER role", field="roles")
     if Role.OWNER in target.roles and Role.OWNER not in wanted and await _owners(app_id) <= 1:
         raise Conflict("an app needs at least one owner", field="roles", code=ErrorCode.LAST_OWNER)
+    changed = set(wanted) != set(target.roles)
     target.roles = wanted
     await target.touch_save()
+    if changed:
+        await pubsub.publish_access(
+            redis, pubsub.AccessReason.ROLES_CHANGED, user_id=target.user_id, app_id=app_id
+        )
     return target
 
 
-async def remove_collaborator(principal: Principal, app_id: str, user_id: str) -> Membership:
+async def remove_collaborator(
+    principal: Principal, app_id: str, user_id: str, *, redis: Any = None
+) -> Membership:
     leaving = user_id == principal.user_id
     _, mine = await require_app(principal, app_id, None if leaving else MANAGERS)
     target = await _membership(app_id, user_id)
@@ -131,6 +142,9 @@ async def remove_collaborator(principal: Principal, app_id: str, user_id: str) -
     if Role.OWNER in target.roles and await _owners(app_id) <= 1:
         raise Conflict("an app needs at least one owner", field="userId", code=ErrorCode.LAST_OWNER)
     await target.delete()
+    await pubsub.publish_access(
+        redis, pubsub.AccessReason.MEMBER_REMOVED, user_id=target.user_id, app_id=app_id
+    )
     return target
 
 

@@ -7,6 +7,10 @@ instead of the events it missed.
 
 Access is checked before the stream starts, so a refusal is the protocol's ``error`` message
 with ``extensions.code`` (``NOT_FOUND`` for another app's task, exactly like an unknown id).
+It is checked again while the stream runs (``app.live.access``): when the caller's key is
+revoked, or they leave the app or lose the role it needs, the operation ends with the same
+typed error a new subscription would get (``UNAUTHENTICATED``, ``NOT_FOUND``,
+``PERMISSION_DENIED``), sent by the transport as the protocol's ``error`` message.
 """
 
 from __future__ import annotations
@@ -14,17 +18,19 @@ from __future__ import annotations
 import enum
 import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
 import strawberry
 from graphql import GraphQLError
 
-from app.access import Principal
+from app.access import REVIEWERS, Principal
 from app.core import pubsub
 from app.core.errors import DomainError, ErrorCode, NotFound
 from app.graphql.context import Info
 from app.live import service
+from app.live.access import LIVE_GUARD, AccessLost, Guard, Rule
 from app.live.execution import LIVE_SINK, SharedFrame
 from app.live.hub import Delivery, Hub, Renderer, Resync
 from app.tasks import models as m
@@ -176,6 +182,23 @@ def _principal(info: Info) -> Principal:
         raise typed_error(exc) from None
 
 
+@dataclass(frozen=True, slots=True)
+class _Admission:
+    """The connection's guard as it was before the access check (None over HTTP)."""
+
+    guard: Guard | None
+    generation: int
+
+
+def _admit(info: Info) -> _Admission:
+    guard = LIVE_GUARD.get()
+    if guard is None:
+        return _Admission(None, 0)
+    if guard.revoked is not None:  # the connection is being closed: its key no longer works
+        raise typed_error(guard.revoked)
+    return _Admission(guard, guard.generation)
+
+
 async def _checked(info: Info, check: Callable[[], Awaitable[F]]) -> F:
     """Run an access check; its refusal becomes the protocol's typed error message."""
     try:
@@ -191,19 +214,33 @@ async def _live(
     renderer: Renderer,
     snapshot: Callable[[], Awaitable[Any]],
     snapshot_key: Any,
+    admission: _Admission,
+    rule: Rule,
     audience: str | None = None,
 ) -> AsyncGenerator[Any, None]:
     # Subscribed before the snapshot is read: nothing published in between is lost, and
     # deliveries rendered before the snapshot read began (older state) are skipped.
     sub = hub.subscribe(channel, renderer, audience=audience)
+    # Set by the transport for this operation (None over HTTP). Once the snapshot has gone out
+    # the usual way, the hub sends most events for us while we wait in ``sub.get()``.
+    sink = sub.sink = LIVE_SINK.get()
+    # Watched from now on. Re-checked at once when a re-check of the guard was asked for since
+    # the access check (it may have read before this operation was watched), or when the guard
+    # is this operation's own (over HTTP: nothing watched it until now).
+    guard = admission.guard
+    owned = guard is None
+    if guard is None:
+        principal = info.context.principal
+        guard = hub.access.guard(principal.user_id, principal.key_id)
+    path = info.path.as_list()
+    watch = guard.watch(rule, lambda exc: sub.end(AccessLost.of(exc, path)))
+    if owned or guard.generation != admission.generation:
+        hub.access.recheck([guard])
 
     async def load() -> tuple[int, Any]:
         seq = hub.next_seq()
         return seq, await snapshot()
 
-    # Set by the transport for this operation (None over HTTP). Once the snapshot has gone out
-    # the usual way, the hub sends most events for us while we wait in ``sub.get()``.
-    sink = sub.sink = LIVE_SINK.get()
     try:
         seq, frame = await hub.shared(snapshot_key, load)
         sub.floor = seq
@@ -233,6 +270,9 @@ async def _live(
             extensions={"code": "INTERNAL", "requestId": request_id},
         ) from None
     finally:
+        guard.unwatch(watch)
+        if owned:
+            hub.access.release(guard)
         hub.unsubscribe(sub)
 
 
@@ -247,7 +287,9 @@ class Subscription:
     ) -> AsyncGenerator[TaskProgress, None]:
         hub = _hub(info)
         principal = _principal(info)
+        admission = _admit(info)
         task = await _checked(info, lambda: service.task_for(principal, str(task_id)))
+        rule = Rule(task.app_id, "labeling task", str(task_id), "taskId")
 
         async def snapshot() -> TaskProgress:
             doc = await service.load_task(task.id)
@@ -255,7 +297,8 @@ class Subscription:
                 raise NotFound("labeling task", task.id, field="taskId")
             return TaskProgress.from_document(doc, snapshot=True)
 
-        return _live(info, hub, pubsub.task_channel(task.id), PROGRESS, snapshot, ("progress", task.id))
+        channel = pubsub.task_channel(task.id)
+        return _live(info, hub, channel, PROGRESS, snapshot, ("progress", task.id), admission, rule)
 
     @strawberry.subscription(
         description="The app's labeling tasks (the most recent ones in the snapshot), then every "
@@ -266,7 +309,9 @@ class Subscription:
     ) -> AsyncGenerator[LabelingTasksUpdate, None]:
         hub = _hub(info)
         principal = _principal(info)
+        admission = _admit(info)
         await _checked(info, lambda: service.check_app(principal, str(app_id)))
+        rule = Rule(str(app_id), "app", str(app_id), "appId")
         limit = info.context.settings.live_task_list_limit
 
         async def snapshot() -> LabelingTasksUpdate:
@@ -275,9 +320,8 @@ class Subscription:
                 snapshot=True, tasks=[TaskProgress.from_document(d, snapshot=True) for d in docs]
             )
 
-        return _live(
-            info, hub, pubsub.app_tasks_channel(str(app_id)), APP_TASKS, snapshot, ("app", str(app_id))
-        )
+        channel = pubsub.app_tasks_channel(str(app_id))
+        return _live(info, hub, channel, APP_TASKS, snapshot, ("app", str(app_id)), admission, rule)
 
     @strawberry.subscription(
         description="Your review queue in a task: the counts waiting for you, then inputs added to "
@@ -288,7 +332,9 @@ class Subscription:
     ) -> AsyncGenerator[ReviewQueueUpdate, None]:
         hub = _hub(info)
         principal = _principal(info)
+        admission = _admit(info)
         task = await _checked(info, lambda: service.task_for_reviewer(principal, str(task_id)))
+        rule = Rule(task.app_id, "labeling task", str(task_id), "taskId", frozenset(REVIEWERS))
         reviewer = principal.user_id
 
         async def snapshot() -> ReviewQueueUpdate:
@@ -308,5 +354,7 @@ class Subscription:
             REVIEW,
             snapshot,
             ("review", task.id, reviewer),
+            admission,
+            rule,
             audience=reviewer,
         )

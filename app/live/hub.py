@@ -23,6 +23,13 @@ Invariants:
   subscriber to re-synchronise (a fresh snapshot from MongoDB).
 * A subscriber that goes away (``unsubscribe``) leaves nothing behind: its topic, throttles,
   timers and pending renders are dropped with the last subscriber of the channel.
+* Control channels (``listen``, e.g. ``labelstream:access``) never have a topic: their events go
+  to plain callbacks, looked up only for channels nobody subscribes to, so the fan-out path pays
+  nothing for them. After every (re)subscription each callback is called with None: events may
+  have been lost.
+* Access is re-checked for every live operation (``app.live.access``): a subscriber whose caller
+  lost access is ended (``Subscriber.end``); from then on the hub never writes to it directly and
+  its own task raises the reason instead of taking anything more from its mailbox.
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from app.core import pubsub
+from app.live.access import AccessWatch
 from app.live.execution import DISCONNECTED
 
 log = logging.getLogger("labelstream.live")
@@ -79,7 +87,18 @@ class Sink(Protocol):
 
 
 class Subscriber:
-    __slots__ = ("_items", "_maxlen", "_resync", "_waiter", "accepts", "channel", "floor", "sending", "sink")
+    __slots__ = (
+        "_ended",
+        "_items",
+        "_maxlen",
+        "_resync",
+        "_waiter",
+        "accepts",
+        "channel",
+        "floor",
+        "sending",
+        "sink",
+    )
 
     def __init__(self, channel: str, maxlen: int, accepts: str | None) -> None:
         self.channel = channel
@@ -93,6 +112,7 @@ class Subscriber:
         self.sink: Sink | None = None
         self.floor = 0  # deliveries with a seq <= floor predate the last snapshot: skipped
         self.sending = False  # a direct send is under way: ``get`` waits, so order is kept
+        self._ended: BaseException | None = None
 
     def wants(self, delivery: Delivery) -> bool:
         return delivery.audience is None or delivery.audience == self.accepts
@@ -129,6 +149,15 @@ class Subscriber:
         self._resync = True
         self._wake()
 
+    def end(self, reason: BaseException) -> None:
+        """No more deliveries (the caller lost access): ``get`` raises ``reason`` once a direct
+        send under way is over. Without a sink the hub never writes to it directly again."""
+        if self._ended is None:
+            self._ended = reason
+            self.sink = None
+            self._items.clear()
+            self._wake()
+
     def sent(self) -> None:
         """A direct send that had to wait (a slow client) is over."""
         self.sending = False
@@ -142,6 +171,8 @@ class Subscriber:
     async def get(self) -> Delivery | Resync:
         while True:
             if not self.sending:
+                if self._ended is not None:
+                    raise self._ended
                 if self._resync:
                     self._resync = False
                     self._items.clear()
@@ -249,6 +280,7 @@ class Hub:
         interval_s: float = 0.25,
         queue_size: int = 100,
         max_backoff_s: float = 2.0,
+        access_recheck_s: float = 10.0,
     ) -> None:
         self.redis_url = redis_url
         self.interval = interval_s
@@ -261,11 +293,16 @@ class Hub:
         self._seq = 0
         self._task: asyncio.Task[None] | None = None
         self._inflight: dict[Any, asyncio.Task[Any]] = {}
+        self._listeners: dict[str, list[Callable[[dict[str, Any] | None], None]]] = {}
+        # who may still read what: re-checked on ``access`` events and every ``access_recheck_s``
+        self.access = AccessWatch(access_recheck_s)
+        self.listen(pubsub.ACCESS_CHANNEL, self.access.on_event)
 
     # -- lifecycle -----------------------------------------------------------------------------
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="live-hub")
+        self.access.start()
 
     async def stop(self) -> None:
         task, self._task = self._task, None
@@ -273,6 +310,7 @@ class Hub:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await self.access.stop()
         for topic in self.topics.values():
             topic.close()
             for sub in topic.subscribers:
@@ -283,6 +321,12 @@ class Hub:
         self._inflight.clear()
 
     # -- subscribers ---------------------------------------------------------------------------
+
+    def listen(self, channel: str, callback: Callable[[dict[str, Any] | None], None]) -> None:
+        """Call ``callback`` with every decoded event of a control channel (one no subscriber
+        uses), and with None after every (re)subscription to Redis: events may have been lost.
+        It runs in the hub's reader, so it must not block: start a task for any I/O."""
+        self._listeners.setdefault(channel, []).append(callback)
 
     def subscribe(self, channel: str, renderer: Renderer, *, audience: str | None = None) -> Subscriber:
         topic = self.topics.get(channel)
@@ -410,11 +454,25 @@ class Hub:
         for topic in self.topics.values():
             for sub in topic.subscribers:
                 sub.request_resync()
+        for callbacks in self._listeners.values():
+            for callback in callbacks:
+                self._notify(callback, None)
+
+    def _notify(
+        self, callback: Callable[[dict[str, Any] | None], None], event: dict[str, Any] | None
+    ) -> None:
+        try:
+            callback(event)
+        except Exception:
+            log.warning("a live listener failed", exc_info=True)
 
     def _dispatch(self, raw_channel: bytes | str, data: bytes | str) -> None:
         channel = raw_channel.decode() if isinstance(raw_channel, bytes) else raw_channel
         topic = self.topics.get(channel)
         if topic is None:
+            callbacks = self._listeners.get(channel)
+            if callbacks:
+                self._control(channel, data, callbacks)
             return  # nobody here listens to it: not even decoded
         try:
             event = pubsub.decode(data)
@@ -432,6 +490,17 @@ class Hub:
         throttle.event = event
         throttle.dirty = True
         self._schedule(topic, key, throttle)
+
+    def _control(
+        self, channel: str, data: bytes | str, callbacks: list[Callable[[dict[str, Any] | None], None]]
+    ) -> None:
+        try:
+            event = pubsub.decode(data)
+        except Exception:
+            log.warning("undecodable event on %s", channel)
+            return
+        for callback in callbacks:
+            self._notify(callback, event)
 
     # -- coalescing ----------------------------------------------------------------------------
 

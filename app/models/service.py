@@ -23,7 +23,7 @@ from app.core import validate
 from app.core.errors import Conflict, DomainError, ErrorCode, NotFound, ValidationFailed
 from app.core.pagination import Page, PageArgs, paginate
 from app.models.adapters import validate_config
-from app.models.models import ModelConceptEntry, ModelEntry, ModelKind, Workflow
+from app.models.models import JsonConfig, ModelConceptEntry, ModelEntry, ModelKind, Workflow
 from app.tasks.models import ConceptMapping, LabelingTask
 
 MAX_MODEL_CONCEPTS = 10_000
@@ -259,7 +259,7 @@ async def update_model(
         new_adapter = _adapter(adapter) if adapter is not None else model.adapter
         new_config = _config(config) if config is not None else model.config
         new_zero_shot = zero_shot if zero_shot is not None else model.zero_shot
-        model.config = _runnable(new_adapter, model.kind, new_config, new_zero_shot)
+        model.config = JsonConfig(_runnable(new_adapter, model.kind, new_config, new_zero_shot))
         model.adapter = new_adapter
         model.zero_shot = new_zero_shot
     if concepts is not None:

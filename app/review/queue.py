@@ -26,7 +26,7 @@ from beanie import SortDirection
 
 from app.access import CONTRIBUTORS, REVIEWERS, Principal, get_for, is_manager
 from app.annotations.models import Annotation, AnnotationStatus
-from app.apps.models import Role
+from app.apps.models import Membership, Role
 from app.core import validate
 from app.core.errors import ErrorCode, NotFound, ValidationFailed
 from app.review import assign, metrics
@@ -143,13 +143,20 @@ async def _visible_holders(
     principal: Principal, task: LabelingTask, kind: AssignmentKind
 ) -> list[str | None]:
     """Whose open items the caller lists and may open: their own; an owner or admin also sees
-    work nobody holds or whose holder left the task (orphaned), and can take it over."""
+    work nobody holds or whose holder left the task or the app (orphaned), and can take it over."""
     mine: list[str | None] = [principal.user_id]
     if not await is_manager(principal, task.app_id):
         return mine
-    people = set(assign.people_of(task, kind)[0])
     counts = assign.open_counts(await assign.bucket_counts(task.id), kind)
-    return [*mine, None, *sorted(u for u in counts if u not in people and u != principal.user_id)]
+    holders = sorted(u for u in counts if u != principal.user_id)
+    members = {
+        m["user_id"]
+        for m in await Membership.get_pymongo_collection()
+        .find({"app_id": task.app_id, "user_id": {"$in": holders}}, {"user_id": 1})
+        .to_list()
+    }
+    people = set(assign.people_of(task, kind)[0]) & members
+    return [*mine, None, *(u for u in holders if u not in people)]
 
 
 async def open_item(principal: Principal, task_id: str, input_id: str, kind: AssignmentKind) -> Assignment:

@@ -1,32 +1,71 @@
-"""Thin arq functions: take ids, call the engine (CONVENTIONS.md: jobs take ids, not documents)."""
+"""Thin arq functions (CONVENTIONS.md: jobs take ids, not documents).
+
+``process_next`` is a wake-up: it claims the best claimable batch from MongoDB
+(``scheduler.claim``) and runs it under a renewed lease. There is one wake-up per batch (the
+reconciliation tops them up when some were lost); which batch runs is decided by MongoDB,
+never by the job's arguments.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import socket
 from typing import Any
 
-from arq import Retry, func
+from arq import func
 
-from app.tasks import engine
-from app.tasks.engine import TRANSIENT  # retried later (arq's max_tries): a batch is idempotent
+from app.core.ids import new_id
+from app.tasks import engine, progress, scheduler
+from app.tasks.engine import TRANSIENT
+from app.tasks.models import LabelingTask, TaskBatch
 
-MAX_TRIES = 5
-
-# A batch of 32 images through the slowest built-in model (OCR, ~0.6 s each) stays well
-# under this; a worker that dies mid-job has it re-run this long (+10 s) later.
-BATCH_TIMEOUT_S = 600
+# A batch of 32 images through the slowest built-in model (OCR, ~0.6 s each) stays well under
+# this; a dead worker's batch is taken again when its lease lapses, long before.
+JOB_TIMEOUT_S = 600
 
 
-async def process_batch(
-    ctx: dict[str, Any], task_id: str, input_ids: list[str], run: int, retry: bool = False
-) -> dict[str, int]:
+def worker_identity() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{new_id()[-6:]}"
+
+
+async def _give_up(runtime: Any, batch: TaskBatch) -> None:
+    """A batch that kept failing with transient errors: its inputs fail, so the task closes."""
+    task = await LabelingTask.get(batch.task_id)
+    if task is None or task.run != batch.run:
+        return
+    pending, before = await progress.pending(task, batch.input_ids, batch.retry)
+    message = f"gave up after {batch.attempts} attempts (servers unreachable)"
+    await progress.record(task, {}, {i: ("RETRIES_EXHAUSTED", message) for i in pending}, before)
+    updated = await progress.finish_if_complete(runtime, task.id)
+    if updated is not None:
+        await progress.publish_progress(runtime, updated)
+
+
+async def process_next(ctx: dict[str, Any]) -> dict[str, int]:
+    runtime = ctx["runtime"]
+    settings = runtime.settings
+    owner = ctx.setdefault("worker_identity", worker_identity())
+    batch = await scheduler.claim(owner, settings.batch_lease_s)
+    if batch is None:
+        return {"batches": 0}
+    if batch.attempts > settings.batch_max_attempts:
+        await scheduler.run_leased(
+            batch, owner, settings.batch_lease_s, lambda b: _give_up(runtime, b), TRANSIENT
+        )
+        return {"batches": 1}
+
+    async def run(b: TaskBatch) -> None:
+        await engine.run_batch(runtime, b.task_id, b.input_ids, run=b.run, retry=b.retry)
+
     try:
-        result = await engine.run_batch(ctx["runtime"], task_id, input_ids, run=run, retry=retry)
-    except TRANSIENT as exc:
-        tries = int(ctx.get("job_try", 1))
-        if tries >= MAX_TRIES:
-            raise
-        raise Retry(defer=2.0 * tries) from exc
-    return {"processed": result.processed, "failed": result.failed, "skipped": result.skipped}
+        finished = await scheduler.run_leased(batch, owner, settings.batch_lease_s, run, TRANSIENT)
+    except asyncio.CancelledError:  # shutting down: the batch went back; so does its wake-up
+        await asyncio.shield(scheduler.wake(runtime, 1))
+        raise
+    if not finished:
+        await scheduler.wake(runtime, 1, defer_s=min(2.0**batch.attempts, 60.0))
+    return {"batches": 1}
 
 
-FUNCTIONS = [func(process_batch, name="process_batch", timeout=BATCH_TIMEOUT_S, max_tries=MAX_TRIES)]  # type: ignore[arg-type]
+FUNCTIONS = [func(process_next, name=scheduler.WAKE_JOB, timeout=JOB_TIMEOUT_S, max_tries=3)]  # type: ignore[arg-type]

@@ -5,18 +5,17 @@
     DONE / IDLE / CANCELLED / FAILED --start--> QUEUED (a new run)
     DONE / IDLE / CANCELLED --retry failed inputs--> IN_PROGRESS
 
-Jobs carry the task's ``run``; a start or retry bumps it, so jobs of an older run do nothing.
-Job ids are deterministic (``labelstream:task:<id>:run:<n>:<part>:<k>``): enqueueing the same
-batch twice is refused by arq, and running it twice is harmless anyway (TaskInput states).
-Priority: a job's score is its enqueue time minus 1 h for MEDIUM and 2 h for HIGH, so a worker
-takes HIGH before MEDIUM before LOW and, within one priority, oldest first.
+Batches carry the task's ``run``; a start or retry bumps it, so batches of an older run do
+nothing. The work of a run is stored as batches in MongoDB first (``scheduler``), so it
+survives a lost Redis; batch ids are deterministic (``<task>:<run>:<part>:<k>``), and running
+one twice is harmless (TaskInput states). Priority is an order, not a head start: workers take
+HIGH before MEDIUM before LOW, and changing a task's priority reorders its pending batches.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from app.access import MANAGERS, Principal, get_for
@@ -27,25 +26,18 @@ from app.core.errors import Conflict, ErrorCode, ValidationFailed
 from app.inputs.models import Input
 from app.predictions.models import Prediction
 from app.runtime import Runtime
-from app.tasks import engine, progress
+from app.tasks import engine, progress, scheduler
 from app.tasks.models import (
     ConceptThreshold,
     InputState,
     LabelingTask,
     TaskInput,
-    TaskPriority,
     TaskStatus,
     ThresholdRange,
 )
 from app.tasks.routing import Route, build_router
 from app.tasks.run.write import candidates, write_annotations
 
-JOB_NAME = "process_batch"
-PRIORITY_HEAD_START = {
-    TaskPriority.HIGH: timedelta(hours=2),
-    TaskPriority.MEDIUM: timedelta(hours=1),
-    TaskPriority.LOW: timedelta(0),
-}
 FINISHED = (TaskStatus.DONE, TaskStatus.IDLE, TaskStatus.CANCELLED, TaskStatus.FAILED)
 
 
@@ -75,31 +67,12 @@ async def dataset_input_ids(app_id: str, dataset_id: str, page: int = 1000) -> A
 
 
 async def enqueue(
-    runtime: Runtime,
-    task: LabelingTask,
-    input_ids: Sequence[str],
-    *,
-    part: str,
-    retry: bool = False,
+    runtime: Runtime, task: LabelingTask, input_ids: Sequence[str], *, part: str, retry: bool = False
 ) -> int:
-    """Enqueue ``input_ids`` in batches; returns the number of jobs."""
+    """Store ``input_ids`` as batches of the task's run and wake workers; returns the count."""
     if runtime.redis is None:
         raise ValidationFailed("no job queue is configured (REDIS_URL)", field="id")
-    size = runtime.settings.task_batch_size
-    score_time = datetime.now(UTC) - PRIORITY_HEAD_START[task.priority]
-    jobs = 0
-    for k in range(0, len(input_ids), size):
-        await runtime.redis.enqueue_job(
-            JOB_NAME,
-            task.id,
-            list(input_ids[k : k + size]),
-            task.run,
-            retry,
-            _job_id=f"labelstream:task:{task.id}:run:{task.run}:{part}:{k // size}",
-            _defer_until=score_time,
-        )
-        jobs += 1
-    return jobs
+    return await scheduler.add_batches(runtime, task, input_ids, part=part, retry=retry)
 
 
 async def _bump_run(task: LabelingTask, status: TaskStatus, extra: dict[str, Any]) -> LabelingTask:
@@ -161,6 +134,7 @@ async def cancel(runtime: Runtime, task: LabelingTask) -> LabelingTask:
         {"_id": task.id, "status": {"$in": [s.value for s in progress.ACTIVE]}},
         {"$set": {"status": TaskStatus.CANCELLED.value}, "$currentDate": {"updated_at": True}},
     )
+    await scheduler.drop(task.id)
     fresh = await LabelingTask.get(task.id)
     assert fresh is not None
     await progress.publish_progress(runtime, fresh)

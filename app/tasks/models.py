@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 
 from pydantic import BaseModel
-from pymongo import ASCENDING, IndexModel
+from pymongo import ASCENDING, DESCENDING, IndexModel
 
 from app.core.documents import BaseDocument
 
@@ -161,4 +161,48 @@ class TaskInput(BaseDocument):
         indexes = [
             IndexModel([("task_id", ASCENDING), ("state", ASCENDING)]),
             IndexModel([("app_id", ASCENDING)]),
+        ]
+
+
+class BatchState(enum.StrEnum):
+    PENDING = "PENDING"  # waiting for a worker (or for ``available_at`` after a transient error)
+    LEASED = "LEASED"  # a worker holds it until ``lease_until`` and renews that while it works
+    DONE = "DONE"
+
+
+PRIORITY_RANK = {TaskPriority.LOW: 0, TaskPriority.MEDIUM: 1, TaskPriority.HIGH: 2}
+
+
+class TaskBatch(BaseDocument):
+    """One batch of a task's run, the unit a worker claims (``app/tasks/scheduler.py``).
+
+    ``_id`` is ``<task_id>:<run>:<part>:<k>``, so creating the batches of a run twice is
+    harmless. Workers take the claimable batch with the highest ``priority``, then the lowest
+    ``rank`` (its index within its run: runs of the same priority take turns, so one big task
+    cannot starve another app's), then the oldest ``seq``. Times are epoch seconds (numbers):
+    a top-level date ``$set`` on an existing document is not kept as a date by every engine
+    (MONGODB.md, rule 7).
+    """
+
+    app_id: str
+    task_id: str
+    run: int
+    input_ids: list[str]
+    retry: bool = False
+    priority: int = 1
+    rank: int = 0
+    seq: str = ""
+    state: BatchState = BatchState.PENDING
+    available_at: float = 0.0
+    lease_owner: str | None = None
+    lease_until: float = 0.0
+    attempts: int = 0
+
+    class Settings:
+        name = "task_batches"
+        indexes = [
+            IndexModel(
+                [("state", ASCENDING), ("priority", DESCENDING), ("rank", ASCENDING), ("seq", ASCENDING)]
+            ),
+            IndexModel([("task_id", ASCENDING)]),
         ]

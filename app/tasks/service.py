@@ -29,6 +29,7 @@ from app.core.pagination import Page, PageArgs, paginate
 from app.datasets.models import Dataset
 from app.models.service import Producer, check_production, producer_for
 from app.predictions.models import Prediction
+from app.tasks import scheduler
 from app.tasks.models import (
     ConceptMapping,
     ConceptThreshold,
@@ -334,6 +335,8 @@ async def update_task(principal: Principal, task_id: str, changes: TaskChanges) 
         await LabelingTask.get_pymongo_collection().update_one(
             {"_id": task.id}, {"$set": updates, "$currentDate": {"updated_at": True}}
         )
+    if changes.priority is not None:
+        await scheduler.reprioritize(task.id, changes.priority)  # pending work moves at once
     fresh = await LabelingTask.get(task.id)
     if fresh is None:  # deleted meanwhile
         raise NotFound("labeling task", task_id, field="id")
@@ -348,6 +351,7 @@ async def delete_task(
     task = await get_for(principal, LabelingTask, task_id, what="labeling task", roles=MANAGERS)
     # jobs still queued find no task and do nothing; its engine state goes with it
     await task.delete()
+    await scheduler.drop(task.id)
     await store.delete_task(runtime, task.app_id, task.id, delete_annotations=delete_annotations)
     await TaskInput.get_pymongo_collection().delete_many({"task_id": task.id})
     await Prediction.get_pymongo_collection().delete_many({"task_id": task.id})

@@ -86,7 +86,7 @@ class Mutation:
     @strawberry.mutation(description="Revoke one of your API keys; it stops working at once.")
     @mutation_errors
     async def revoke_api_key(self, info: Info, id: strawberry.ID) -> RevokeApiKeyResult:
-        key = await service.revoke_api_key(info.context.principal, id)
+        key = await service.revoke_api_key(info.context.principal, id, redis=info.context.runtime.redis)
         return RevokeApiKeySuccess(api_key=ApiKey.from_document(key))
 
     @strawberry.mutation(description="Change your display name.")

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pymongo.errors import DuplicateKeyError
 
 from app.access import Principal, hash_secret, new_secret
-from app.core import validate
+from app.core import pubsub, validate
 from app.core.errors import ErrorCode, NotFound, ValidationFailed
 from app.core.pagination import Page, PageArgs, paginate
 from app.users.models import ApiKey, User
@@ -43,7 +45,9 @@ async def create_api_key(user_id: str, description: str = "") -> tuple[ApiKey, s
     return key, secret
 
 
-async def revoke_api_key(principal: Principal, key_id: str) -> ApiKey:
+async def revoke_api_key(principal: Principal, key_id: str, *, redis: Any = None) -> ApiKey:
+    """Revoke one of the caller's keys; every API process then drops what the key still had open
+    (live subscriptions end; see ``pubsub.publish_access``)."""
     key = await ApiKey.get(key_id) if key_id else None
     if key is None or key.user_id != principal.user_id:
         raise NotFound("API key", key_id, field="id")
@@ -52,6 +56,7 @@ async def revoke_api_key(principal: Principal, key_id: str) -> ApiKey:
     await ApiKey.get_pymongo_collection().update_one(
         {"_id": key.id}, {"$set": {"revoked": True}, "$currentDate": {"updated_at": True}}
     )
+    await pubsub.publish_access(redis, pubsub.AccessReason.KEY_REVOKED, user_id=key.user_id, key_id=key.id)
     refreshed = await ApiKey.get(key.id)
     assert refreshed is not None
     return refreshed

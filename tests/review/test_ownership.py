@@ -248,3 +248,41 @@ async def test_review_items_of_a_deleted_task_go_with_it(api: Api, drain: Drain)
     )
     assert data["deleteLabelingTask"]["__typename"] == "DeleteSuccess"
     assert await Assignment.find({"task_id": s.task_id, "kind": AssignmentKind.REVIEW.value}).count() == 0
+
+
+REMOVE_MEMBER = """mutation($i: RemoveCollaboratorInput!) { removeCollaborator(input: $i) { __typename
+  ... on Error { code } } }"""
+
+
+async def test_owners_see_and_take_over_work_whose_reviewer_left_the_app(api: Api, drain: Drain) -> None:
+    s = await review_setup(api, drain, inputs=4, reviewers=2)
+    gone = s.reviewers[0]
+    theirs = {q["inputId"] for q in await queue_of(api, gone, s.task_id)}
+    assert theirs
+    data = await api.gql(s.w.owner, REMOVE_MEMBER, i={"appId": s.w.app_id, "userId": gone.user_id})
+    assert data["removeCollaborator"]["__typename"] != "NotFoundError", data
+    seen = await queue_of(api, s.w.owner, s.task_id)
+    assert {q["inputId"] for q in seen} == theirs, "the owner sees the orphaned items (and only those)"
+    taken = await api.gql(s.w.owner, OPEN, t=s.task_id, i=sorted(theirs)[0])
+    assert taken["openReviewItem"]["__typename"] == "QueueItemSuccess"
+    item = next(q for q in await queue_of(api, s.w.owner, s.task_id) if q["inputId"] == sorted(theirs)[0])
+    assert item["assignedTo"] == s.w.owner.user_id and item["state"] == "STARTED"
+    done = await review(api, s.w.owner, s.task_id, "APPROVE", inputIds=[item["inputId"]])
+    assert done["approved"] == 1
+    await _no_ghosts(s.task_id)
+
+
+async def test_the_creator_labels_what_the_model_left_empty_when_nobody_is_named(
+    api: Api, drain: Drain
+) -> None:
+    s = await review_setup(
+        api, drain, inputs=2, reviewers=0, predictions=[{"concept": "cat", "confidence": 0.2}]
+    )
+    data = await api.gql(s.w.owner, LABEL_QUEUE, t=s.task_id)
+    nodes = data["labelingQueue"]["nodes"]
+    assert sorted(n["inputId"] for n in nodes) == sorted(s.inputs)
+    assert {n["assignedTo"] for n in nodes} == {s.w.owner.user_id} and {n["reason"] for n in nodes} == {
+        "EMPTY"
+    }
+    view = await task_view(api, s.w.owner, s.task_id)
+    assert view["review"]["labelingActive"] is True and view["review"]["inputsToLabel"] == 2

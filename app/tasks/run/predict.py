@@ -9,7 +9,7 @@ from typing import Any
 
 from app.models.adapters import AdapterInput, get_adapter
 from app.models.adapters import Prediction as RawPrediction
-from app.models.models import ModelEntry, Workflow
+from app.models.models import ModelEntry, Workflow, decode_config
 from app.tasks.models import LabelingTask
 from app.tasks.run.load import InputFailure, Loaded
 
@@ -54,7 +54,7 @@ async def _load_models(task: LabelingTask) -> list[RunModel]:
             id=d["_id"],
             kind=d["kind"],
             adapter=d["adapter"],
-            config=d.get("config") or {},
+            config=decode_config(d.get("config")),
             zero_shot=bool(d.get("zero_shot")),
             concept_names={c["id"]: c["name"] for c in d.get("concepts") or []},
         )
