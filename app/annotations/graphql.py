@@ -66,6 +66,10 @@ class Annotation:
     review_action: str | None = strawberry.field(
         description="APPROVE, APPROVE_PARTIAL (consensus), REJECT, REQUEST_CHANGES or EDIT."
     )
+    edited_by: strawberry.ID | None = strawberry.field(
+        description="The person who last changed its concept or region (editAnnotation); the "
+        "confidence is then 1, the model that proposed it stays in labeledByModelId."
+    )
     approved_by: list[strawberry.ID] = strawberry.field(description="Consensus: reviewers who approved.")
     audit: bool = strawberry.field(description="Sent to review by audit sampling.")
     created_at: datetime
@@ -94,6 +98,7 @@ class Annotation:
             reviewed_by=_id(doc.reviewed_by),
             reviewed_at=doc.reviewed_at,
             review_action=doc.review_action,
+            edited_by=_id(doc.edited_by),
             approved_by=[strawberry.ID(u) for u in doc.approved_by],
             audit=doc.audit,
             created_at=doc.created_at,

@@ -2,7 +2,11 @@
 
 Invariants:
 * An input is stored only after every check passed: a malformed image leaves no document and
-  no blob behind. Cheap checks run first, image decoding last.
+  no blob behind. Every item of a call is checked before anything of the call is written;
+  cheap checks run first, the image header last (pixels are never decoded here).
+* No blob without its input: blobs are put, then the documents inserted in one unordered
+  write; an item the database refuses is reported and its blob released, and any other
+  failure undoes the call (documents deleted, blobs released) before it propagates.
 * ``Dataset.inputs_count`` moves with every write that changes membership: +1 per dataset of
   a new input, -1 per dataset of a deleted one, read from the document as it was deleted
   (``find_one_and_delete``), so a concurrent membership change is never miscounted.
@@ -12,10 +16,13 @@ Invariants:
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
+
+from pymongo.errors import BulkWriteError
 
 from app.access import CONTRIBUTORS, Principal, get_for, membership_of, require_app
 from app.annotations import store
@@ -29,6 +36,8 @@ from app.datasets.service import adjust_inputs_counts, known_dataset_ids, member
 from app.inputs import images
 from app.inputs.models import Input, InputKind, InputStatus
 from app.settings import Settings
+
+log = logging.getLogger("labelstream.inputs")
 
 MAX_URL = 2048
 SOURCES = ("image", "imageBase64", "imageUrl", "text")
@@ -70,7 +79,10 @@ async def add_input(
     await require_app(principal, app_id, CONTRIBUTORS)
     known = await known_dataset_ids(app_id, _bounded_ids([new], settings.max_bulk_items))
     ready = await _prepare(app_id, new, known, settings, principal.user_id)
-    return (await _store([ready], blobs))[0]
+    stored, refused = await _store([ready], blobs)
+    if refused:
+        raise refused[0][1]
+    return stored[0]
 
 
 async def add_inputs(
@@ -82,25 +94,31 @@ async def add_inputs(
     blobs: BlobStore,
 ) -> BulkResult:
     """Add the valid items; each invalid one becomes an error (field ``inputs.<i>.<field>``)
-    and does not stop the others. Too many items fails the whole call."""
+    with nothing of it stored, and does not stop the others. Too many items fails the whole
+    call. ``Dataset.inputs_count`` grows by exactly the inputs stored."""
     await require_app(principal, app_id, CONTRIBUTORS)
     validate.bounded_list(items, "inputs", max_items=settings.max_bulk_items)
     known = await known_dataset_ids(app_id, _bounded_ids(items, settings.max_bulk_items))
     ready: list[_Ready] = []
+    positions: list[int] = []  # request index of each ready item
     errors: list[tuple[int, DomainError]] = []
     for index, item in enumerate(items):
         try:
             ready.append(await _prepare(app_id, item, known, settings, principal.user_id))
+            positions.append(index)
         except DomainError as exc:
             errors.append((index, exc.at(f"inputs.{index}")))
-    return BulkResult(inputs=await _store(ready, blobs), errors=errors)
+    stored, refused = await _store(ready, blobs)
+    for at, error in refused:
+        errors.append((positions[at], error.at(f"inputs.{positions[at]}")))
+    return BulkResult(inputs=stored, errors=sorted(errors, key=lambda e: e[0]))
 
 
 async def update_input(principal: Principal, input_id: str, metadata: Any, *, settings: Settings) -> Input:
     """Replace the metadata. A ``$set`` (not a whole-document save), so a concurrent
     membership change to ``dataset_ids`` is never overwritten by a stale copy."""
     doc = await get_for(principal, Input, input_id, what="input", roles=CONTRIBUTORS)
-    clean = validate.json_object(metadata, "metadata", max_bytes=settings.max_metadata_bytes)
+    clean = validate.json_document(metadata, "metadata", max_bytes=settings.max_metadata_bytes)
     await Input.get_pymongo_collection().update_one(
         {"_id": doc.id}, {"$set": {"metadata": clean}, "$currentDate": {"updated_at": True}}
     )
@@ -154,7 +172,7 @@ async def _prepare(app_id: str, new: NewInput, known: set[str], settings: Settin
         app_id=app_id,
         kind=InputKind.TEXT if source == "text" else InputKind.IMAGE,
         dataset_ids=_dataset_ids(new.dataset_ids, known, settings.max_bulk_items),
-        metadata=validate.json_object(new.metadata, "metadata", max_bytes=settings.max_metadata_bytes),
+        metadata=validate.json_document(new.metadata, "metadata", max_bytes=settings.max_metadata_bytes),
         created_by=user_id,
     )
     if source == "text":
@@ -165,7 +183,12 @@ async def _prepare(app_id: str, new: NewInput, known: set[str], settings: Settin
         return _Ready(doc=doc, data=None)
     data = await _image_bytes(new, source, settings.max_upload_bytes)
     info = await images.inspect_image(
-        data, source, max_bytes=settings.max_upload_bytes, max_pixels=settings.max_image_pixels
+        data,
+        source,
+        max_bytes=settings.max_upload_bytes,
+        max_pixels=settings.max_image_pixels,
+        max_side=settings.max_image_side,
+        max_pixels_per_byte=settings.max_image_pixels_per_byte,
     )
     doc.width, doc.height = info.width, info.height
     doc.content_type, doc.size_bytes = info.content_type, info.size_bytes
@@ -204,7 +227,7 @@ def _clean_text(text: str, max_chars: int) -> str:
         raise ValidationFailed(
             f"text may be at most {max_chars} characters", field="text", code=ErrorCode.TOO_LONG
         )
-    return text
+    return validate.unicode_text(text, "text")
 
 
 def _clean_url(value: str) -> str:
@@ -247,16 +270,61 @@ async def _image_bytes(new: NewInput, source: str, max_bytes: int) -> bytes:
 # --- storing and deleting -----------------------------------------------------------------
 
 
-async def _store(ready: list[_Ready], blobs: BlobStore) -> list[Input]:
-    """Blobs first, then the documents: a document never points at a missing blob."""
-    for item in ready:
-        if item.data is not None:
-            item.doc.blob_key = await blobs.put(item.data)
+async def _store(ready: list[_Ready], blobs: BlobStore) -> tuple[list[Input], list[tuple[int, DomainError]]]:
+    """Blobs first, then the documents (a document never points at a missing blob), then the
+    dataset counters for exactly the documents stored.
+
+    Returns the stored documents and, by position in ``ready``, the items the database
+    refused (nothing of them stays). Any other failure undoes the call before propagating.
+    """
+    put: list[str] = []
     docs = [item.doc for item in ready]
-    if docs:
-        await Input.insert_many(docs)
-        await adjust_inputs_counts(Counter(ds for doc in docs for ds in doc.dataset_ids))
-    return docs
+    try:
+        for item in ready:
+            if item.data is not None:
+                item.doc.blob_key = await blobs.put(item.data)
+                put.append(item.doc.blob_key)
+        refused = await _insert(docs)
+    except BaseException:
+        await _undo([d.id for d in docs], put, blobs)
+        raise
+    stored = [doc for at, doc in enumerate(docs) if at not in refused]
+    await adjust_inputs_counts(Counter(ds for doc in stored for ds in doc.dataset_ids))
+    await _release_blobs({docs[at].blob_key for at in refused if docs[at].blob_key}, blobs)
+    return stored, sorted(refused.items())
+
+
+async def _insert(docs: list[Input]) -> dict[int, DomainError]:
+    """One unordered insert; what the database refused, by position (the rest is stored)."""
+    if not docs:
+        return {}
+    try:
+        await Input.insert_many(docs, ordered=False)
+    except BulkWriteError as exc:
+        # every item was checked, so this is the database's surprise: logged, not shown
+        log.warning("inputs refused by the database: %s", exc.details.get("writeErrors"))
+        return {
+            int(err["index"]): ValidationFailed("the database refused to store this input")
+            for err in exc.details.get("writeErrors", [])
+        }
+    return {}
+
+
+async def _undo(input_ids: list[str], keys: list[str], blobs: BlobStore) -> None:
+    """Best effort after a failed store: our documents go, then blobs nothing else uses."""
+    try:
+        await Input.get_pymongo_collection().delete_many({"_id": {"$in": input_ids}})
+        await _release_blobs(set(keys), blobs)
+    except Exception:
+        log.exception("could not undo a failed store of inputs %s", input_ids)
+
+
+async def _release_blobs(keys: set[str | None], blobs: BlobStore) -> None:
+    """Delete each blob no input names and nothing pins (a dataset version pins the images it
+    holds, app/core/blob_pins.py). Callers remove their references first."""
+    for key in keys:
+        if key and await Input.find_one({"blob_key": key}) is None and not await is_pinned(key):
+            await blobs.delete(key)
 
 
 async def _require_contributor(principal: Principal, input_ids: list[str], docs: dict[str, Input]) -> None:
@@ -281,7 +349,4 @@ async def _delete(runtime: Any, input_ids: list[str], blobs: BlobStore) -> None:
     counts = Counter(ds for doc in gone for ds in doc.get("dataset_ids", []))
     await adjust_inputs_counts({ds: -n for ds, n in counts.items()})
     await store.delete_for_inputs(runtime, [doc["_id"] for doc in gone])
-    for key in {doc["blob_key"] for doc in gone if doc.get("blob_key")}:
-        # a dataset version pins the images it holds (app/core/blob_pins.py)
-        if await Input.find_one({"blob_key": key}) is None and not await is_pinned(key):
-            await blobs.delete(key)
+    await _release_blobs({doc.get("blob_key") for doc in gone}, blobs)

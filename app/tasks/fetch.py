@@ -86,7 +86,14 @@ async def fetch_image(url: str, settings: Settings) -> tuple[bytes, FetchedInfo]
         raise FetchFailed("FETCH_FAILED", f"cannot fetch the URL: {type(exc).__name__}") from exc
     payload = bytes(data)
     try:
-        info = await inspect_image(payload, "url", max_bytes=max_bytes, max_pixels=settings.max_image_pixels)
+        info = await inspect_image(
+            payload,
+            "url",
+            max_bytes=max_bytes,
+            max_pixels=settings.max_image_pixels,
+            max_side=settings.max_image_side,
+            max_pixels_per_byte=settings.max_image_pixels_per_byte,
+        )
     except DomainError as exc:
         raise FetchFailed(
             "TOO_LARGE" if exc.code.value == "TOO_LARGE" else "IMAGE_UNDECODABLE", exc.message

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import functools
 import io
+import json
 import struct
 import zlib
 from pathlib import Path
@@ -37,6 +39,15 @@ def claims_size(png: bytes, width: int, height: int) -> bytes:
     ihdr = struct.pack(">II", width, height) + png[24:29]
     crc = struct.pack(">I", zlib.crc32(b"IHDR" + ihdr) & 0xFFFFFFFF)
     return png[:16] + ihdr + crc + png[33:]
+
+
+@functools.cache
+def webp_bomb() -> bytes:
+    """2,546 bytes of lossless WebP that decode to 8062 x 8062 (65 megapixels, 780 MB of RGBA
+    once decoded): the decompression bomb of issue 11."""
+    out = io.BytesIO()
+    Image.new("RGB", (8062, 8062), "white").save(out, format="WEBP", lossless=True)
+    return out.getvalue()
 
 
 def b64(data: bytes) -> str:
@@ -106,3 +117,48 @@ async def text_input(api: Api, caller: Caller, app_id: str, text: str = "hello",
     assert result["__typename"] == "InputSuccess", result
     input_id: str = result["input"]["id"]
     return input_id
+
+
+def json_text(value: Any) -> str:
+    """JSON as Python's ``json`` writes it by default: ``NaN``/``Infinity`` literals included,
+    which is what some clients send (httpx and orjson refuse or rewrite them)."""
+    return json.dumps(value, allow_nan=True)
+
+
+async def post_loose_json(
+    http: httpx.AsyncClient, caller: Caller, query: str, variables: dict[str, Any]
+) -> dict[str, Any]:
+    """POST a GraphQL request whose variables may hold NaN or Infinity; returns ``data``."""
+    response = await http.post(
+        "/graphql",
+        content=json_text({"query": query, "variables": variables}),
+        headers={**caller.headers, "Content-Type": "application/json"},
+    )
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    assert "errors" not in body, body["errors"]
+    data: dict[str, Any] = body["data"]
+    return data
+
+
+async def loose_multipart(
+    http: httpx.AsyncClient,
+    caller: Caller,
+    query: str,
+    variables: dict[str, Any],
+    files: dict[str, tuple[str, bytes, str]],
+) -> dict[str, Any]:
+    """``multipart`` with the operations written by ``json_text`` (NaN allowed)."""
+    mapping = {str(i): [f"variables.{path}"] for i, path in enumerate(files)}
+    parts = {str(i): part for i, part in enumerate(files.values())}
+    response = await http.post(
+        "/graphql",
+        data={"operations": json_text({"query": query, "variables": variables}), "map": json_text(mapping)},
+        files=parts,
+        headers=caller.headers,
+    )
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    assert "errors" not in body, body["errors"]
+    data: dict[str, Any] = body["data"]
+    return data
