@@ -199,3 +199,48 @@ def test_demo_labels_the_bundled_samples_with_the_real_models(tmp_path: Path) ->
     assert any("chelsea" in r and "cat" in r and "SUCCESS" in r for r in rows)
     assert any("coffee" in r and "coffee" in r and "SUCCESS" in r for r in rows)
     assert any("astronaut" in r and "person" in r for r in rows)
+
+
+def _worker_pids(data_dir: Path) -> list[int]:
+    from app.embedded import WORKERS_PID_FILE
+
+    try:
+        return [int(p) for p in (data_dir / WORKERS_PID_FILE).read_text().split()]
+    except (OSError, ValueError):
+        return []
+
+
+def _alive(pid: int) -> bool:
+    return psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+
+
+@pytest.mark.slow
+def test_up_restarts_a_dead_worker_and_a_killed_up_leaves_nothing_running(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    port = free_port()
+    proc, _ = _start_up(data_dir, port)
+    try:
+        (first,) = _worker_pids(data_dir)
+        os.kill(first, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and (_worker_pids(data_dir) in ([], [first])):
+            time.sleep(0.2)
+        (second,) = _worker_pids(data_dir)
+        assert second != first and _alive(second), "the dead worker was started again"
+        assert not _alive(first), "and reaped (no zombie)"
+        pids = _server_pids(proc, data_dir)
+        valkey = int((data_dir / "redis" / "valkey.pid").read_text().strip())
+        proc.kill()  # SIGKILL: up cannot clean up
+        proc.wait(timeout=30)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and _alive(second):
+            time.sleep(0.2)
+        assert not _alive(second), "the worker died with up"
+        # the daemonized valkey survives a SIGKILL of up; the next up on the folder stops it
+        assert _alive(valkey)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    proc, _ = _start_up(data_dir, port)
+    assert not _alive(valkey), "the next up stopped what the killed one left"
+    _stop(proc, signal.SIGTERM, _server_pids(proc, data_dir) | pids - {valkey, first, second})
