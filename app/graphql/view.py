@@ -9,16 +9,25 @@
   GraphiQL sends the headers tab as the ``connection_init`` payload.
 * Domain errors raised by query resolvers keep their code and field in ``extensions``; any other
   exception is masked ("internal error") and logged with the request id, never a stack trace.
+* GraphQL-over-HTTP with ``application/json``: a well-formed request gets HTTP 200, its errors in
+  ``errors``: syntax and validation errors and variables that cannot be coerced with ``code``
+  ``GRAPHQL_VALIDATION_FAILED``, a document over a limit with the limit's own code
+  (app/graphql/limits.py). A request that is not one (a body that is not a JSON object, bytes
+  that are not UTF-8, JSON nested beyond the decoder's reach, a wrong content type, no query)
+  gets HTTP 400 and ``{"errors": [...]}`` with ``code`` ``BAD_REQUEST``, never plain text.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from typing import Any
 
 import orjson
+from cross_web import HTTPException
 from graphql import GraphQLError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.types import Receive, Scope, Send
@@ -31,6 +40,7 @@ from strawberry.types.unset import UNSET, UnsetType
 
 from app.core.errors import DomainError, Unauthenticated
 from app.graphql.context import Context
+from app.graphql.limits import Refused
 from app.live.transport import (
     LegacyWSHandler,
     TextWebSocketAdapter,
@@ -52,6 +62,8 @@ def format_error(error: GraphQLError, request_id: str) -> dict[str, Any]:
     if isinstance(original, DomainError):
         out["message"] = original.message
         out["extensions"] = {"code": original.code.value, "field": original.field}
+    elif isinstance(error, Refused):  # refused before validation: a limit, or invalid variables
+        out["extensions"] = dict(error.extensions or {})
     elif original is None or not error.path:
         # parse/validation errors, and variables that cannot be coerced (NaN, missing fields):
         # the request is wrong, nothing failed inside a resolver
@@ -63,8 +75,26 @@ def format_error(error: GraphQLError, request_id: str) -> dict[str, Any]:
     return out
 
 
+def dumps(data: object) -> bytes:
+    try:
+        return orjson.dumps(data)
+    except orjson.JSONEncodeError:
+        # what orjson refuses but JSON can say: a lone surrogate echoed from the request
+        # (escaped), an integer beyond 64 bits
+        return json.dumps(data, ensure_ascii=True).encode()
+
+
 def error_body(message: str, code: str) -> bytes:
-    return orjson.dumps({"data": None, "errors": [{"message": message, "extensions": {"code": code}}]})
+    """A request error: no ``data`` entry, since nothing was executed (GraphQL-over-HTTP)."""
+    return dumps({"errors": [{"message": message, "extensions": {"code": code}}]})
+
+
+_HTTP_CODES = {400: "BAD_REQUEST", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 413: "PAYLOAD_TOO_LARGE"}
+
+
+def request_error(status: int, message: str) -> Response:
+    code = _HTTP_CODES.get(status, "BAD_REQUEST")
+    return Response(error_body(message, code), status_code=status, media_type="application/json")
 
 
 _HEADERS_HINT = '{\\n  "Authorization": "Key <paste the key that labelstream up printed>"\\n}'
@@ -127,6 +157,14 @@ class GraphQLView(GraphQL[Context, None]):
                     await response(scope, receive, send)
                     return
                 scope["state"]["principal"] = principal
+            try:
+                response = await self.run(request)
+            except HTTPException as exc:  # Strawberry would answer these in plain text
+                response = request_error(exc.status_code, exc.reason)
+            except StarletteHTTPException as exc:  # a multipart body Starlette cannot read
+                response = request_error(exc.status_code, exc.detail)
+            await response(scope, receive, send)
+            return
         await super().__call__(scope, receive, send)
 
     @property
@@ -166,4 +204,25 @@ class GraphQLView(GraphQL[Context, None]):
         return data
 
     def encode_json(self, data: object) -> bytes:
-        return orjson.dumps(data)
+        return dumps(data)
+
+    def decode_json(self, data: str | bytes) -> object:
+        # Python's decoder, as Strawberry's: it takes NaN and lone surrogates, which the schema
+        # refuses as variable values with a typed error (app/graphql/variables.py). What it
+        # cannot decode at all is a JSON error, which Strawberry answers as a bad request (and a
+        # WebSocket closes with 4400) rather than a 500.
+        try:
+            return json.loads(data)
+        except (UnicodeDecodeError, RecursionError) as exc:
+            raise json.JSONDecodeError(f"not JSON: {type(exc).__name__}", "", 0) from None
+
+    def parse_json(self, data: str | bytes) -> Any:
+        # The body, GET's variables / extensions and multipart's operations / map: each an object
+        # (a list is a batch, refused as such). JSON null means none.
+        value = super().parse_json(data)
+        if value is None:
+            return {}
+        if not isinstance(value, (dict, list)):
+            kind = "string" if isinstance(value, str) else "boolean" if isinstance(value, bool) else "number"
+            raise HTTPException(400, f"Expected a JSON object, got a {kind}.")
+        return value
