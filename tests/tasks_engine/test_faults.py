@@ -254,3 +254,22 @@ async def test_raising_a_queued_low_task_to_high_runs_it_before_the_other_low_ta
     assert await s.processed(tasks[0]) + await s.processed(tasks[1]) == 0
     await drain()
     assert [await s.status(t) for t in tasks] == ["DONE"] * 3
+
+
+async def test_runs_of_one_priority_take_turns_so_a_big_task_cannot_starve_another_apps(
+    api: Api, drain: Drain
+) -> None:
+    big = await scene(api, drain, n=12, delay_ms=0)  # three batches of four
+    small = await scene(api, drain, n=4, delay_ms=0)  # another app: one batch
+    big_task = await big.task()
+    await big.start(big_task)
+    small_task = await small.task()
+    await small.start(small_task)  # after all of the big task's batches
+    # two batches, one job each: the big task's first, then the small one's (its turn comes
+    # before the big task's second batch, although that was queued earlier)
+    await drain(max_burst_jobs=1, max_jobs=1)
+    await drain(max_burst_jobs=1, max_jobs=1)
+    assert await small.status(small_task) == "DONE"
+    assert await big.processed(big_task) == 4
+    await drain()
+    assert await big.status(big_task) == "DONE"
