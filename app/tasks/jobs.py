@@ -65,6 +65,9 @@ async def process_next(ctx: dict[str, Any]) -> dict[str, int]:
         raise
     if not finished:
         await scheduler.wake(runtime, 1, defer_s=min(2.0**batch.attempts, 60.0))
+    # work whose wake-up went missing (a lost Redis, or two jobs that took the same batch on an
+    # engine without atomic updates) gets one now rather than at the next reconciliation
+    await scheduler.top_up(runtime)
     return {"batches": 1}
 
 

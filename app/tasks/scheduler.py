@@ -26,7 +26,6 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from pymongo import ReturnDocument
 from pymongo.errors import BulkWriteError
 
 from app.core.documents import utcnow
@@ -37,6 +36,8 @@ from app.tasks.models import PRIORITY_RANK, BatchState, LabelingTask, TaskBatch,
 log = logging.getLogger("labelstream.scheduler")
 
 WAKE_JOB = "process_next"
+CLAIM_CANDIDATES = 8  # read per try; another worker may take some of them first
+CLAIM_ROUNDS = 4
 RECONCILE_MAX = 10_000  # wake-ups topped up per reconciliation at most
 IN_PROGRESS = "arq:in-progress:*"  # arq's key of a job being run
 ORDER = [("priority", -1), ("rank", 1), ("seq", 1)]
@@ -99,18 +100,36 @@ def _claimable(now: float) -> dict[str, Any]:
 
 
 async def claim(owner: str, lease_s: float) -> TaskBatch | None:
-    now = time.time()
-    doc = await _coll().find_one_and_update(
-        _claimable(now),
-        {
-            "$set": {"state": BatchState.LEASED.value, "lease_owner": owner, "lease_until": now + lease_s},
-            "$inc": {"attempts": 1},
-            "$currentDate": {"updated_at": True},
-        },
-        sort=ORDER,
-        return_document=ReturnDocument.AFTER,
-    )
-    return TaskBatch.model_validate(doc) if doc else None
+    """The best claimable batch, leased to ``owner``.
+
+    A sorted read of a few candidates, then a compare-and-set on the first one still as read
+    (``attempts`` is its version): one single-document update per try, which every engine
+    applies atomically, rather than a sorted ``findAndModify`` whose sort and ``$or`` not every
+    MongoDB-wire engine honours.
+    """
+    for _ in range(CLAIM_ROUNDS):
+        now = time.time()
+        candidates = await _coll().find(_claimable(now)).sort(ORDER).limit(CLAIM_CANDIDATES).to_list()
+        if not candidates:
+            return None
+        for doc in candidates:
+            res = await _coll().update_one(
+                {"_id": doc["_id"], "state": doc["state"], "attempts": doc["attempts"]},
+                {
+                    "$set": {
+                        "state": BatchState.LEASED.value,
+                        "lease_owner": owner,
+                        "lease_until": now + lease_s,
+                    },
+                    "$inc": {"attempts": 1},
+                    "$currentDate": {"updated_at": True},
+                },
+            )
+            if res.modified_count == 1:
+                doc.update(state=BatchState.LEASED.value, lease_owner=owner, lease_until=now + lease_s)
+                doc["attempts"] += 1
+                return TaskBatch.model_validate(doc)
+    return None
 
 
 async def _renew(batch: TaskBatch, owner: str, lease_s: float) -> None:
@@ -191,6 +210,17 @@ async def reconcile(runtime: Any) -> int:
     n = claimable - waiting
     await wake(runtime, n)
     return max(0, n)
+
+
+async def top_up(runtime: Any) -> None:
+    """After a job: when no other job is queued but work is claimable, wake one (O(1): a
+    cheaper, partial reconciliation; the periodic one catches whatever this misses)."""
+    if runtime.redis is None:
+        return
+    if int(await runtime.redis.zcard(QUEUE_NAME)) > 1:  # this job is still in the queue
+        return
+    if await _coll().find_one(_claimable(time.time()), {"_id": 1}) is not None:
+        await wake(runtime, 1)
 
 
 async def reconcile_forever(runtime: Any) -> None:
