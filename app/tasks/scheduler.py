@@ -99,7 +99,19 @@ def _claimable(now: float) -> dict[str, Any]:
     }
 
 
+_claim_locks: dict[int, asyncio.Lock] = {}
+
+
 async def claim(owner: str, lease_s: float) -> TaskBatch | None:
+    """One claim at a time per process (a worker's concurrent jobs never race each other; across
+    processes the compare-and-set decides, atomically on MongoDB)."""
+    loop_id = id(asyncio.get_running_loop())
+    lock = _claim_locks.setdefault(loop_id, asyncio.Lock())
+    async with lock:
+        return await _claim(owner, lease_s)
+
+
+async def _claim(owner: str, lease_s: float) -> TaskBatch | None:
     """The best claimable batch, leased to ``owner``.
 
     A sorted read of a few candidates, then a compare-and-set on the first one still as read
