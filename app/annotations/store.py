@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from pymongo import DeleteOne, InsertOne, UpdateOne
-from pymongo.errors import BulkWriteError
 
 from app.annotations.changes import ChangeSet, Reason, emit
 from app.annotations.models import Annotation, AnnotationStatus
+from app.core.db import duplicates_ignored
 from app.core.documents import utcnow
 
 SUCCESS = AnnotationStatus.SUCCESS.value
@@ -41,11 +41,8 @@ def _coll() -> Any:
 async def _bulk(ops: list[Any]) -> None:
     """Unordered bulk write; a duplicate key means a concurrent run wrote the same thing."""
     for k in range(0, len(ops), CHUNK):
-        try:
+        with duplicates_ignored():
             await _coll().bulk_write(ops[k : k + CHUNK], ordered=False)
-        except BulkWriteError as exc:
-            if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", [])):
-                raise
 
 
 async def _heads(query: dict[str, Any]) -> list[dict[str, Any]]:

@@ -5,7 +5,8 @@ Which documents exist is the application's business (``app.documents``): core kn
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from beanie import init_beanie
@@ -45,3 +46,15 @@ def is_duplicate_key(exc: BaseException) -> bool:
         errors = exc.details.get("writeErrors", [])
         return bool(errors) and all(e.get("code") == 11000 for e in errors)
     return isinstance(exc, OperationFailure) and (exc.code == 11000 or "UNIQUE constraint failed" in str(exc))
+
+
+@contextlib.contextmanager
+def duplicates_ignored() -> Iterator[None]:
+    """Around an unordered ``insert_many`` / ``bulk_write`` of documents with deterministic
+    ids: a duplicate key means the same write was made before (a repeated job, a concurrent
+    run), so only other errors are raised."""
+    try:
+        yield
+    except BulkWriteError as exc:
+        if not is_duplicate_key(exc):
+            raise

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pymongo import UpdateOne
+
 from app.annotations.changes import ChangeSet, Reason
 from app.annotations.models import AnnotationStatus
 from app.review import assign, audit, metrics
@@ -104,8 +106,8 @@ async def _labeled(task: LabelingTask, user_id: str, input_ids: list[str]) -> as
         },
         {"user_id": 1, "state": 1, "input_id": 1},
     ).to_list()
-    for d in docs:
-        res = await coll.update_one(
+    ops = [
+        UpdateOne(
             {"_id": d["_id"], "state": d["state"]},
             {
                 "$set": {
@@ -116,8 +118,12 @@ async def _labeled(task: LabelingTask, user_id: str, input_ids: list[str]) -> as
                 "$currentDate": {"done_at": True, "updated_at": True},
             },
         )
-        if res.modified_count:
-            out.remove(AssignmentKind.LABEL.value, d.get("user_id"), d["input_id"])
+        for d in docs
+    ]
+    if ops:
+        await coll.bulk_write(ops, ordered=False)
+    for d in docs:
+        out.remove(AssignmentKind.LABEL.value, d.get("user_id"), d["input_id"])
     return out
 
 

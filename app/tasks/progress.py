@@ -16,11 +16,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from pymongo import UpdateOne
-from pymongo.errors import BulkWriteError
 
 from app.annotations.changes import ChangeSet, Reason, emit
 from app.annotations.models import Annotation, AnnotationStatus
 from app.core import pubsub
+from app.core.db import duplicates_ignored
 from app.core.documents import utcnow
 from app.tasks.models import InputState, LabelingTask, TaskInput, TaskStatus
 
@@ -36,11 +36,8 @@ def task_input_id(task_id: str, input_id: str) -> str:
 async def _bulk(coll: Any, ops: list[Any]) -> None:
     if not ops:
         return
-    try:
+    with duplicates_ignored():
         await coll.bulk_write(ops, ordered=False)
-    except BulkWriteError as exc:
-        if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", [])):
-            raise
 
 
 async def create_pending(task: LabelingTask, input_ids: Sequence[str]) -> None:
@@ -55,11 +52,8 @@ async def create_pending(task: LabelingTask, input_ids: Sequence[str]) -> None:
             }
             for i in input_ids[k : k + 1000]
         ]  # fmt: skip
-        try:
+        with duplicates_ignored():
             await TaskInput.get_pymongo_collection().insert_many(docs, ordered=False)
-        except BulkWriteError as exc:
-            if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", [])):
-                raise
 
 
 async def pending(task: LabelingTask, input_ids: Sequence[str], retry: bool) -> tuple[list[str], set[str]]:

@@ -26,8 +26,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from pymongo.errors import BulkWriteError
-
+from app.core.db import duplicates_ignored
 from app.core.documents import utcnow
 from app.core.ids import new_id
 from app.core.queue import QUEUE_NAME
@@ -69,11 +68,8 @@ async def add_batches(
         for k in range(0, len(input_ids), size)
     ]  # fmt: skip
     for k in range(0, len(docs), 1000):
-        try:
+        with duplicates_ignored():
             await _coll().insert_many(docs[k : k + 1000], ordered=False)
-        except BulkWriteError as exc:
-            if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", [])):
-                raise
     await wake(runtime, len(docs))
     return len(docs)
 

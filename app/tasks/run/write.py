@@ -11,9 +11,8 @@ import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from pymongo.errors import BulkWriteError
-
 from app.annotations import store
+from app.core.db import duplicates_ignored
 from app.core.documents import utcnow
 from app.models.adapters import Box, Polygon
 from app.models.adapters import Prediction as RawPrediction
@@ -90,11 +89,8 @@ async def write_predictions(predictions: Sequence[Prediction]) -> None:
     if not predictions:
         return
     docs = [{"_id": p.id, **{f: getattr(p, f) for f in PREDICTION_FIELDS}} for p in predictions]
-    try:
+    with duplicates_ignored():
         await Prediction.get_pymongo_collection().insert_many(docs, ordered=False)
-    except BulkWriteError as exc:
-        if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", [])):
-            raise
 
 
 @dataclass
