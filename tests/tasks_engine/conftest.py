@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -33,6 +36,19 @@ def make_worker(asgi_app: Starlette, settings: Settings, **options: Any) -> Work
         ctx={"runtime": asgi_app.state.runtime},
         **kwargs,
     )
+
+
+async def stop_worker(worker: Worker, running: asyncio.Task[Any]) -> None:
+    """Stop a worker started with ``asyncio.create_task(worker.async_run())``.
+
+    arq's ``close()`` cancels the jobs still running and gathers them, so it raises the
+    ``CancelledError`` of a job caught mid-flight: that is the expected end of a stop here.
+    """
+    running.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await running
+    with contextlib.suppress(asyncio.CancelledError):
+        await worker.close()
 
 
 @pytest.fixture

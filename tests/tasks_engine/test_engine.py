@@ -371,7 +371,7 @@ async def test_dry_run_histogram_matches_a_real_reapply_and_reviews_survive(api:
 async def test_high_priority_task_created_later_finishes_first(
     api: Api, drain: Drain, asgi_app: Any, settings: Any
 ) -> None:
-    from tests.tasks_engine.conftest import make_worker
+    from tests.tasks_engine.conftest import make_worker, stop_worker
 
     w = await world(api)
     c = await _concepts(api, w.owner, w.app_id, "cat", "dog", "bird")
@@ -399,8 +399,7 @@ async def test_high_priority_task_created_later_finishes_first(
         assert h["status"] == "DONE"
         assert low_then["status"] == "IN_PROGRESS" and low_then["metrics"]["processed"] < 16
     finally:
-        running.cancel()
-        await worker.close()
+        await stop_worker(worker, running)
     await drain()
     assert (await get_task(api, w.owner, low["id"]))["status"] == "DONE"
 
