@@ -59,13 +59,6 @@ async def test_single_field_index_with_sort_and_cursor_on_id(db: Db) -> None:
     assert [d["_id"] async for d in nxt] == ["0007", "0009", "0011"]
 
 
-FERRETDB_NOT_ATOMIC = (
-    "FerretDB 1.24 does not apply single-document updates atomically under concurrency "
-    "(FerretDB issue 3040): concurrent $inc and find_one_and_update lose or repeat writes"
-)
-
-
-@pytest.mark.engine_bug("ferretdb", FERRETDB_NOT_ATOMIC)
 async def test_concurrent_inc_counters_lose_nothing(db: Db) -> None:
     await db.t.insert_one({"_id": "t", "metrics": {"processed": 0, "failed": 0}})
 
@@ -95,7 +88,6 @@ async def test_inserted_datetimes_support_range_queries(db: Db) -> None:
     assert got == ["2", "3", "4"]
 
 
-@pytest.mark.engine_bug("ferretdb", FERRETDB_NOT_ATOMIC)
 async def test_find_one_and_update_claims_each_item_once(db: Db) -> None:
     await db.q.insert_many([{"_id": f"{i:03d}", "claimed_by": None} for i in range(60)])
 
