@@ -1,18 +1,19 @@
-"""Side-by-side figures for the two MongoDB-wire test engines: nx-27017 and FerretDB 1.24.
+"""Side-by-side figures for the two MongoDB-wire test engines: nx-27017 and FerretDB 2 + DocumentDB.
 
     python bench/engines.py [--docs 20000] [--batch 1000] [--lookups 1000] [--starts 3]
 
 For each engine, on fresh data directories under one temp dir:
 
 * start time: process spawn until a ``ping`` answers (TCP polled every 5 ms, then ping), the
-  median of ``--starts`` cold starts;
+  median of ``--starts`` cold starts (for FerretDB 2: a new PostgreSQL cluster, ``initdb``,
+  ``CREATE EXTENSION documentdb``, then FerretDB, as the test fixture does);
 * insert throughput: ``insert_many`` of ``--docs`` ~200-byte documents in batches of
   ``--batch`` (docs/s), with the secondary index already in place, as in the app;
 * point reads: ``--lookups`` sequential ``find_one`` by ``_id`` (ops/s);
 * one indexed range query returning 1,000 documents (ms; median of 5 runs).
 
 All traffic goes through ``pymongo.AsyncMongoClient``, as in the app. FerretDB's binary comes
-from ``tests.ferretdb.find_ferretdb_binary`` (build it with ``.ci/build-ferretdb.sh``).
+from ``tests.ferretdb.find_ferretdb_binary`` (build it with ``.ci/build-ferretdb2.sh``).
 """
 
 from __future__ import annotations
@@ -68,28 +69,28 @@ def nx_command(data_dir: Path, port: int) -> list[str]:
     ]  # fmt: skip
 
 
-def ferretdb_command(binary: str) -> Callable[[Path, int], list[str]]:
-    def command(data_dir: Path, port: int) -> list[str]:
-        # Same flags as the test fixture uses.
-        return FerretDBServer(binary, data_dir)._command(port, free_port())
-
-    return command
-
-
 @dataclass
 class Running:
-    proc: subprocess.Popen[bytes]
+    proc: subprocess.Popen[bytes] | None
     url: str
     startup_s: float
+    server: FerretDBServer | None = None
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
+        if self.server is not None:
+            self.server.stop()
+        elif self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+
+def launch_nx(data_dir: Path) -> Running:
+    port = free_port()
+    return launch(nx_command(data_dir, port), data_dir, port)
 
 
 def launch(command: list[str], data_dir: Path, port: int, timeout: float = 60) -> Running:
@@ -125,6 +126,14 @@ def launch(command: list[str], data_dir: Path, port: int, timeout: float = 60) -
     proc.kill()
     proc.wait()
     raise RuntimeError(f"{command[0]} did not answer ping within {timeout:.0f}s")
+
+
+def launch_ferretdb(binary: str, data_dir: Path) -> Running:
+    """The test fixture's FerretDB 2 + PostgreSQL cluster, timed from spawn to ``ping``."""
+    t0 = time.perf_counter()
+    server = FerretDBServer(binary, data_dir)
+    server.start()
+    return Running(None, server.url, time.perf_counter() - t0, server)
 
 
 def make_docs(n: int) -> list[dict[str, Any]]:
@@ -186,15 +195,14 @@ async def workload(url: str, docs: list[dict[str, Any]], batch: int, lookups: in
 
 def bench_engine(
     name: str,
-    command: Callable[[Path, int], list[str]],
+    start: Callable[[Path], Running],
     root: Path,
     args: argparse.Namespace,
     docs: list[dict[str, Any]],
 ) -> dict[str, Any]:
     starts: list[float] = []
     for i in range(args.starts):
-        port = free_port()
-        running = launch(command(root / f"{name}-{i}", port), root / f"{name}-{i}", port)
+        running = start(root / f"{name}-{i}")
         starts.append(running.startup_s)
         if i < args.starts - 1:
             running.stop()
@@ -217,7 +225,7 @@ def main() -> int:
 
     binary = find_ferretdb_binary()
     if binary is None:
-        print("no ferretdb binary: run .ci/build-ferretdb.sh first", file=sys.stderr)
+        print("no ferretdb binary: run .ci/build-ferretdb2.sh first", file=sys.stderr)
         return 2
 
     docs = make_docs(args.docs)
@@ -229,8 +237,12 @@ def main() -> int:
     results: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="labelstream-bench-") as tmp:
         root = Path(tmp)
-        for name, command in (("nx-27017", nx_command), ("ferretdb", ferretdb_command(binary))):
-            results[name] = bench_engine(name, command, root, args, docs)
+        engines: list[tuple[str, Callable[[Path], Running]]] = [
+            ("nx-27017", launch_nx),
+            ("ferretdb2", lambda data_dir: launch_ferretdb(binary, data_dir)),
+        ]
+        for name, start in engines:
+            results[name] = bench_engine(name, start, root, args, docs)
 
     rows = [
         ("start (median, s)", "start_s", "{:.2f}"),

@@ -4,6 +4,9 @@
     python bench/pipeline.py overhead        # pipeline time / plain model loop, 200 images
     python bench/pipeline.py throughput      # null model, inputs persisted per second
     python bench/pipeline.py latency         # enqueue-to-start of a job, p50 / p99
+    python bench/pipeline.py --engine ferretdb2 overhead throughput
+                                             # the same on FerretDB 2 + DocumentDB (built by
+                                             # .ci/build-ferretdb2.sh) instead of nx-27017
 
 Everything runs in this process except the two servers: the API (called in-process over the
 ASGI transport, the same GraphQL layer as over HTTP) and one arq worker sharing its runtime,
@@ -12,8 +15,10 @@ like `labelstream up` with one worker. Figures are printed; bench/RESULTS.md rec
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import base64
+import contextlib
 import io
 import statistics
 import sys
@@ -284,14 +289,25 @@ async def latency(settings: Settings, jobs: int = 300) -> dict[str, float]:
     }
 
 
-async def main(which: list[str]) -> None:
-    with tempfile.TemporaryDirectory() as tmp, EmbeddedServers(Path(tmp), None, None) as servers:
+async def main(which: list[str], engine: str) -> None:
+    with contextlib.ExitStack() as stack:
+        tmp = stack.enter_context(tempfile.TemporaryDirectory())
+        mongodb_url = None
+        if engine == "ferretdb2":
+            from tests.ferretdb import FerretDBServer, find_ferretdb_binary
+
+            binary = find_ferretdb_binary()
+            if binary is None:
+                raise SystemExit("no ferretdb binary: run .ci/build-ferretdb2.sh first")
+            mongodb_url = stack.enter_context(FerretDBServer(binary, Path(tmp) / "ferretdb")).url
+        servers = stack.enter_context(EmbeddedServers(Path(tmp), mongodb_url, None))
         settings = Settings(
             mongodb_url=servers.mongodb_url,
             redis_url=servers.redis_url,
             data_dir=Path(tmp),
             mongodb_db="bench",
         )
+        print(f"engine: {engine}", flush=True)
         for name in which:
             result = await {"overhead": overhead, "throughput": throughput, "latency": latency}[name](
                 settings
@@ -304,4 +320,8 @@ async def main(which: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1:] or ["overhead", "throughput", "latency"]))
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--engine", choices=["nx-27017", "ferretdb2"], default="nx-27017")
+    parser.add_argument("which", nargs="*", metavar="figure")
+    args = parser.parse_args()
+    asyncio.run(main(args.which or ["overhead", "throughput", "latency"], args.engine))
