@@ -324,4 +324,7 @@ if __name__ == "__main__":
     parser.add_argument("--engine", choices=["nx-27017", "ferretdb2"], default="nx-27017")
     parser.add_argument("which", nargs="*", metavar="figure")
     args = parser.parse_args()
+    unknown = set(args.which) - {"overhead", "throughput", "latency"}
+    if unknown:
+        parser.error(f"unknown figure(s): {', '.join(sorted(unknown))}")
     asyncio.run(main(args.which or ["overhead", "throughput", "latency"], args.engine))
