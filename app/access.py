@@ -10,12 +10,14 @@ from __future__ import annotations
 import hashlib
 import secrets
 import time
-from collections.abc import Collection, Iterable
-from dataclasses import dataclass
+from collections import OrderedDict
+from collections.abc import Callable, Collection, Iterable
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from app.apps.models import App, Membership, Role
 from app.core.errors import NotFound, PermissionDenied, Unauthenticated
+from app.core.pubsub import AccessChange, AccessReason
 from app.users.models import ApiKey, User
 
 D = TypeVar("D", bound=Any)
@@ -49,39 +51,171 @@ def parse_authorization(header: str | None) -> str:
 class Principal:
     user: User
     key_id: str
+    # the process's cache of verified keys and memberships (None: read MongoDB every time)
+    cache: AccessCache | None = field(default=None, compare=False, repr=False)
 
     @property
     def user_id(self) -> str:
         return self.user.id
 
 
-class Authenticator:
-    """Resolves a secret to its user; records ``last_used_at`` at most once per resolution."""
+@dataclass
+class _Entry:
+    value: Any
+    expires: float
 
-    def __init__(self, last_used_resolution_s: float = 60.0) -> None:
+
+class AccessCache:
+    """Verified keys (by the secret's SHA-256) and memberships, for a short while.
+
+    Bounded (LRU) and short-lived (``ttl_s``); entries are dropped at once when an ``access``
+    event (``app.core.pubsub.publish_access``: key revoked, member removed, roles changed, app
+    deleted) reaches this process, and the whole cache when events may have been lost (Redis
+    reconnected). While ``trusted()`` is false (this process is not receiving those events) the
+    cache is bypassed, so a revocation never waits for the lifetime. Only positive answers are
+    kept: an unknown key or a missing membership is read again next time.
+    """
+
+    def __init__(self, ttl_s: float, size: int, trusted: Callable[[], bool] = lambda: True) -> None:
+        self.ttl = ttl_s
+        self.size = size
+        self.trusted = trusted
+        self._keys: OrderedDict[str, _Entry] = OrderedDict()  # secret hash -> Principal
+        self._members: OrderedDict[tuple[str, str], _Entry] = OrderedDict()  # (user, app) -> Membership
+        self.hits = 0
+        self.misses = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.ttl > 0 and self.size > 0 and self.trusted()
+
+    def _get(self, table: OrderedDict[Any, _Entry], key: Any) -> Any:
+        if not self.enabled:
+            return None
+        entry = table.get(key)
+        if entry is None or entry.expires <= time.monotonic():
+            if entry is not None:
+                del table[key]
+            self.misses += 1
+            return None
+        table.move_to_end(key)
+        self.hits += 1
+        return entry.value
+
+    def _put(self, table: OrderedDict[Any, _Entry], key: Any, value: Any) -> None:
+        if not self.enabled:
+            return
+        table[key] = _Entry(value, time.monotonic() + self.ttl)
+        table.move_to_end(key)
+        while len(table) > self.size:
+            table.popitem(last=False)
+
+    def principal(self, secret_hash: str) -> Principal | None:
+        found: Principal | None = self._get(self._keys, secret_hash)
+        return found
+
+    def keep_principal(self, secret_hash: str, principal: Principal) -> None:
+        self._put(self._keys, secret_hash, principal)
+
+    def membership(self, user_id: str, app_id: str) -> Membership | None:
+        found: Membership | None = self._get(self._members, (user_id, app_id))
+        return found
+
+    def keep_membership(self, membership: Membership) -> None:
+        self._put(self._members, (membership.user_id, membership.app_id), membership)
+
+    def clear(self) -> None:
+        self._keys.clear()
+        self._members.clear()
+
+    def forget(
+        self, *, key_id: str | None = None, user_id: str | None = None, app_id: str | None = None
+    ) -> None:
+        """Drop what a change may have made wrong: a key, a user's memberships (in one app or
+        all), an app's memberships."""
+        if key_id is not None:
+            for h in [h for h, e in self._keys.items() if e.value.key_id == key_id]:
+                del self._keys[h]
+        if user_id is not None or app_id is not None:
+            for k in [
+                k
+                for k in self._members
+                if (user_id is None or k[0] == user_id) and (app_id is None or k[1] == app_id)
+            ]:
+                del self._members[k]
+
+    def on_access_event(self, event: dict[str, Any] | None) -> None:
+        """A decoded ``labelstream:access`` event, or None when events may have been lost."""
+        if not isinstance(event, dict):
+            self.clear()
+            return
+        change = AccessChange.from_event(event)
+        if not change.known:
+            self.clear()
+        elif change.reason == AccessReason.KEY_REVOKED:
+            self.forget(key_id=change.key_id)
+        elif change.reason == AccessReason.APP_DELETED:
+            self.forget(app_id=change.app_id)
+        else:
+            self.forget(user_id=change.user_id, app_id=change.app_id)
+
+
+class Authenticator:
+    """Resolves a secret to its user; records ``last_used_at`` at most once per resolution.
+
+    With a cache, a key verified in the last ``ttl`` seconds costs no read at all; a miss costs
+    one indexed read of the key and one of its user (by ``_id``).
+    """
+
+    def __init__(self, last_used_resolution_s: float = 60.0, cache: AccessCache | None = None) -> None:
         self._resolution = last_used_resolution_s
         self._last_touch: dict[str, float] = {}
+        self.cache = cache
 
     async def authenticate(self, header: str | None) -> Principal:
         secret = parse_authorization(header)
-        key = await ApiKey.find_one({"secret_hash": hash_secret(secret)})
-        if key is None or key.revoked:
-            raise Unauthenticated(UNUSABLE_KEY)
-        user = await User.get(key.user_id)
-        if user is None:
-            raise Unauthenticated("the key's user no longer exists")
+        secret_hash = hash_secret(secret)
+        cache = self.cache
+        principal = cache.principal(secret_hash) if cache is not None else None
+        if principal is None:
+            key = await ApiKey.find_one({"secret_hash": secret_hash})
+            if key is None or key.revoked:
+                raise Unauthenticated(UNUSABLE_KEY)
+            user = await User.get(key.user_id)
+            if user is None:
+                raise Unauthenticated("the key's user no longer exists")
+            principal = Principal(user=user, key_id=key.id, cache=cache)
+            if cache is not None:
+                cache.keep_principal(secret_hash, principal)
         now = time.monotonic()
-        if now - self._last_touch.get(key.id, -1e18) >= self._resolution:
-            self._last_touch[key.id] = now
+        if now - self._last_touch.get(principal.key_id, -1e18) >= self._resolution:
+            self._last_touch[principal.key_id] = now
             # $currentDate keeps a real date on every engine (MONGODB.md, contract 7).
             await ApiKey.get_pymongo_collection().update_one(
-                {"_id": key.id}, {"$currentDate": {"last_used_at": True}}
+                {"_id": principal.key_id}, {"$currentDate": {"last_used_at": True}}
             )
-        return Principal(user=user, key_id=key.id)
+        return principal
+
+
+def access_changed(
+    principal: Principal, *, key_id: str | None = None, user_id: str | None = None, app_id: str | None = None
+) -> None:
+    """Forget at once, in this process, what a change made by ``principal`` may have made wrong;
+    other processes learn it from the ``access`` event the service then publishes."""
+    if principal.cache is not None:
+        principal.cache.forget(key_id=key_id, user_id=user_id, app_id=app_id)
 
 
 async def membership_of(principal: Principal, app_id: str) -> Membership | None:
-    return await Membership.find_one({"app_id": app_id, "user_id": principal.user_id})
+    cache = principal.cache
+    if cache is not None:
+        cached = cache.membership(principal.user_id, app_id)
+        if cached is not None:
+            return cached
+    membership = await Membership.find_one({"app_id": app_id, "user_id": principal.user_id})
+    if cache is not None and membership is not None:
+        cache.keep_membership(membership)
+    return membership
 
 
 def check_membership(

@@ -7,7 +7,7 @@ the API (import-linter contract in pyproject.toml).
 
 from __future__ import annotations
 
-from app.access import Authenticator
+from app.access import AccessCache, Authenticator
 from app.annotations import changes
 from app.core.blobs import LocalBlobStore
 from app.core.queue import create_pool
@@ -33,13 +33,21 @@ async def open_runtime(settings: Settings) -> Runtime:
     install_listeners()
     mongo = await open_database(settings.mongodb_url, settings.mongodb_db)
     redis = await create_pool(settings.redis_url) if settings.redis_url else None
-    return Runtime(
+    runtime = Runtime(
         settings=settings,
         mongo=mongo,
         redis=redis,
         blobs=LocalBlobStore(settings.resolved_blob_dir),
         auth=Authenticator(settings.key_last_used_resolution_s),
     )
+    # Cached answers are only trusted while this process hears access events (the live hub is
+    # subscribed to Redis); see app.access.AccessCache.
+    runtime.auth.cache = AccessCache(
+        settings.auth_cache_ttl_s,
+        settings.auth_cache_size,
+        trusted=lambda: runtime.live is not None and runtime.live.connected.is_set(),
+    )
+    return runtime
 
 
 async def close_runtime(runtime: Runtime) -> None:

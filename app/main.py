@@ -16,6 +16,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
 from app.bootstrap import close_runtime, open_runtime
+from app.core import pubsub
 from app.exports.routes import routes as export_routes
 from app.graphql.schema import build_schema
 from app.graphql.view import GraphQLView
@@ -53,6 +54,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 queue_size=settings.live_queue_size,
                 access_recheck_s=settings.live_access_recheck_s,
             )
+            if runtime.auth.cache is not None:
+                runtime.live.listen(pubsub.ACCESS_CHANNEL, runtime.auth.cache.on_access_event)
             await runtime.live.start()
         app.state.runtime = runtime
         view.runtime = runtime

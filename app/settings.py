@@ -66,6 +66,10 @@ class Settings(BaseSettings):
     fetch_timeout_s: float = Field(default=20.0, gt=0, le=300)
     fetch_allow_private_networks: bool = False
     key_last_used_resolution_s: float = 60.0
+    # verified API keys and memberships kept in each API process; dropped at once on access
+    # events (revocation, membership change) over Redis, bypassed while Redis is unreachable
+    auth_cache_ttl_s: float = Field(default=30.0, ge=0, le=600)  # 0 turns the cache off
+    auth_cache_size: int = Field(default=10_000, ge=0, le=1_000_000)
     # live updates (GraphQL subscriptions over WebSocket)
     max_subscriptions_per_connection: int = Field(default=50, ge=1, le=1000)
     ws_keep_alive_interval_s: float = Field(default=15.0, ge=0)  # server pings; 0 turns them off

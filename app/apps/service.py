@@ -13,7 +13,7 @@ from typing import Any
 
 from pymongo.errors import DuplicateKeyError
 
-from app.access import MANAGERS, Principal, require_app
+from app.access import MANAGERS, Principal, access_changed, require_app
 from app.annotations import store
 from app.annotations.models import Annotation
 from app.apps.models import App, Membership, Role
@@ -65,6 +65,7 @@ async def delete_app(principal: Principal, app_id: str, *, redis: Any = None) ->
         elif "app_id" in model.model_fields:
             await model.get_pymongo_collection().delete_many({"app_id": app.id})
     await app.delete()
+    access_changed(principal, app_id=app.id)
     await pubsub.publish_access(redis, pubsub.AccessReason.APP_DELETED, app_id=app.id)
     return app.id
 
@@ -125,6 +126,7 @@ async def update_collaborator(
     target.roles = wanted
     await target.touch_save()
     if changed:
+        access_changed(principal, user_id=target.user_id, app_id=app_id)
         await pubsub.publish_access(
             redis, pubsub.AccessReason.ROLES_CHANGED, user_id=target.user_id, app_id=app_id
         )
@@ -142,6 +144,7 @@ async def remove_collaborator(
     if Role.OWNER in target.roles and await _owners(app_id) <= 1:
         raise Conflict("an app needs at least one owner", field="userId", code=ErrorCode.LAST_OWNER)
     await target.delete()
+    access_changed(principal, user_id=target.user_id, app_id=app_id)
     await pubsub.publish_access(
         redis, pubsub.AccessReason.MEMBER_REMOVED, user_id=target.user_id, app_id=app_id
     )

@@ -6,7 +6,7 @@ from typing import Any
 
 from pymongo.errors import DuplicateKeyError
 
-from app.access import Principal, hash_secret, new_secret
+from app.access import Principal, access_changed, hash_secret, new_secret
 from app.core import pubsub, validate
 from app.core.errors import ErrorCode, NotFound, ValidationFailed
 from app.core.pagination import Page, PageArgs, paginate
@@ -56,6 +56,7 @@ async def revoke_api_key(principal: Principal, key_id: str, *, redis: Any = None
     await ApiKey.get_pymongo_collection().update_one(
         {"_id": key.id}, {"$set": {"revoked": True}, "$currentDate": {"updated_at": True}}
     )
+    access_changed(principal, key_id=key.id)
     await pubsub.publish_access(redis, pubsub.AccessReason.KEY_REVOKED, user_id=key.user_id, key_id=key.id)
     refreshed = await ApiKey.get(key.id)
     assert refreshed is not None
