@@ -28,7 +28,8 @@
 
   function loadHeaders() {
     try {
-      return window.localStorage.getItem(STORAGE_KEY);
+      // else the headers the earlier (Strawberry) page had GraphiQL keep
+      return window.localStorage.getItem(STORAGE_KEY) || window.localStorage.getItem("graphiql:headers");
     } catch (e) {
       return null;
     }
