@@ -8,6 +8,7 @@ import json
 from typing import Any
 from urllib.parse import urlsplit
 
+import pytest
 from playwright.async_api import Page
 
 from tests.factories import Api, world
@@ -19,6 +20,8 @@ QUERY = ".graphiql-query-editor .CodeMirror"
 HEADERS = "section.graphiql-editor-tool .graphiql-editor:not(.hidden) .CodeMirror"
 RESPONSE = ".result-window .CodeMirror"
 DOCS_BUTTON = "[aria-label='Show Documentation Explorer']"
+
+pytestmark = pytest.mark.slow  # a browser each: ~10 s per test
 
 
 async def editor_text(page: Page, selector: str) -> str:
