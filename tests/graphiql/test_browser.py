@@ -97,6 +97,11 @@ async def test_a_key_entered_once_loads_the_schema_at_once_returns_data_and_surv
     await page.click(".graphiql-execute-button")
     await wait_for_text(page, RESPONSE, w.owner.email, "Test app")
 
+    # a new tab keeps the key
+    await page.click(".graphiql-tab-add")
+    await page.wait_for_function("() => document.querySelectorAll('.graphiql-tab').length === 2")
+    assert w.owner.key in await editor_text(page, HEADERS)
+
     # reloaded: the key is still there (never the placeholder), the schema and queries work
     await page.reload()
     await page.wait_for_selector(HEADERS)

@@ -123,6 +123,7 @@
       fetcher: current.fetcher,
       defaultQuery: DEFAULT_QUERY,
       headers: headersState[0],
+      defaultHeaders: headersState[0], // a new tab starts with the key, not with nothing
       onEditHeaders: onEditHeaders,
       shouldPersistHeaders: false, // kept under STORAGE_KEY instead, once for every tab
       isHeadersEditorEnabled: true,
