@@ -19,7 +19,7 @@ from app.bootstrap import close_runtime, open_runtime
 from app.core import pubsub
 from app.exports.routes import routes as export_routes
 from app.graphql.schema import build_schema
-from app.graphql.view import GraphQLView
+from app.graphql.view import GraphQLView, graphiql_routes
 from app.inputs.routes import routes as input_routes
 from app.live import execution as live_execution
 from app.live.hub import Hub
@@ -79,6 +79,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/health", health),
         Route("/graphql", view, methods=["GET", "POST"]),
         WebSocketRoute("/graphql", view),
+        *(graphiql_routes() if settings.graphiql else []),  # the page's own files, no CDN
         *input_routes,
         *export_routes,  # dataset-version exports and annotation crops (object mode)
     ]

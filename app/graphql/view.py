@@ -3,10 +3,12 @@
 * Every operation needs ``Authorization: Key <secret>`` (or ``Bearer``); without one the answer
   is HTTP 401 with a GraphQL-shaped error whose ``extensions.code`` is ``UNAUTHENTICATED``.
   A browser GET of the page itself (GraphiQL) needs no key: paste it into the headers tab.
+* GraphiQL is the app's own page and files (``graphiql_routes``), built from npm at pinned
+  versions by tools/graphiql/build.sh: it works with no network.
 * WebSockets (``graphql-transport-ws`` and legacy ``graphql-ws``) authenticate once, when the
   client sends ``connection_init``: its payload's ``Authorization`` entry, else the upgrade
   request's header (see app/live/transport.py). Browsers cannot set headers on a WebSocket, so
-  GraphiQL sends the headers tab as the ``connection_init`` payload.
+  GraphiQL sends the key of its headers tab as the ``connection_init`` payload.
 * Domain errors raised by query resolvers keep their code and field in ``extensions``; any other
   exception is masked ("internal error") and logged with the request id, never a stack trace.
 * GraphQL-over-HTTP with ``application/json``: a well-formed request gets HTTP 200, its errors in
@@ -19,9 +21,12 @@
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import logging
 import uuid
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -30,6 +35,8 @@ from graphql import GraphQLError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
+from starlette.routing import BaseRoute, Mount
+from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
@@ -97,13 +104,23 @@ def request_error(status: int, message: str) -> Response:
     return Response(error_body(message, code), status_code=status, media_type="application/json")
 
 
-_HEADERS_HINT = '{\\n  "Authorization": "Key <paste the key that labelstream up printed>"\\n}'
-# GraphiQL does not pass the headers tab to its WebSocket client: hand them over as the
-# connection_init payload, read when the (lazy) connection opens.
-_WS_PARAMS = (
-    "wsConnectionParams: function () { try { return JSON.parse(window.__labelstreamHeaders"
-    " || localStorage.getItem('graphiql:headers') || '{}'); } catch (e) { return {}; } },"
-)
+GRAPHIQL_DIR = Path(__file__).parent / "static" / "graphiql"
+
+
+@functools.cache
+def graphiql_page() -> str:
+    """GraphiQL's page: it loads only the app's own files (``GRAPHIQL_DIR``), each URL carrying a
+    hash of the assets so that a browser never mixes an old cached script with a new page."""
+    digest = hashlib.sha256()
+    for name in ("vendor.js", "vendor.css", "labelstream-graphiql.js"):
+        digest.update((GRAPHIQL_DIR / name).read_bytes())
+    html = (GRAPHIQL_DIR / "index.html").read_text(encoding="utf-8")
+    return html.replace("{{version}}", digest.hexdigest()[:12])
+
+
+def graphiql_routes() -> list[BaseRoute]:
+    """``/static/graphiql/*``: the files of the page, built from npm by tools/graphiql/build.sh."""
+    return [Mount("/static/graphiql", app=StaticFiles(directory=GRAPHIQL_DIR), name="graphiql")]
 
 
 class GraphQLView(GraphQL[Context, None]):
@@ -113,16 +130,8 @@ class GraphQLView(GraphQL[Context, None]):
     graphql_ws_handler_class = LegacyWSHandler
 
     async def render_graphql_ide(self, request: Request) -> Response:
-        # Pre-fill GraphiQL's headers tab with the one header every operation needs.
-        html = self.graphql_ide_html.replace(
-            "React.useState(parameters.headers)",
-            f"React.useState(parameters.headers || '{_HEADERS_HINT}')",
-        )
-        html = html.replace("subscriptionUrl,\n", "subscriptionUrl,\n        " + _WS_PARAMS + "\n", 1)
-        html = html.replace(
-            "setHeaders(newHeaders);", "setHeaders(newHeaders); window.__labelstreamHeaders = newHeaders;", 1
-        )
-        return HTMLResponse(html)
+        # Ours, not Strawberry's (a CDN page): see app/graphql/static/graphiql/labelstream-graphiql.js
+        return HTMLResponse(graphiql_page())
 
     def _is_ide_page(self, request: Request) -> bool:
         return (
