@@ -59,7 +59,7 @@ async def _label(
 ) -> tuple[dict[str, Outcome], dict[str, InputFailure]]:
     concepts = await task_concepts(task)
     router = build_router(task, [(c.id, c.name) for c in concepts])
-    models = await task_models(task)
+    models = await task_models(task, runtime.blobs)
     loaded, failures = await load_inputs(runtime, task, pending)
     # Decoding and inference form the critical path; one batch at a time per process
     # (onnxruntime already uses every core), while other jobs do their I/O meanwhile.

@@ -64,6 +64,7 @@ def prediction_docs(
                 task_id=task.id,
                 input_id=input_id,
                 model_id=model.id,
+                model_version_id=model.version_id,
                 model_concept_id=raw.concept,
                 model_concept_name=name,
                 concept_id=router.concept_for(raw.concept, name),
@@ -78,8 +79,8 @@ def prediction_docs(
 
 
 PREDICTION_FIELDS = (
-    "app_id", "task_id", "input_id", "model_id", "model_concept_id", "model_concept_name", "concept_id",
-    "confidence", "box", "polygon", "region_key", "extra", "created_at", "updated_at",
+    "app_id", "task_id", "input_id", "model_id", "model_version_id", "model_concept_id", "model_concept_name",
+    "concept_id", "confidence", "box", "polygon", "region_key", "extra", "created_at", "updated_at",
 )  # fmt: skip
 
 
@@ -150,6 +151,7 @@ async def write_annotations(
             status=STATUS[cand.route],
             confidence=p.confidence,
             model_id=p.model_id,
+            model_version_id=p.model_version_id,
             box=p.box,
             polygon=p.polygon,
         )
