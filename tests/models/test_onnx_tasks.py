@@ -48,8 +48,7 @@ async def photos(api: Api, caller: Caller, app_id: str) -> str:
 
 def summary(annotations: list[Annotation]) -> list[tuple[Any, ...]]:
     return sorted(
-        (a.input_id, a.concept_id, a.status.value, a.confidence, tuple(a.box or ()))
-        for a in annotations
+        (a.input_id, a.concept_id, a.status.value, a.confidence, tuple(a.box or ())) for a in annotations
     )
 
 
@@ -131,11 +130,15 @@ async def test_bundled_detector_uploaded_as_a_user_model_labels_like_the_builtin
     assert {a[1] for a in theirs} == set(wanted)  # the cat, the cup, the astronaut, the motorcycle
 
 
-async def test_a_task_records_the_version_each_run_used(api: Api, http: httpx.AsyncClient, drain: Drain) -> None:
+async def test_a_task_records_the_version_each_run_used(
+    api: Api, http: httpx.AsyncClient, drain: Drain
+) -> None:
     model_files.clear()
     w = await world(api)
     ds = await photos(api, w.owner, w.app_id)
-    v1 = constant_model({"output0": yolov8_output([(32, 32, 16, 8)], [0], [0.9], 2)}, names="{0: 'cat', 1: 'dog'}")
+    v1 = constant_model(
+        {"output0": yolov8_output([(32, 32, 16, 8)], [0], [0.9], 2)}, names="{0: 'cat', 1: 'dog'}"
+    )
     first = (await upload_model(http, w.owner, w.app_id, v1))["model"]
     cat = await api.concept(w.owner, w.app_id, "cat")
     dog = await api.concept(w.owner, w.app_id, "dog")

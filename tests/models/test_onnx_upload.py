@@ -30,13 +30,17 @@ def yolo(n_classes: int = 3, names: str | None = NAMES, **kwargs: Any) -> bytes:
     return constant_model({"output0": out}, names=names, **kwargs)
 
 
+def files_in(root: Path) -> int:
+    return blob_files(root) if root.exists() else 0
+
+
 async def stored(settings: Settings) -> tuple[int, int, int, int]:
     """Models that are not built-in, versions, pins and blob files."""
     return (
         len(await ModelEntry.find({"builtin": False}).to_list()),
         len(await ModelVersion.find_all().to_list()),
         len(await BlobPin.find_all().to_list()),
-        blob_files(Path(settings.resolved_blob_dir)) if Path(settings.resolved_blob_dir).exists() else 0,
+        files_in(Path(settings.resolved_blob_dir)),
     )
 
 
@@ -55,7 +59,9 @@ async def test_upload_stores_a_checked_first_version_with_concepts_from_metadata
     assert [v["number"] for v in model["versions"]["nodes"]] == [1]
     assert model["config"]["blob_key"] == model["activeVersion"]["sha256"]
     concepts = await api.gql(
-        w.owner, "query($id: ID!) { model(id: $id) { concepts(first: 5) { nodes { id name } } } }", id=model["id"]
+        w.owner,
+        "query($id: ID!) { model(id: $id) { concepts(first: 5) { nodes { id name } } } }",
+        id=model["id"],
     )
     assert [c["name"] for c in concepts["model"]["concepts"]["nodes"]] == ["person", "bicycle", "car"]
     after = await stored(settings)
@@ -118,11 +124,17 @@ async def test_broken_upload_gets_its_typed_error_and_stores_nothing(
     w = await world(api)
     before = await stored(settings)
     result = await upload_model(http, w.owner, w.app_id, make(), **options)
-    assert (result["__typename"], result.get("code"), result.get("field")) == ("ValidationError", code, field), result
+    assert (result["__typename"], result.get("code"), result.get("field")) == (
+        "ValidationError",
+        code,
+        field,
+    ), result
     assert await stored(settings) == before
 
 
-async def test_a_file_over_the_size_limit_is_refused(api: Api, http: httpx.AsyncClient, settings: Settings) -> None:
+async def test_a_file_over_the_size_limit_is_refused(
+    api: Api, http: httpx.AsyncClient, settings: Settings
+) -> None:
     w = await world(api)
     before = await stored(settings)
     data = yolo()
@@ -186,7 +198,13 @@ async def test_upload_from_a_url_and_a_dead_url(
     data = await api.gql(
         w.owner,
         CREATE,
-        input={"appId": w.app_id, "name": "m", "kind": "DETECTOR", "adapter": "onnx", "url": f"{base}/m.onnx"},
+        input={
+            "appId": w.app_id,
+            "name": "m",
+            "kind": "DETECTOR",
+            "adapter": "onnx",
+            "url": f"{base}/m.onnx",
+        },
     )
     model = data["createModel"]["model"]
     assert model["activeVersion"]["sourceUrl"] == f"{base}/m.onnx"
@@ -200,7 +218,9 @@ async def test_upload_from_a_url_and_a_dead_url(
     assert await stored(settings) == before
 
 
-async def test_url_rules_of_image_urls_apply(api: Api, settings: Settings, served: tuple[str, dict[str, bytes]]) -> None:
+async def test_url_rules_of_image_urls_apply(
+    api: Api, settings: Settings, served: tuple[str, dict[str, bytes]]
+) -> None:
     base, files = served
     files["/m.onnx"] = yolo()
     w = await world(api)
@@ -209,7 +229,13 @@ async def test_url_rules_of_image_urls_apply(api: Api, settings: Settings, serve
         data = await api.gql(
             w.owner,
             CREATE,
-            input={"appId": w.app_id, "name": "m", "kind": "DETECTOR", "adapter": "onnx", "url": f"{base}/m.onnx"},
+            input={
+                "appId": w.app_id,
+                "name": "m",
+                "kind": "DETECTOR",
+                "adapter": "onnx",
+                "url": f"{base}/m.onnx",
+            },
         )
     finally:
         settings.fetch_allow_private_networks = True
@@ -241,7 +267,9 @@ async def test_new_versions_and_their_errors(api: Api, http: httpx.AsyncClient, 
     theirs = await upload_model(http, other.owner, other.app_id, yolo())
     foreign = await upload_version(http, w.owner, theirs["model"]["id"], yolo())
     assert (foreign["code"], foreign["field"]) == ("NOT_FOUND", "modelId")
-    builtin = await api.gql(w.owner, "query($a: ID!) { models(appId: $a, builtin: true) { nodes { id } } }", a=w.app_id)
+    builtin = await api.gql(
+        w.owner, "query($a: ID!) { models(appId: $a, builtin: true) { nodes { id } } }", a=w.app_id
+    )
     not_uploaded = await upload_version(http, w.owner, builtin["models"]["nodes"][0]["id"], yolo())
     assert (not_uploaded["code"], not_uploaded["field"]) == ("ADAPTER_MISMATCH", "modelId")
     after = await stored(settings)
@@ -257,7 +285,11 @@ async def test_uploaded_config_changes_only_with_a_version(api: Api, http: httpx
              ... on Error { code field } } }""",
         i={"id": model_id, "config": {"min_confidence": 0.5}},
     )
-    assert data["updateModel"] == {"__typename": "ValidationError", "code": "ADAPTER_MISMATCH", "field": "config"}
+    assert data["updateModel"] == {
+        "__typename": "ValidationError",
+        "code": "ADAPTER_MISMATCH",
+        "field": "config",
+    }
 
 
 async def test_deleting_a_model_removes_its_versions_pins_and_files(
@@ -270,7 +302,9 @@ async def test_deleting_a_model_removes_its_versions_pins_and_files(
     keys = [first["activeVersion"]["sha256"], second["model"]["activeVersion"]["sha256"]]
     blobs = Path(settings.resolved_blob_dir)
     assert all((blobs / k[:2] / k[2:]).exists() for k in keys)
-    data = await api.gql(w.owner, "mutation($id: ID!) { deleteModel(id: $id) { __typename } }", id=first["id"])
+    data = await api.gql(
+        w.owner, "mutation($id: ID!) { deleteModel(id: $id) { __typename } }", id=first["id"]
+    )
     assert data["deleteModel"]["__typename"] == "DeleteSuccess"
     assert (await stored(settings))[:3] == before[:3]
     assert not any((blobs / k[:2] / k[2:]).exists() for k in keys)

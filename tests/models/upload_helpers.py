@@ -70,7 +70,11 @@ async def upload_version(
     if config is not None:
         variables["input"]["config"] = config
     body = await multipart(
-        http, caller, CREATE_VERSION, variables, {"input.file": ("model.onnx", data, "application/octet-stream")}
+        http,
+        caller,
+        CREATE_VERSION,
+        variables,
+        {"input.file": ("model.onnx", data, "application/octet-stream")},
     )
     result: dict[str, Any] = body["data"]["createModelVersion"]
     return result
