@@ -9,7 +9,16 @@ import numpy as np
 import pytest
 
 from app.core.errors import ErrorCode
-from app.models.adapters import AdapterInput, Box, InvalidConfig, ModelRejected, OnnxModelAdapter, model_files
+from app.models.adapters import (
+    AdapterInput,
+    AdapterMismatch,
+    Box,
+    InvalidConfig,
+    ModelRejected,
+    OnnxModelAdapter,
+    Polygon,
+    model_files,
+)
 from app.models.adapters.onnx_check import check_onnx, metadata_names
 from tests.models.onnx_files import (
     channel_mean_model,
@@ -244,3 +253,36 @@ def test_declared_config_is_bounded() -> None:
     with pytest.raises(InvalidConfig) as caught:
         check_onnx(data, "CLASSIFIER", {"blob_key": "0" * 64}, ABC)  # set by the upload only
     assert caught.value.code is ErrorCode.UNKNOWN_KEY
+
+
+def seg_outputs(score: float = 0.9) -> dict[str, np.ndarray]:
+    """YOLOv8-seg: 1 x (4 + 3 + 1) x N detections with one mask coefficient, and a 1 x 1 x 16 x
+    16 prototype that is high on x 4..11, y 4..7 (input x 16..48, y 16..32 of 64 x 64)."""
+    det = np.zeros((1, 4 + 3 + 1, 50), np.float32)
+    det[0, :4, :] = np.array([32, 32, 4, 4], np.float32)[:, None]
+    det[0, :4, 0] = (32, 24, 40, 24)  # a box a little larger than the mask
+    det[0, 4 + 1, 0] = score
+    det[0, 7, 0] = 1.0
+    protos = np.full((1, 1, 16, 16), -10.0, np.float32)
+    protos[0, 0, 4:8, 4:12] = 10.0
+    return {"output0": det, "output1": protos}
+
+
+def test_yolov8_seg_instances_become_polygons() -> None:
+    checked, preds = run(constant_model(seg_outputs()), "SEGMENTER", image=np.zeros((64, 64, 3), np.uint8))
+    assert checked.layout == "yolov8_seg"
+    assert [(p.concept, round(p.confidence, 6)) for p in preds] == [("b", 0.9)]
+    region = preds[0].region
+    assert isinstance(region, Polygon) and len(region.points) >= 4
+    rows = [r for r, _ in region.points]
+    cols = [c for _, c in region.points]
+    # the mask covers rows 0.25..0.5 and columns 0.25..0.75 of the image (one prototype cell = 1/16)
+    assert min(rows) == pytest.approx(0.25, abs=1 / 16) and max(rows) == pytest.approx(0.5, abs=1 / 16)
+    assert min(cols) == pytest.approx(0.25, abs=1 / 16) and max(cols) == pytest.approx(0.75, abs=1 / 16)
+
+
+def test_yolov8_seg_needs_its_prototypes_and_the_right_kind() -> None:
+    out = yolov8_output([(32, 32, 16, 8)], [0], [0.9], 3)
+    assert rejected(constant_model({"output0": out}), "SEGMENTER").code is ErrorCode.UNSUPPORTED_MODEL_LAYOUT
+    with pytest.raises(AdapterMismatch):
+        check_onnx(constant_model(seg_outputs()), "DETECTOR", {"layout": "yolov8_seg"}, ABC)

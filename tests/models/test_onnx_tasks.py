@@ -169,3 +169,30 @@ async def test_a_task_records_the_version_each_run_used(
         t=task_id,
     )
     assert [(n["run"], n["versionNumber"]) for n in runs["taskModelVersions"]["nodes"]] == [(1, 1), (2, 2)]
+
+
+async def test_an_uploaded_instance_segmenter_makes_polygon_annotations(
+    api: Api, http: httpx.AsyncClient, drain: Drain
+) -> None:
+    from tests.models.test_onnx_layouts import seg_outputs
+
+    model_files.clear()
+    w = await world(api)
+    ds = await create_dataset(api, w.owner, w.app_id)
+    square = np.zeros((64, 64, 3), np.uint8)
+    await add_inputs(api, w.owner, w.app_id, [{"imageBase64": b64(jpeg(square)), "datasetIds": [ds]}])
+    result = await upload_model(
+        http, w.owner, w.app_id, constant_model(seg_outputs()), kind="SEGMENTER",
+        concepts=[{"id": n, "name": n} for n in ("a", "cat", "c")],
+    )  # fmt: skip
+    assert result["__typename"] == "ModelSuccess", result
+    cat = await api.concept(w.owner, w.app_id, "cat")
+    task_id = await run_task(
+        api, w.owner, drain, appId=w.app_id, datasetId=ds, modelId=result["model"]["id"], conceptIds=[cat],
+        taskType="POLYGON_DETECTION", thresholds={"lower": 0.5, "upper": 0.8},
+    )  # fmt: skip
+    (label,) = await annotations_of(task_id)
+    assert label.concept_id == cat and label.status.value == "SUCCESS" and label.box is None
+    assert label.polygon is not None and len(label.polygon) >= 8
+    rows, cols = label.polygon[0::2], label.polygon[1::2]
+    assert min(rows) == pytest.approx(0.25, abs=1 / 16) and max(cols) == pytest.approx(0.75, abs=1 / 16)

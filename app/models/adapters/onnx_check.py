@@ -145,6 +145,8 @@ def _layout(session: Any, kind: str, user: OnnxUserConfig) -> str:
         return user.layout
     if kind == "CLASSIFIER":
         return "classification"
+    if kind == "SEGMENTER":
+        return "yolov8_seg"
     names = [o.name for o in session.get_outputs()]
     if nanodet_strides(names):
         return "nanodet"

@@ -8,7 +8,10 @@
   output, ``N`` scores and ``N`` integer labels (or ``N x C`` per-class scores and no labels),
   optionally a detection count;
 * ``nanodet``: ``cls_<stride>`` (cells x C) and ``reg_<stride>`` (cells x 4 x bins) heads, as in
-  the bundled NanoDet-m.
+  the bundled NanoDet-m;
+* ``yolov8_seg`` (instance segmentation, YOLOv8-seg / YOLO11-seg): ``B x (4 + C + M) x N``
+  detections with M mask coefficients, and ``B x M x h x w`` mask prototypes; an instance's mask
+  is ``sigmoid(coefficients . prototypes)`` inside its box, returned as a polygon.
 
 Every decoder takes one image's outputs (batch dimension removed) and returns candidate boxes
 ``x1, y1, x2, y2`` in model-input pixels, scores and class indices; ``OutputInvalid`` says what
@@ -22,7 +25,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-LAYOUTS = ("classification", "yolov5", "yolov8", "boxes_scores_labels", "nanodet")
+LAYOUTS = ("classification", "yolov5", "yolov8", "boxes_scores_labels", "nanodet", "yolov8_seg")
+MAX_POLYGON_POINTS = 200
 DETECTION_LAYOUTS = LAYOUTS[1:]
 BOX_FORMATS = ("xyxy", "yxyx", "xywh", "cxcywh")
 SCORE_SLACK = 1e-3  # scores a hair outside 0..1 are rounding, not nonsense
@@ -48,6 +52,7 @@ class Candidates:
     boxes: np.ndarray  # N x 4, x1 y1 x2 y2, model-input pixels
     scores: np.ndarray  # N
     labels: np.ndarray  # N, class indices
+    coefficients: np.ndarray | None = None  # N x M mask coefficients (yolov8_seg)
 
 
 def empty() -> Candidates:
@@ -301,3 +306,76 @@ def nanodet_strides(names: Sequence[str]) -> list[int]:
 
 def by_name(names: Sequence[str], values: Sequence[np.ndarray]) -> Mapping[str, np.ndarray]:
     return dict(zip(names, values, strict=True))
+
+
+# --- YOLOv8 instance segmentation ------------------------------------------------------------
+
+
+def seg_roles(shapes: Sequence[Sequence[int]]) -> tuple[int, int]:
+    """(detections, prototypes) output indices: the rank-4 output holds the prototypes."""
+    if len(shapes) != 2:
+        raise LayoutUnknown(f"yolov8_seg has 2 outputs (detections, mask prototypes), not {len(shapes)}")
+    ranks = [len(s) for s in shapes]
+    if sorted(ranks) != [3, 4]:
+        raise LayoutUnknown(
+            f"yolov8_seg wants a 3-d detections and a 4-d prototypes output, not ranks {ranks}"
+        )
+    protos = ranks.index(4)
+    return 1 - protos, protos
+
+
+def decode_yolo_seg(
+    detections: np.ndarray, protos: np.ndarray, n_classes: int, min_confidence: float, limit: int
+) -> Candidates:
+    rows = _squeeze_batch(detections, 2)
+    masks = _squeeze_batch(protos, 3)
+    if masks.ndim != 3:
+        raise OutputInvalid(f"mask prototypes have shape {tuple(protos.shape)}, expected M x h x w")
+    m = masks.shape[0]
+    if rows.ndim != 2:
+        raise OutputInvalid(f"detections have shape {tuple(detections.shape)}")
+    if rows.shape[0] == 4 + n_classes + m:
+        rows = rows.T
+    elif rows.shape[1] != 4 + n_classes + m:
+        wanted = 4 + n_classes + m
+        raise CountMismatch(
+            f"detections {tuple(detections.shape)} should have {wanted} rows (4 + C + {m} mask coefficients)"
+        )
+    all_scores = rows[:, 4 : 4 + n_classes]
+    _check_scores("class scores", all_scores)
+    labels = all_scores.argmax(axis=1)
+    scores = all_scores[np.arange(len(rows)), labels]
+    keep = np.nonzero(scores >= min_confidence)[0]
+    if keep.size > limit:
+        keep = keep[np.argsort(-scores[keep], kind="stable")[:limit]]
+    boxes = to_xyxy(rows[keep, :4], "cxcywh")
+    coefficients = rows[keep, 4 + n_classes :].astype(np.float64)
+    return Candidates(boxes, scores[keep].astype(np.float64), labels[keep], coefficients)
+
+
+def mask_polygon(
+    coefficients: np.ndarray, protos: np.ndarray, box: np.ndarray, width: int, height: int
+) -> np.ndarray | None:
+    """The instance's outline as ``K x 2`` input-pixel (x, y) points, or None when its mask is
+    empty: the mask at prototype resolution, cut to its box, its largest outline simplified."""
+    import cv2
+
+    masks = _squeeze_batch(protos, 3)
+    m, mh, mw = masks.shape
+    logits = coefficients @ masks.reshape(m, -1).astype(np.float64)
+    mask = (logits.reshape(mh, mw) > 0.0).astype(np.uint8)  # sigmoid > 0.5
+    sx, sy = mw / width, mh / height
+    x1, y1 = max(0, int(np.floor(box[0] * sx))), max(0, int(np.floor(box[1] * sy)))
+    x2, y2 = min(mw, int(np.ceil(box[2] * sx))), min(mh, int(np.ceil(box[3] * sy)))
+    cut = np.zeros_like(mask)
+    cut[y1:y2, x1:x2] = mask[y1:y2, x1:x2]
+    contours, _ = cv2.findContours(cut, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    if not contours:
+        return None
+    outline = max(contours, key=cv2.contourArea)
+    outline = cv2.approxPolyDP(outline, 0.005 * cv2.arcLength(outline, True), True)
+    points = outline.reshape(-1, 2).astype(np.float64)[:MAX_POLYGON_POINTS]
+    if len(points) < 3:
+        return None
+    # pixel centres at prototype resolution -> input pixels
+    return np.stack([(points[:, 0] + 0.5) / sx, (points[:, 1] + 0.5) / sy], 1)

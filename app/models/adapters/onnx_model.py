@@ -20,7 +20,7 @@ import numpy as np
 from pydantic import Field
 
 from . import model_files
-from .base import AdapterInput, Box, ModelAdapter, ModelConcept, Prediction, check_image, softmax
+from .base import AdapterInput, Box, ModelAdapter, ModelConcept, Polygon, Prediction, check_image, softmax
 from .config import AdapterConfig, OnnxConfig
 from .errors import AdapterMismatch
 from .imaging import Fit, letterbox, nms, stretch
@@ -35,6 +35,9 @@ from .onnx_layouts import (
     class_scores,
     decode_bsl,
     decode_yolo,
+    decode_yolo_seg,
+    mask_polygon,
+    seg_roles,
 )
 
 MAX_LABELS = 10_000
@@ -50,9 +53,9 @@ class OnnxUserConfig(OnnxConfig):
     """What an uploader may declare; every key has a default (read from the model where it
     says, e.g. the input size of a static input shape)."""
 
-    layout: Literal["auto", "classification", "yolov5", "yolov8", "boxes_scores_labels", "nanodet"] = Field(
-        "auto", description="output layout; auto-detected from the outputs when unambiguous"
-    )
+    layout: Literal[
+        "auto", "classification", "yolov5", "yolov8", "boxes_scores_labels", "nanodet", "yolov8_seg"
+    ] = Field("auto", description="output layout; auto-detected from the outputs when unambiguous")
     input_width: int | None = Field(None, ge=8, le=MAX_SIDE, description="default: the model's static input")
     input_height: int | None = Field(None, ge=8, le=MAX_SIDE, description="default: the model's static input")
     resize: Literal["letterbox", "stretch"] | None = Field(
@@ -117,7 +120,7 @@ class OnnxModelAdapter(ModelAdapter):
 
     name = "onnx"
     kind = "DETECTOR"
-    kinds = frozenset({"CLASSIFIER", "DETECTOR"})
+    kinds = frozenset({"CLASSIFIER", "DETECTOR", "SEGMENTER"})
     config_schema = OnnxModelConfig
     options: OnnxModelConfig
 
@@ -130,13 +133,14 @@ class OnnxModelAdapter(ModelAdapter):
         self._batch_one = True
         self._names: list[str] = []
         self._roles: BslRoles | None = None
+        self._seg = (0, 1)  # yolov8_seg: (detections, prototypes) output indices
 
     @classmethod
     def check_model(cls, kind: str, options: AdapterConfig, zero_shot: bool | None) -> None:
         super().check_model(kind, options, zero_shot)
         assert isinstance(options, OnnxModelConfig)
-        classifies = options.layout == "classification"
-        if options.layout == "auto" or classifies != (kind == "CLASSIFIER"):
+        wanted = {"classification": "CLASSIFIER", "yolov8_seg": "SEGMENTER"}.get(options.layout, "DETECTOR")
+        if options.layout == "auto" or wanted != kind:
             raise AdapterMismatch(
                 f"a {kind} model cannot have the output layout {options.layout!r}", field="config.layout"
             )
@@ -161,6 +165,8 @@ class OnnxModelAdapter(ModelAdapter):
         self._batch_one = static(shape[0]) == 1
         self._input = inp
         self._names = [o.name for o in session.get_outputs()]
+        if cfg.layout == "yolov8_seg":
+            self._seg = seg_roles([known(o.shape) for o in session.get_outputs()])
         if cfg.layout == "boxes_scores_labels":
             outs = session.get_outputs()
             self._roles = bsl_roles(
@@ -207,6 +213,8 @@ class OnnxModelAdapter(ModelAdapter):
             check_finite(name, value)
         if self.options.layout == "classification":
             return self._classes(outs)
+        if self.options.layout == "yolov8_seg":
+            return self._polygons(outs, fit)
         return self._boxes(self.candidates(outs), fit)
 
     @property
@@ -232,6 +240,9 @@ class OnnxModelAdapter(ModelAdapter):
         cfg = self.options
         width, height = self._size
         n_classes = len(cfg.labels)
+        if cfg.layout == "yolov8_seg":
+            detections, protos = outs[self._seg[0]], outs[self._seg[1]]
+            return decode_yolo_seg(detections, protos, n_classes, self.min_confidence, MAX_CANDIDATES)
         if cfg.layout in ("yolov5", "yolov8"):
             value = outs[0]
             transposed = value.ndim == 3 and value.shape[1] < value.shape[2]
@@ -260,9 +271,8 @@ class OnnxModelAdapter(ModelAdapter):
             min_confidence=self.min_confidence,
         )
 
-    def _boxes(self, found: Candidates, fit: Fit) -> list[Prediction]:
-        if not found.scores.size:
-            return []
+    def _kept(self, found: Candidates, fit: Fit) -> tuple[np.ndarray, np.ndarray, list[int]]:
+        """Normalised image boxes, class indices and the indices class-wise NMS keeps."""
         boxes = fit.to_image(found.boxes)
         labels = found.labels.astype(np.int64)
         # class-wise NMS on normalised boxes: an offset of 2 keeps classes apart
@@ -272,6 +282,34 @@ class OnnxModelAdapter(ModelAdapter):
             self.options.iou_threshold,
             self.options.max_detections,
         )
+        return boxes, labels, keep
+
+    def _polygons(self, outs: Sequence[np.ndarray], fit: Fit) -> list[Prediction]:
+        found = self.candidates(outs)
+        if not found.scores.size or found.coefficients is None:
+            return []
+        _, labels, keep = self._kept(found, fit)
+        width, height = self._size
+        out = []
+        for i in keep:
+            points = mask_polygon(found.coefficients[i], outs[self._seg[1]], found.boxes[i], width, height)
+            if points is None:
+                continue
+            xs = np.clip((points[:, 0] - fit.pad_x) / fit.scale_x / fit.image_width, 0.0, 1.0)
+            ys = np.clip((points[:, 1] - fit.pad_y) / fit.scale_y / fit.image_height, 0.0, 1.0)
+            out.append(
+                Prediction(
+                    concept=self.options.labels[int(labels[i])],
+                    confidence=float(found.scores[i]),
+                    region=Polygon(tuple((float(r), float(c)) for r, c in zip(ys, xs, strict=True))),
+                )
+            )
+        return out
+
+    def _boxes(self, found: Candidates, fit: Fit) -> list[Prediction]:
+        if not found.scores.size:
+            return []
+        boxes, labels, keep = self._kept(found, fit)
         out = []
         for i in keep:
             x1, y1, x2, y2 = (float(v) for v in boxes[i])
