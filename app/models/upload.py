@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+from pymongo.errors import DuplicateKeyError
 
 from app.core import blob_pins
 from app.core.blobs import BlobStore
@@ -30,6 +31,7 @@ from app.settings import Settings
 from app.tasks.fetch import MAX_REDIRECTS, FetchFailed, _check_host
 
 MAX_URL = 2048
+NUMBER_ATTEMPTS = 5
 
 
 @dataclass(frozen=True)
@@ -167,11 +169,17 @@ async def store_version(
     await blob_pins.pin(version.pin_owner, [key])
     try:
         await blobs.put(prepared.data)
-        counted = await ModelEntry.get_pymongo_collection().find_one_and_update(
-            {"_id": model.id}, {"$inc": {"version_count": 1}}, return_document=True
-        )
-        version.number = int(counted["version_count"]) if counted else model.version_count + 1
-        await version.insert()
+        for attempt in range(NUMBER_ATTEMPTS):
+            counted = await ModelEntry.get_pymongo_collection().find_one_and_update(
+                {"_id": model.id}, {"$inc": {"version_count": 1}}, return_document=True
+            )
+            version.number = int(counted["version_count"]) if counted else model.version_count + 1
+            try:
+                await version.insert()
+                break
+            except DuplicateKeyError:  # an engine whose findAndModify is not atomic gave it twice
+                if attempt == NUMBER_ATTEMPTS - 1:
+                    raise
     except BaseException:
         await release(blobs, version)
         raise
