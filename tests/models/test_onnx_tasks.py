@@ -17,6 +17,7 @@ from app.models.adapters import model_files
 from app.models.adapters.base import WEIGHTS_DIR
 from app.models.adapters.image_classifier import load_imagenet_concepts
 from app.models.adapters.object_detector import CLASSES_FILE, concept_id
+from app.predictions.models import Prediction
 from tests.factories import Api, Caller, world
 from tests.models.onnx_files import constant_model, yolov8_output
 from tests.models.upload_helpers import upload_model, upload_version
@@ -162,6 +163,10 @@ async def test_a_task_records_the_version_each_run_used(
     await drain()
     labels = await annotations_of(task_id)
     assert {(a.concept_id, a.model_version_id) for a in labels} == {(dog, second["version"]["id"])}
+    # the stored predictions are the second version's only (re-applied thresholds see no mix)
+    stored = await Prediction.find({"task_id": task_id}).to_list()
+    assert len(stored) == 4
+    assert {(p.model_concept_id, p.model_version_id) for p in stored} == {("dog", second["version"]["id"])}
     runs = await api.gql(
         w.owner,
         """query($t: ID!) { taskModelVersions(taskId: $t, first: 10) {

@@ -94,6 +94,23 @@ async def write_predictions(predictions: Sequence[Prediction]) -> None:
         await Prediction.get_pymongo_collection().insert_many(docs, ordered=False)
 
 
+async def drop_other_versions(task_id: str, input_ids: Sequence[str], models: Sequence[RunModel]) -> None:
+    """Predictions another version of an uploaded model made for this task on these inputs go,
+    so that a run's stored predictions are its own version's (deterministic ids would otherwise
+    keep the old version's confidences, and re-applied thresholds would mix versions)."""
+    current = {m.id: m.version_id for m in models if m.version_id}
+    if not current or not input_ids:
+        return
+    collection = Prediction.get_pymongo_collection()
+    docs = await collection.find(
+        {"task_id": task_id, "input_id": {"$in": list(input_ids)}, "model_id": {"$in": list(current)}},
+        {"model_id": 1, "model_version_id": 1},
+    ).to_list()
+    stale = [d["_id"] for d in docs if d.get("model_version_id") != current.get(d["model_id"])]
+    if stale:
+        await collection.delete_many({"_id": {"$in": stale}})
+
+
 @dataclass
 class Candidate:
     """The best prediction for one (input, task concept, region)."""
