@@ -14,7 +14,7 @@ from app.core.db import connect, ensure_indexes
 from app.datasets.models import Dataset
 from app.exports.models import DatasetVersion, VersionAnnotation, VersionInput
 from app.inputs.models import Input
-from app.models.models import ModelEntry, Workflow
+from app.models.models import ModelEntry, ModelVersion, TaskModelVersion, Workflow
 from app.predictions.models import Prediction
 from app.review.models import Assignment, TaskLock
 from app.tasks.models import LabelingTask, TaskBatch, TaskInput
@@ -29,6 +29,8 @@ DOCUMENT_MODELS: list[Any] = [
     Dataset,
     Input,
     ModelEntry,
+    ModelVersion,
+    TaskModelVersion,
     Workflow,
     LabelingTask,
     TaskInput,

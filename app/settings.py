@@ -33,6 +33,9 @@ class Settings(BaseSettings):
     max_page_size: int = Field(default=100, ge=1)
     default_page_size: int = Field(default=20, ge=1)
     max_upload_bytes: int = Field(default=20 * 1024 * 1024, ge=1)
+    # an uploaded ONNX model file (multipart or URL); a multipart one is also bounded by
+    # max_request_bytes
+    max_model_bytes: int = Field(default=60 * 1024 * 1024, ge=1)
     max_image_pixels: int = Field(default=80_000_000, ge=1)
     max_request_bytes: int = Field(default=64 * 1024 * 1024, ge=1)
     max_bulk_items: int = Field(default=128, ge=1)

@@ -60,6 +60,9 @@ class Annotation:
     status: AnnotationStatus  # type: ignore[valid-type]
     labeled_by_user_id: strawberry.ID | None
     labeled_by_model_id: strawberry.ID | None
+    model_version_id: strawberry.ID | None = strawberry.field(
+        description="The version of an uploaded model that made it (see Model.versions); null otherwise."
+    )
     task_id: strawberry.ID | None
     reviewed_by: strawberry.ID | None
     reviewed_at: datetime | None = strawberry.field(description="When a person last decided it.")
@@ -94,6 +97,7 @@ class Annotation:
             status=doc.status,
             labeled_by_user_id=_id(doc.labeled_by_user_id),
             labeled_by_model_id=_id(doc.labeled_by_model_id),
+            model_version_id=_id(doc.model_version_id),
             task_id=_id(doc.task_id),
             reviewed_by=_id(doc.reviewed_by),
             reviewed_at=doc.reviewed_at,

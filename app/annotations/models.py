@@ -34,6 +34,8 @@ class Annotation(BaseDocument):
     status: AnnotationStatus = AnnotationStatus.SUCCESS
     labeled_by_user_id: str | None = None
     labeled_by_model_id: str | None = None
+    # The version of an uploaded model that made (or last re-routed) it; None otherwise.
+    model_version_id: str | None = None
     task_id: str | None = None
     reviewed_by: str | None = None
     edited_by: str | None = None  # the person who last changed its concept or region

@@ -176,6 +176,7 @@ class MachineLabel:
     model_id: str
     box: list[float] | None = None
     polygon: list[float] | None = None
+    model_version_id: str | None = None
 
 
 async def route(
@@ -221,6 +222,7 @@ async def route(
                             "status": label.status,
                             "confidence": label.confidence,
                             "labeled_by_model_id": label.model_id,
+                            "model_version_id": label.model_version_id,
                             "audit": False,
                         },
                         "$currentDate": {"updated_at": True},
@@ -241,6 +243,7 @@ async def route(
             confidence=label.confidence,
             status=AnnotationStatus(label.status),
             labeled_by_model_id=label.model_id,
+            model_version_id=label.model_version_id,
             task_id=task_id,
             key=key,
             created_at=now,

@@ -62,6 +62,12 @@ class ErrorCode(enum.Enum):
     NO_REGION = "NO_REGION"
     UNSUPPORTED_FORMAT = "UNSUPPORTED_FORMAT"
     VERSION_NOT_READY = "VERSION_NOT_READY"
+    # uploaded models (ONNX): the file cannot load, its inputs/outputs fit no supported layout,
+    # its outputs on a sample image are nonsense, or its classes differ from its concepts
+    MODEL_LOAD_FAILED = "MODEL_LOAD_FAILED"
+    UNSUPPORTED_MODEL_LAYOUT = "UNSUPPORTED_MODEL_LAYOUT"
+    MODEL_OUTPUT_INVALID = "MODEL_OUTPUT_INVALID"
+    CONCEPT_COUNT_MISMATCH = "CONCEPT_COUNT_MISMATCH"
 
 
 class DomainError(Exception):

@@ -11,7 +11,7 @@ from pymongo import ASCENDING, IndexModel
 from app.core.documents import BaseDocument
 from app.models.adapters.base import ModelKind
 
-__all__ = ["ModelConceptEntry", "ModelEntry", "ModelKind", "Workflow"]
+__all__ = ["ModelConceptEntry", "ModelEntry", "ModelKind", "ModelVersion", "TaskModelVersion", "Workflow"]
 
 
 class ModelConceptEntry(BaseModel):
@@ -40,6 +40,10 @@ class ModelEntry(BaseDocument):
     concepts: list[ModelConceptEntry] = []
     zero_shot: bool = False
     builtin: bool = False
+    # Uploaded models (adapter ``onnx``) have versions: ``config`` and ``concepts`` are those of
+    # the active one, so a worker reads a model the same way whatever its origin.
+    active_version_id: str | None = None
+    version_count: int = 0
 
     # The config is user JSON (a null model's polygons are lists of [row, col] pairs): stored as
     # one JSON string, because not every MongoDB-wire engine keeps nested arrays (FerretDB 1.24
@@ -58,6 +62,61 @@ class ModelEntry(BaseDocument):
         name = "models"
         bson_encoders = {JsonConfig: lambda value: orjson.dumps(dict(value)).decode()}
         indexes = [IndexModel([("app_id", ASCENDING)])]
+
+
+class ModelVersion(BaseDocument):
+    """One uploaded file of a model, immutable once stored. ``number`` counts from 1 per model
+    (unique with ``model_id``); the file is the blob ``blob_key`` (its SHA-256), pinned by
+    ``pin_owner`` while the version exists. ``config`` is the checked, resolved adapter config."""
+
+    app_id: str
+    model_id: str
+    number: int
+    blob_key: str
+    size_bytes: int
+    layout: str
+    config: dict[str, Any] = {}
+    concepts: list[ModelConceptEntry] = []
+    source_url: str | None = None
+    created_by: str | None = None
+
+    @field_validator("config", mode="before")
+    @classmethod
+    def _load_config(cls, value: Any) -> Any:
+        return decode_config(value)
+
+    @field_validator("config", mode="after")
+    @classmethod
+    def _wrap_config(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return JsonConfig(value)
+
+    @property
+    def pin_owner(self) -> str:
+        return f"model-version:{self.id}"
+
+    class Settings:
+        name = "model_versions"
+        bson_encoders = {JsonConfig: lambda value: orjson.dumps(dict(value)).decode()}
+        indexes = [
+            IndexModel([("model_id", ASCENDING), ("number", ASCENDING)], unique=True),
+            IndexModel([("app_id", ASCENDING)]),
+        ]
+
+
+class TaskModelVersion(BaseDocument):
+    """The version of a model a task's run used: ``_id = <task>:<run>:<model>``, written once by
+    the first batch of the run (a unique id, so every worker of the run agrees on it)."""
+
+    app_id: str
+    task_id: str
+    run: int
+    model_id: str
+    version_id: str
+    version_number: int
+
+    class Settings:
+        name = "task_model_versions"
+        indexes = [IndexModel([("task_id", ASCENDING), ("run", ASCENDING)])]
 
 
 def decode_config(value: Any) -> dict[str, Any]:

@@ -6,6 +6,9 @@ Invariants:
 * A model's adapter exists and serves its kind, and its config passes the adapter's schema
   (``adapters.validate_config``: known keys, types, bounds), so a stored model can run.
 * A workflow names at least one model, every one of its own app, none twice, in run order.
+* An uploaded model (adapter ``onnx``) is created and re-versioned only from a file that passed
+  the upload check (``app.models.upload``); its config and concepts are those of its active
+  version and change only with a new version, never through ``updateModel``.
 * A model or workflow that a labeling task (or, for a model, a workflow) uses is not deleted,
   and a change to it that would leave such a task with a concept nobody produces is refused
   (``IN_USE``), so a stored task always stays runnable.
@@ -20,10 +23,22 @@ from typing import Any
 from app.access import MANAGERS, Principal, get_for, require_app
 from app.concepts.models import Concept
 from app.core import validate
+from app.core.blobs import BlobStore
 from app.core.errors import Conflict, DomainError, ErrorCode, NotFound, ValidationFailed
 from app.core.pagination import Page, PageArgs, paginate
-from app.models.adapters import validate_config
-from app.models.models import JsonConfig, ModelConceptEntry, ModelEntry, ModelKind, Workflow
+from app.models import upload
+from app.models.adapters import OnnxModelAdapter, validate_config
+from app.models.models import (
+    JsonConfig,
+    ModelConceptEntry,
+    ModelEntry,
+    ModelKind,
+    ModelVersion,
+    TaskModelVersion,
+    Workflow,
+)
+from app.models.upload import ModelFile
+from app.settings import Settings
 from app.tasks.models import ConceptMapping, LabelingTask
 
 MAX_MODEL_CONCEPTS = 10_000
@@ -222,10 +237,21 @@ async def create_model(
     config: Any = None,
     concepts: Sequence[ModelConceptEntry] = (),
     zero_shot: bool = False,
+    source: ModelFile | None = None,
+    settings: Settings | None = None,
+    blobs: BlobStore | None = None,
 ) -> ModelEntry:
+    """Register a model. With adapter ``onnx`` the model is a file (``source``: a multipart
+    part or a URL) that must pass the upload check; it becomes version 1."""
     await require_app(principal, app_id, MANAGERS)
     clean_name = validate.name(name)
     clean_adapter = _adapter(adapter)
+    source = source or ModelFile()
+    if clean_adapter == OnnxModelAdapter.name or upload.given(source):
+        return await _create_uploaded(
+            principal, app_id, clean_name, kind, clean_adapter, config, concepts, zero_shot, source,
+            settings, blobs,
+        )  # fmt: skip
     model = ModelEntry(
         app_id=app_id,
         name=clean_name,
@@ -237,6 +263,120 @@ async def create_model(
     )
     await model.insert()
     return model
+
+
+def _upload_options(adapter: str, zero_shot: bool) -> None:
+    if adapter != OnnxModelAdapter.name:
+        raise ValidationFailed(
+            f"a model file runs on the {OnnxModelAdapter.name!r} adapter, not {adapter!r}",
+            field="adapter",
+            code=ErrorCode.ADAPTER_MISMATCH,
+        )
+    if zero_shot:
+        raise ValidationFailed(
+            "an uploaded model has a fixed list of concepts; it cannot be zero-shot",
+            field="zeroShot",
+            code=ErrorCode.ADAPTER_MISMATCH,
+        )
+
+
+async def _prepare(
+    source: ModelFile,
+    settings: Settings | None,
+    kind: ModelKind,
+    config: Any,
+    concepts: Sequence[ModelConceptEntry],
+    fallback: Sequence[ModelConceptEntry] = (),
+) -> tuple[upload.Prepared, list[ModelConceptEntry]]:
+    """Concepts: the request's, else the file's ``names`` metadata, else ``fallback`` (a new
+    version keeps its model's concepts)."""
+    if settings is None:
+        raise ValidationFailed("model uploads need the server settings", field="file")
+    requested = _model_concepts(concepts)
+    clean_config = None if config is None else _config(config)
+    prepared = await upload.prepare(source, settings, kind, clean_config, requested, fallback)
+    return prepared, _model_concepts(prepared.concepts)
+
+
+async def _create_uploaded(
+    principal: Principal,
+    app_id: str,
+    name: str,
+    kind: ModelKind,
+    adapter: str,
+    config: Any,
+    concepts: Sequence[ModelConceptEntry],
+    zero_shot: bool,
+    source: ModelFile,
+    settings: Settings | None,
+    blobs: BlobStore | None,
+) -> ModelEntry:
+    _upload_options(adapter, zero_shot)
+    prepared, clean_concepts = await _prepare(source, settings, kind, config, concepts)
+    assert blobs is not None
+    model = ModelEntry(
+        app_id=app_id,
+        name=name,
+        kind=kind,
+        adapter=adapter,
+        config=prepared.checked.config,
+        concepts=clean_concepts,
+    )
+    await model.insert()
+    try:
+        version = await upload.store_version(blobs, model, prepared, clean_concepts, principal.user_id)
+    except BaseException:
+        await model.delete()
+        raise
+    model.active_version_id = version.id
+    model.version_count = version.number
+    await model.touch_save()
+    return model
+
+
+async def create_model_version(
+    principal: Principal,
+    model_id: str,
+    source: ModelFile,
+    *,
+    config: Any = None,
+    concepts: Sequence[ModelConceptEntry] = (),
+    settings: Settings,
+    blobs: BlobStore,
+) -> tuple[ModelEntry, ModelVersion]:
+    """A new version of an uploaded model from a new file; it becomes the active one. The
+    concepts come from the request, else the file's ``names`` metadata, else stay as they are.
+    Refused (``IN_USE``) when a task using the model would lose a concept."""
+    model = await get_for(principal, ModelEntry, model_id, what="model", roles=MANAGERS, field="modelId")
+    if model.adapter != OnnxModelAdapter.name:
+        raise ValidationFailed(
+            "only uploaded (onnx) models have versions", field="modelId", code=ErrorCode.ADAPTER_MISMATCH
+        )
+    prepared, clean_concepts = await _prepare(source, settings, model.kind, config, concepts, model.concepts)
+    candidate = model.model_copy(update={"concepts": clean_concepts})
+    await _recheck_after_model_change(candidate)
+    version = await upload.store_version(blobs, model, prepared, clean_concepts, principal.user_id)
+    model.concepts = clean_concepts
+    model.config = JsonConfig(prepared.checked.config)
+    model.active_version_id = version.id
+    model.version_count = max(model.version_count, version.number)
+    await model.touch_save()
+    return model, version
+
+
+async def list_versions(principal: Principal, model_id: str, args: PageArgs) -> Page[ModelVersion]:
+    model = await get_for(principal, ModelEntry, model_id, what="model")
+    return await paginate(ModelVersion, {"model_id": model.id}, args)
+
+
+async def get_version(version_id: str | None) -> ModelVersion | None:
+    return None if version_id is None else await ModelVersion.get(version_id)
+
+
+async def task_versions(principal: Principal, task_id: str, args: PageArgs) -> Page[TaskModelVersion]:
+    """Which version of each model every run of a task used (oldest run first)."""
+    task = await get_for(principal, LabelingTask, task_id, what="labeling task", field="taskId")
+    return await paginate(TaskModelVersion, {"task_id": task.id}, args)
 
 
 async def update_model(
@@ -255,6 +395,13 @@ async def update_model(
     model = await get_for(principal, ModelEntry, model_id, what="model", roles=MANAGERS)
     if name is not None:
         model.name = validate.name(name)
+    uploaded = OnnxModelAdapter.name in (model.adapter, adapter)
+    if uploaded and (adapter is not None or config is not None or concepts is not None or zero_shot):
+        raise ValidationFailed(
+            "an uploaded model's file, config and concepts change with a new version (createModelVersion)",
+            field="adapter" if adapter is not None else "config" if config is not None else "concepts",
+            code=ErrorCode.ADAPTER_MISMATCH,
+        )
     if adapter is not None or config is not None or zero_shot is not None:
         new_adapter = _adapter(adapter) if adapter is not None else model.adapter
         new_config = _config(config) if config is not None else model.config
@@ -270,13 +417,19 @@ async def update_model(
     return model
 
 
-async def delete_model(principal: Principal, model_id: str) -> str:
+async def delete_model(principal: Principal, model_id: str, blobs: BlobStore | None = None) -> str:
+    """Delete the model, then its versions, then their files (unless something else keeps one)."""
     model = await get_for(principal, ModelEntry, model_id, what="model", roles=MANAGERS)
     if await Workflow.find_one({"app_id": model.app_id, "model_ids": model.id}):
         raise Conflict("a workflow uses this model", field="id", code=ErrorCode.IN_USE)
     if await LabelingTask.find_one({"app_id": model.app_id, "model_id": model.id}):
         raise Conflict("a labeling task uses this model", field="id", code=ErrorCode.IN_USE)
     await model.delete()
+    versions = await ModelVersion.find({"model_id": model.id}).to_list()
+    for version in versions:
+        await version.delete()
+        if blobs is not None:
+            await upload.release(blobs, version)
     return model.id
 
 

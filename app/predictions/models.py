@@ -19,6 +19,7 @@ class Prediction(BaseDocument):
     task_id: str
     input_id: str
     model_id: str
+    model_version_id: str | None = None  # uploaded models: the version that made it
     model_concept_id: str
     model_concept_name: str = ""
     concept_id: str | None = None  # the task concept it maps to, None when unmapped

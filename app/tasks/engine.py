@@ -31,7 +31,14 @@ from app.tasks.models import LabelingTask, TaskStatus
 from app.tasks.routing import build_router
 from app.tasks.run.load import InputFailure, decode_all, load_inputs
 from app.tasks.run.predict import inference_lock, predict, task_models
-from app.tasks.run.write import Outcome, candidates, prediction_docs, write_annotations, write_predictions
+from app.tasks.run.write import (
+    Outcome,
+    candidates,
+    drop_other_versions,
+    prediction_docs,
+    write_annotations,
+    write_predictions,
+)
 
 log = logging.getLogger("labelstream.engine")
 
@@ -59,7 +66,7 @@ async def _label(
 ) -> tuple[dict[str, Outcome], dict[str, InputFailure]]:
     concepts = await task_concepts(task)
     router = build_router(task, [(c.id, c.name) for c in concepts])
-    models = await task_models(task)
+    models = await task_models(task, runtime.blobs)
     loaded, failures = await load_inputs(runtime, task, pending)
     # Decoding and inference form the critical path; one batch at a time per process
     # (onnxruntime already uses every core), while other jobs do their I/O meanwhile.
@@ -83,6 +90,7 @@ async def _label(
     predictions = [
         p for input_id, outs in outputs.items() for p in prediction_docs(task, input_id, outs, router)
     ]
+    await drop_other_versions(task.id, list(outputs), models)
     await write_predictions(predictions)
     dataset_ids = {x.doc.id: list(x.doc.dataset_ids) for x in loaded}
     outcomes = await write_annotations(

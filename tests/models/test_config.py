@@ -55,7 +55,14 @@ def test_every_adapter_declares_a_closed_schema_and_known_kinds() -> None:
         assert cls.kinds and cls.kinds <= set(KINDS), name
         assert cls.kind in cls.kinds
         assert cls.config_schema.model_config.get("extra") == "forbid", name
-        # an empty config runs with the defaults, for every kind the adapter serves
+        # an empty config runs with the defaults, for every kind the adapter serves (an adapter
+        # with required keys, such as an uploaded model's file, refuses it by naming the key)
+        required = [k for k, f in cls.config_schema.model_fields.items() if f.is_required()]
+        if required:
+            with pytest.raises(InvalidConfig) as caught:
+                validate_config(name, next(iter(cls.kinds)), {})
+            assert caught.value.code is ErrorCode.REQUIRED and caught.value.field == f"config.{required[0]}"
+            continue
         for kind in cls.kinds:
             assert validate_config(name, kind, {}, zero_shot=True if cls.zero_shot else None) == {}
 

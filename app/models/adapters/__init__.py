@@ -23,10 +23,11 @@ from .base import (
 )
 from .cache import ADAPTER_CACHE_SIZE, AdapterCache, adapter_cache, clear_cache, get_adapter
 from .config import MAX_THREADS, AdapterConfig
-from .errors import AdapterError, AdapterMismatch, InvalidConfig, UnknownAdapter
+from .errors import AdapterError, AdapterMismatch, InvalidConfig, ModelRejected, UnknownAdapter
 from .image_classifier import ImageClassifierAdapter
 from .null import NullAdapter
 from .object_detector import ObjectDetectorAdapter
+from .onnx_model import OnnxModelAdapter
 from .registry import (
     ADAPTERS,
     adapter_class,
@@ -54,8 +55,10 @@ __all__ = [
     "ModelAdapter",
     "ModelConcept",
     "ModelKind",
+    "ModelRejected",
     "NullAdapter",
     "ObjectDetectorAdapter",
+    "OnnxModelAdapter",
     "Polygon",
     "Prediction",
     "SentimentAdapter",

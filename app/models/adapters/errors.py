@@ -4,8 +4,10 @@
     └── AdapterError (also a ValueError)   permanent: the same entry fails the same way every time
         ├── UnknownAdapter                 no adapter of that name        field ``adapter``
         ├── AdapterMismatch                the adapter cannot serve that kind / zero-shot use
-        └── InvalidConfig                  unknown key, wrong type, out-of-range value
-                                           field ``config.<path>``, code from the failed rule
+        ├── InvalidConfig                  unknown key, wrong type, out-of-range value
+        │                                  field ``config.<path>``, code from the failed rule
+        └── ModelRejected                  an uploaded model file that cannot serve: it does not
+                                           load, fits no layout, or answers nonsense (``file``)
 
 They are domain errors, so the registry service maps them to typed GraphQL errors unchanged,
 and a worker can tell them from transient failures (retrying never helps).
@@ -37,3 +39,10 @@ class AdapterMismatch(AdapterError):
 
 class InvalidConfig(AdapterError):
     default_code = ErrorCode.INVALID
+
+
+class ModelRejected(AdapterError):
+    """An uploaded model refused by the upload check; ``code`` is one of ``MODEL_LOAD_FAILED``,
+    ``UNSUPPORTED_MODEL_LAYOUT``, ``MODEL_OUTPUT_INVALID``, ``CONCEPT_COUNT_MISMATCH``."""
+
+    default_code = ErrorCode.MODEL_LOAD_FAILED

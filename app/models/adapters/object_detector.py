@@ -1,7 +1,9 @@
 """``general-object-detector``: NanoDet-m 416 (COCO-80) on onnxruntime.
 
-Pre-processing, box decoding (GFL integral over 11 distance bins) and class-wise NMS are
-done in numpy. Boxes are returned normalised to the input image (top, left, bottom, right).
+The image is letterboxed into the 416 x 416 input (aspect ratio kept, borders padded), so a
+wide or tall photo is not squashed; box decoding (GFL integral over 11 distance bins) and
+class-wise NMS are done in numpy, and boxes are mapped back through the letterbox. Boxes are
+returned normalised to the input image (top, left, bottom, right).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from .base import (
     check_image,
 )
 from .config import OnnxConfig
+from .imaging import Fit, letterbox, nms
 
 MODEL_FILE = WEIGHTS_DIR / "nanodet_m_416.onnx"
 CLASSES_FILE = WEIGHTS_DIR / "coco_classes.txt"
@@ -34,30 +37,53 @@ STD_BGR = np.array([57.375, 57.12, 58.395], np.float32)
 # thresholds (a 0.25 threshold leaves far fewer on ordinary images, so results do not change).
 MAX_CANDIDATES = 1_000
 MAX_DETECTIONS = 300  # per image: each one becomes an annotation write
+# The letterbox border, in pixels before normalisation: NanoDet's own keep-ratio transform pads
+# with black.
+PAD_VALUE = 0
 
 
 def concept_id(name: str) -> str:
     return name.replace(" ", "-")
 
 
-def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, limit: int | None = None) -> list[int]:
-    """Greedy NMS on ``[x1, y1, x2, y2]`` boxes; returns kept indices, best first (at most
-    ``limit``: the first ``limit`` of the full result, found without computing the rest)."""
-    order = np.argsort(-scores)
-    areas = np.maximum(0.0, boxes[:, 2] - boxes[:, 0]) * np.maximum(0.0, boxes[:, 3] - boxes[:, 1])
-    keep: list[int] = []
-    while order.size and (limit is None or len(keep) < limit):
-        i = int(order[0])
-        keep.append(i)
-        rest = order[1:]
-        xx1 = np.maximum(boxes[i, 0], boxes[rest, 0])
-        yy1 = np.maximum(boxes[i, 1], boxes[rest, 1])
-        xx2 = np.minimum(boxes[i, 2], boxes[rest, 2])
-        yy2 = np.minimum(boxes[i, 3], boxes[rest, 3])
-        inter = np.maximum(0.0, xx2 - xx1) * np.maximum(0.0, yy2 - yy1)
-        iou = inter / np.maximum(areas[i] + areas[rest] - inter, 1e-9)
-        order = rest[iou <= iou_threshold]
-    return keep
+def grid_centers(size: int, strides: Sequence[int]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """Cell centres (x, y) in input pixels of each stride's square grid."""
+    centers = {}
+    for s in strides:
+        n = size // s
+        ys, xs = np.divmod(np.arange(n * n), n)
+        centers[s] = ((xs + 0.5) * s, (ys + 0.5) * s)
+    return centers
+
+
+def decode_gfl(
+    outs: Mapping[str, np.ndarray],
+    centers: Mapping[int, tuple[np.ndarray, np.ndarray]],
+    min_confidence: float,
+    bins: int = REG_BINS,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """NanoDet heads (``cls_<stride>``: cells x classes, ``reg_<stride>``: cells x 4 x bins)
+    -> candidate boxes ``x1, y1, x2, y2`` in input pixels, their scores and class indices."""
+    all_boxes, all_scores, all_labels = [], [], []
+    for s in sorted(centers):
+        cls = outs[f"cls_{s}"][0]
+        cells, labels = np.nonzero(cls > min_confidence)
+        if cells.size == 0:
+            continue
+        if cells.size > MAX_CANDIDATES:
+            best = np.argpartition(-cls[cells, labels], MAX_CANDIDATES - 1)[:MAX_CANDIDATES]
+            cells, labels = cells[best], labels[best]
+        reg = outs[f"reg_{s}"][0][cells].reshape(-1, 4, bins)
+        reg = np.exp(reg - reg.max(-1, keepdims=True))
+        reg /= reg.sum(-1, keepdims=True)
+        dist = (reg * np.arange(bins, dtype=np.float32)).sum(-1) * s  # l, t, r, b
+        cx, cy = centers[s][0][cells], centers[s][1][cells]
+        all_boxes.append(np.stack([cx - dist[:, 0], cy - dist[:, 1], cx + dist[:, 2], cy + dist[:, 3]], 1))
+        all_scores.append(cls[cells, labels])
+        all_labels.append(labels)
+    if not all_boxes:
+        return np.zeros((0, 4)), np.zeros(0), np.zeros(0, dtype=np.int64)
+    return np.concatenate(all_boxes), np.concatenate(all_scores), np.concatenate(all_labels)
 
 
 class ObjectDetectorConfig(OnnxConfig):
@@ -86,11 +112,7 @@ class ObjectDetectorAdapter(ModelAdapter):
         self.max_detections = self.options.max_detections
         self._concepts: list[ModelConcept] | None = None
         self._session: Any = None
-        self._centers = {}
-        for s in STRIDES:
-            n = INPUT_SIZE // s
-            ys, xs = np.divmod(np.arange(n * n), n)
-            self._centers[s] = ((xs + 0.5) * s, (ys + 0.5) * s)
+        self._centers = grid_centers(INPUT_SIZE, STRIDES)
 
     def concepts(self) -> list[ModelConcept]:
         if self._concepts is None:
@@ -103,40 +125,18 @@ class ObjectDetectorAdapter(ModelAdapter):
         self._session = self.make_session(MODEL_FILE)
 
     @staticmethod
-    def preprocess(img: np.ndarray) -> np.ndarray:
-        import cv2
-
-        x = cv2.resize(img, (INPUT_SIZE, INPUT_SIZE), interpolation=cv2.INTER_LINEAR)
+    def preprocess(img: np.ndarray) -> tuple[np.ndarray, Fit]:
+        x, fit = letterbox(img, INPUT_SIZE, INPUT_SIZE, PAD_VALUE)
         x = (x[..., ::-1].astype(np.float32) - MEAN_BGR) / STD_BGR  # RGB -> BGR, normalise
-        return np.ascontiguousarray(x.transpose(2, 0, 1)[None])
+        return np.ascontiguousarray(x.transpose(2, 0, 1)[None]), fit
 
-    def _decode(self, outs: dict[str, np.ndarray]) -> list[Prediction]:
+    def _decode(self, outs: dict[str, np.ndarray], fit: Fit) -> list[Prediction]:
         assert self._concepts is not None
-        all_boxes, all_scores, all_labels = [], [], []
-        for s in STRIDES:
-            cls = outs[f"cls_{s}"][0]
-            cells, labels = np.nonzero(cls > self.min_confidence)
-            if cells.size == 0:
-                continue
-            if cells.size > MAX_CANDIDATES:
-                best = np.argpartition(-cls[cells, labels], MAX_CANDIDATES - 1)[:MAX_CANDIDATES]
-                cells, labels = cells[best], labels[best]
-            reg = outs[f"reg_{s}"][0][cells].reshape(-1, 4, REG_BINS)
-            reg = np.exp(reg - reg.max(-1, keepdims=True))
-            reg /= reg.sum(-1, keepdims=True)
-            dist = (reg * np.arange(REG_BINS, dtype=np.float32)).sum(-1) * s  # l, t, r, b
-            cx, cy = self._centers[s][0][cells], self._centers[s][1][cells]
-            all_boxes.append(
-                np.stack([cx - dist[:, 0], cy - dist[:, 1], cx + dist[:, 2], cy + dist[:, 3]], 1)
-            )
-            all_scores.append(cls[cells, labels])
-            all_labels.append(labels)
-        if not all_boxes:
+        boxes, scores, labels = decode_gfl(outs, self._centers, self.min_confidence)
+        if not scores.size:
             return []
-        boxes = np.clip(np.concatenate(all_boxes) / INPUT_SIZE, 0.0, 1.0)
-        scores = np.concatenate(all_scores)
-        labels = np.concatenate(all_labels)
-        # class-wise NMS via the coordinate-offset trick
+        boxes = fit.to_image(boxes)
+        # class-wise NMS via the coordinate-offset trick (normalised boxes: 2 keeps classes apart)
         keep = nms(boxes + labels[:, None] * 2.0, scores, self.iou_threshold, self.max_detections)
         preds = []
         for i in keep:
@@ -162,6 +162,7 @@ class ObjectDetectorAdapter(ModelAdapter):
         names = [o.name for o in self._session.get_outputs()]
         out: list[list[Prediction]] = []
         for img in images:  # the exported graph has a fixed batch size of 1
-            res = self._session.run(names, {"input": self.preprocess(img)})
-            out.append(self._decode(dict(zip(names, res, strict=True))))
+            x, fit = self.preprocess(img)
+            res = self._session.run(names, {"input": x})
+            out.append(self._decode(dict(zip(names, res, strict=True)), fit))
         return out

@@ -15,6 +15,7 @@ from .errors import UnknownAdapter
 from .image_classifier import ImageClassifierAdapter
 from .null import NullAdapter
 from .object_detector import ObjectDetectorAdapter
+from .onnx_model import OnnxModelAdapter
 from .text_classifiers import SentimentAdapter, TextTopicAdapter
 from .text_regions import TextRegionAdapter
 
@@ -32,6 +33,7 @@ register(ObjectDetectorAdapter)
 register(TextRegionAdapter)
 register(TextTopicAdapter)
 register(SentimentAdapter)
+register(OnnxModelAdapter)
 
 
 def adapter_class(name: str) -> type[ModelAdapter]:

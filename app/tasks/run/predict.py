@@ -7,9 +7,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from app.models.adapters import AdapterInput, get_adapter
+from pymongo.errors import DuplicateKeyError
+
+from app.core.blobs import BlobStore
+from app.core.documents import utcnow
+from app.models.adapters import AdapterInput, get_adapter, model_files
 from app.models.adapters import Prediction as RawPrediction
-from app.models.models import ModelEntry, Workflow, decode_config
+from app.models.models import ModelEntry, ModelVersion, TaskModelVersion, Workflow, decode_config
 from app.tasks.models import LabelingTask
 from app.tasks.run.load import InputFailure, Loaded
 
@@ -24,20 +28,70 @@ class RunModel:
     config: dict[str, Any]
     zero_shot: bool
     concept_names: dict[str, str]
+    version_id: str | None = None  # uploaded models: the version this run uses
 
 
 _models_of_run: dict[tuple[str, int], list[RunModel]] = {}
 
 
-async def task_models(task: LabelingTask) -> list[RunModel]:
-    """The task's models, read once per run and worker process (a run uses one configuration)."""
+async def task_models(task: LabelingTask, blobs: BlobStore | None = None) -> list[RunModel]:
+    """The task's models, read once per run and worker process (a run uses one configuration:
+    for an uploaded model, the version the run's first batch recorded). With ``blobs``, the
+    files of uploaded models are handed to the adapters first (``model_files``)."""
     key = (task.id, task.run)
     cached = _models_of_run.get(key)
     if cached is None:
         if len(_models_of_run) > 256:
             _models_of_run.clear()
         cached = _models_of_run[key] = await _load_models(task)
+    if blobs is not None:
+        await provide_files(cached, blobs)
     return cached
+
+
+async def provide_files(models: Sequence[RunModel], blobs: BlobStore) -> None:
+    """Read each uploaded model's file from the blob store unless this process holds it; a
+    missing blob is left for the adapter to report (the batch fails with ``MODEL_ERROR``)."""
+    for model in models:
+        key = model.config.get("blob_key")
+        if isinstance(key, str) and not model_files.has(key):
+            data = await blobs.get(key)
+            if data is not None:
+                model_files.provide(key, data)
+
+
+async def _run_version(task: LabelingTask, doc: dict[str, Any]) -> ModelVersion | None:
+    """The version of an uploaded model this run uses: the one recorded for (task, run, model)
+    by whichever batch came first, else the model's active one, recorded now."""
+    active = doc.get("active_version_id")
+    if not active:
+        return None
+    record_id = f"{task.id}:{task.run}:{doc['_id']}"
+    collection = TaskModelVersion.get_pymongo_collection()
+    recorded = await collection.find_one({"_id": record_id})
+    if recorded is None:
+        version = await ModelVersion.get(active)
+        if version is None:
+            return None
+        now = utcnow()
+        try:
+            await collection.insert_one(
+                {
+                    "_id": record_id,
+                    "created_at": now,
+                    "updated_at": now,
+                    "app_id": task.app_id,
+                    "task_id": task.id,
+                    "run": task.run,
+                    "model_id": doc["_id"],
+                    "version_id": version.id,
+                    "version_number": version.number,
+                }
+            )
+            return version
+        except DuplicateKeyError:
+            recorded = await collection.find_one({"_id": record_id})
+    return await ModelVersion.get(recorded["version_id"]) if recorded else None
 
 
 async def _load_models(task: LabelingTask) -> list[RunModel]:
@@ -49,17 +103,20 @@ async def _load_models(task: LabelingTask) -> list[RunModel]:
     docs = (
         await ModelEntry.get_pymongo_collection().find({"_id": {"$in": ids}, "app_id": task.app_id}).to_list()
     )
-    by_id = {
-        d["_id"]: RunModel(
+    by_id = {}
+    for d in docs:
+        version = await _run_version(task, d)
+        config = decode_config(d.get("config")) if version is None else dict(version.config)
+        concepts = d.get("concepts") or [] if version is None else [c.model_dump() for c in version.concepts]
+        by_id[d["_id"]] = RunModel(
             id=d["_id"],
             kind=d["kind"],
             adapter=d["adapter"],
-            config=decode_config(d.get("config")),
+            config=config,
             zero_shot=bool(d.get("zero_shot")),
-            concept_names={c["id"]: c["name"] for c in d.get("concepts") or []},
+            concept_names={c["id"]: c["name"] for c in concepts},
+            version_id=None if version is None else version.id,
         )
-        for d in docs
-    }
     return [by_id[i] for i in ids if i in by_id]
 
 

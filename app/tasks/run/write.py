@@ -64,6 +64,7 @@ def prediction_docs(
                 task_id=task.id,
                 input_id=input_id,
                 model_id=model.id,
+                model_version_id=model.version_id,
                 model_concept_id=raw.concept,
                 model_concept_name=name,
                 concept_id=router.concept_for(raw.concept, name),
@@ -78,8 +79,8 @@ def prediction_docs(
 
 
 PREDICTION_FIELDS = (
-    "app_id", "task_id", "input_id", "model_id", "model_concept_id", "model_concept_name", "concept_id",
-    "confidence", "box", "polygon", "region_key", "extra", "created_at", "updated_at",
+    "app_id", "task_id", "input_id", "model_id", "model_version_id", "model_concept_id", "model_concept_name",
+    "concept_id", "confidence", "box", "polygon", "region_key", "extra", "created_at", "updated_at",
 )  # fmt: skip
 
 
@@ -91,6 +92,23 @@ async def write_predictions(predictions: Sequence[Prediction]) -> None:
     docs = [{"_id": p.id, **{f: getattr(p, f) for f in PREDICTION_FIELDS}} for p in predictions]
     with duplicates_ignored():
         await Prediction.get_pymongo_collection().insert_many(docs, ordered=False)
+
+
+async def drop_other_versions(task_id: str, input_ids: Sequence[str], models: Sequence[RunModel]) -> None:
+    """Predictions another version of an uploaded model made for this task on these inputs go,
+    so that a run's stored predictions are its own version's (deterministic ids would otherwise
+    keep the old version's confidences, and re-applied thresholds would mix versions)."""
+    current = {m.id: m.version_id for m in models if m.version_id}
+    if not current or not input_ids:
+        return
+    collection = Prediction.get_pymongo_collection()
+    docs = await collection.find(
+        {"task_id": task_id, "input_id": {"$in": list(input_ids)}, "model_id": {"$in": list(current)}},
+        {"model_id": 1, "model_version_id": 1},
+    ).to_list()
+    stale = [d["_id"] for d in docs if d.get("model_version_id") != current.get(d["model_id"])]
+    if stale:
+        await collection.delete_many({"_id": {"$in": stale}})
 
 
 @dataclass
@@ -150,6 +168,7 @@ async def write_annotations(
             status=STATUS[cand.route],
             confidence=p.confidence,
             model_id=p.model_id,
+            model_version_id=p.model_version_id,
             box=p.box,
             polygon=p.polygon,
         )
