@@ -137,6 +137,23 @@ class InputState(enum.StrEnum):
     FAILED = "FAILED"
 
 
+class FailureCode(enum.StrEnum):
+    """Why an input of a task FAILED (``TaskInput.code``); every one can be retried with
+    ``retryFailedInputs``. A model that cannot run as stored fails with its adapter error's
+    code instead (``UNKNOWN_ADAPTER``, ``ADAPTER_MISMATCH``, ``INVALID``)."""
+
+    FETCH_FAILED = "FETCH_FAILED"  # a URL input could not be fetched
+    FETCH_FORBIDDEN = "FETCH_FORBIDDEN"  # its host resolves to a private address
+    FETCH_TIMEOUT = "FETCH_TIMEOUT"
+    TOO_LARGE = "TOO_LARGE"  # over the image size limits
+    IMAGE_UNDECODABLE = "IMAGE_UNDECODABLE"
+    INPUT_MISSING = "INPUT_MISSING"  # deleted, or its bytes are gone
+    UNSUPPORTED_INPUT = "UNSUPPORTED_INPUT"  # no model of the task reads its kind
+    MODEL_ERROR = "MODEL_ERROR"  # the model raised on the batch
+    INFERENCE_TIME_LIMIT = "INFERENCE_TIME_LIMIT"  # the batch outlived batch_inference_limit_s
+    RETRIES_EXHAUSTED = "RETRIES_EXHAUSTED"  # servers unreachable for batch_max_attempts claims
+
+
 class TaskInput(BaseDocument):
     """One input's state in one task (``_id`` = ``<task_id>:<input_id>``).
 
