@@ -124,7 +124,8 @@ class Query:
 @strawberry.type
 class Mutation:
     @strawberry.mutation(
-        description="Run the task over every input of its dataset (again): a new run (owner, admin)."
+        description="Run the task over every input of its dataset (again): a new run (owner, "
+        "admin). A large dataset is seeded in the background (`seeding`), so this returns at once."
     )
     @mutation_errors
     async def start_labeling_task(self, info: Info, id: strawberry.ID) -> StartLabelingTaskResult:
