@@ -4,6 +4,8 @@
        \\______________________ cancel ______________________/--> CANCELLED
     DONE / IDLE / CANCELLED / FAILED --start--> QUEUED (a new run)
     DONE / IDLE / CANCELLED --retry failed inputs--> IN_PROGRESS
+    (a run seeded in the background cannot reach DONE before ``seeding`` ends; a seeding that
+    keeps failing -> FAILED)
 
 Batches carry the task's ``run``; a start or retry bumps it, so batches of an older run do
 nothing. The work of a run is stored as batches in MongoDB first (``scheduler``), so it

@@ -286,3 +286,25 @@ async def test_a_worker_killed_while_seeding_resumes_from_the_cursor_and_loses_n
     done = await LabelingTask.get(task)
     assert done is not None and not done.seeding
     assert done.metrics.inputs_seeded == done.metrics.inputs_total == n
+
+
+async def test_a_seeding_whose_claims_keep_failing_leaves_the_task_failed_not_stuck(
+    api: Api, drain: Drain, small_seed: None, settings: Settings
+) -> None:
+    b = await big(api)
+    task = await b.create()
+    # as if workers had died on it batch_max_attempts times (each claim counts one attempt)
+    await TaskBatch.get_pymongo_collection().update_one(
+        {"task_id": task["id"], "kind": BatchKind.SEED.value},
+        {"$set": {"attempts": settings.batch_max_attempts}},
+    )
+    await drain()
+    after = await b.get(task["id"])
+    assert after["status"] == "FAILED" and after["seeding"] is False
+    assert not await _units(task["id"], BatchState.PENDING, BatchState.LEASED)
+    restart = "mutation($id: ID!) { startLabelingTask(id: $id) { __typename } }"
+    assert (await api.gql(b.w.owner, restart, id=task["id"]))["startLabelingTask"][
+        "__typename"
+    ] == "TaskRunSuccess"
+    await drain()
+    assert (await b.get(task["id"]))["status"] == "DONE"
