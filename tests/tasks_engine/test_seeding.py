@@ -155,7 +155,7 @@ async def test_the_progress_subscription_shows_seeding_then_the_end(
             seen.append(await ws.data("p", "labelingTaskProgress"))
         await runner
     seeded = [m["metrics"]["inputsSeeded"] for m in seen]
-    assert seeded == sorted(seen_ := seeded) and seen_[-1] == N
+    assert seeded == sorted(seeded) and seeded[-1] == N
     assert any(m["seeding"] and 0 < m["metrics"]["inputsSeeded"] < N for m in seen), seen
     assert seen[-1]["status"] == "DONE" and seen[-1]["seeding"] is False
     assert all(m["metrics"]["inputsTotal"] == N for m in seen)
