@@ -66,6 +66,14 @@ class Settings(BaseSettings):
     batch_lease_s: float = Field(default=30.0, gt=0, le=3600)
     reconcile_interval_s: float = Field(default=5.0, gt=0, le=600)
     batch_max_attempts: int = Field(default=8, ge=1, le=100)
+    # background seeding and per-batch bounds (issue 11): a run over more inputs than
+    # task_seed_sync_limit is seeded by a worker, chunk by chunk (app/tasks/seeding.py);
+    # a batch's inference is terminated after batch_inference_limit_s (INFERENCE_TIME_LIMIT);
+    # onnxruntime's CPU memory arena trades peak memory for speed (bench/RESULTS.md)
+    task_seed_sync_limit: int = Field(default=1_000, ge=0, le=100_000)
+    task_seed_chunk: int = Field(default=1_000, ge=1, le=10_000)
+    batch_inference_limit_s: float = Field(default=120.0, gt=0, le=3600)
+    onnx_cpu_mem_arena: bool = True
     fetch_timeout_s: float = Field(default=20.0, gt=0, le=300)
     fetch_allow_private_networks: bool = False
     key_last_used_resolution_s: float = 60.0

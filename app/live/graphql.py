@@ -48,6 +48,10 @@ class TaskProgress(SharedFrame):
     app_id: strawberry.ID
     name: str
     status: TaskStatus  # type: ignore[valid-type]
+    seeding: bool = strawberry.field(
+        description="The run's work is still being stored (see LabelingTask.seeding); "
+        "metrics.inputsSeeded grows meanwhile."
+    )
     metrics: TaskMetrics
     reviewed_percent: float = strawberry.field(
         description="The task's '% reviewed' (see TaskMetrics.reviewedPercent)."
@@ -67,6 +71,7 @@ class TaskProgress(SharedFrame):
             app_id=strawberry.ID(doc.app_id),
             name=doc.name,
             status=doc.status,
+            seeding=doc.seeding,
             metrics=TaskMetrics.from_model(doc.metrics, doc.status),
             reviewed_percent=reviewed,
             final=doc.status in service.FINAL,

@@ -8,9 +8,10 @@
 
 Failures of one input (fetch, decode, unsupported kind) fail that input with a code. A batch
 whose model raises (a broken model or configuration) fails all its inputs with
-``MODEL_ERROR``, so a task always closes; only transient server errors propagate, for the job
-to be retried. Nothing here imports GraphQL or the review domain; ``app.tasks.jobs`` wraps this
-for arq.
+``MODEL_ERROR``, and one whose inference outlives ``batch_inference_limit_s`` (terminated by
+the watchdog) with ``INFERENCE_TIME_LIMIT``, so a task always closes and the worker moves
+on; only transient server errors propagate, for the job to be retried. Nothing here imports
+GraphQL or the review domain; ``app.tasks.jobs`` wraps this for arq.
 """
 
 from __future__ import annotations
@@ -25,9 +26,10 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from app.concepts.models import Concept
 from app.models.adapters import AdapterError
+from app.models.adapters.base import InferenceTimeLimit, configure_runtime
 from app.runtime import Runtime
 from app.tasks import progress
-from app.tasks.models import LabelingTask, TaskStatus
+from app.tasks.models import FailureCode, LabelingTask, TaskStatus
 from app.tasks.routing import build_router
 from app.tasks.run.load import InputFailure, decode_all, load_inputs
 from app.tasks.run.predict import inference_lock, predict, task_models
@@ -68,22 +70,30 @@ async def _label(
     router = build_router(task, [(c.id, c.name) for c in concepts])
     models = await task_models(task, runtime.blobs)
     loaded, failures = await load_inputs(runtime, task, pending)
+    settings = runtime.settings
+    configure_runtime(cpu_mem_arena=settings.onnx_cpu_mem_arena)
     # Decoding and inference form the critical path; one batch at a time per process
     # (onnxruntime already uses every core), while other jobs do their I/O meanwhile.
     try:
         async with inference_lock():
-            loaded, undecodable = await asyncio.to_thread(
-                decode_all, loaded, runtime.settings.max_image_pixels
+            loaded, undecodable = await asyncio.to_thread(decode_all, loaded, settings.max_image_pixels)
+            outputs, unsupported = await predict(
+                models, loaded, [c.name for c in concepts], limit_s=settings.batch_inference_limit_s
             )
-            outputs, unsupported = await predict(models, loaded, [c.name for c in concepts])
     except TRANSIENT:
         raise
+    except InferenceTimeLimit as exc:  # terminated: these inputs can be retried with more time
+        log.warning("task %s: %s", task.id, exc)
+        failure = InputFailure(FailureCode.INFERENCE_TIME_LIMIT.value, str(exc))
+        return {}, {**failures, **{x.doc.id: failure for x in loaded}}
     except AdapterError as exc:  # a model that cannot run as stored (unknown adapter, bad config)
         failure = InputFailure(exc.code.value, f"the model cannot run: {exc.message}")
         return {}, {**failures, **{x.doc.id: failure for x in loaded}}
     except Exception as exc:
         log.warning("task %s: the model failed on a batch", task.id, exc_info=True)
-        failure = InputFailure("MODEL_ERROR", f"the model failed: {type(exc).__name__}: {exc}")
+        failure = InputFailure(
+            FailureCode.MODEL_ERROR.value, f"the model failed: {type(exc).__name__}: {exc}"
+        )
         return {}, {**failures, **{x.doc.id: failure for x in loaded}}
     failures.update(undecodable)
     failures.update(unsupported)

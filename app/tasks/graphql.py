@@ -71,7 +71,14 @@ class ReviewerWeight:
 
 @strawberry.type(description="Counters maintained by the workers (exact once the task is DONE).")
 class TaskMetrics:
-    inputs_total: int
+    inputs_total: int = strawberry.field(
+        description="Inputs of the run. While the run is seeded in the background (`seeding`), "
+        "the dataset's input count when it started; exact once seeding ends."
+    )
+    inputs_seeded: int = strawberry.field(
+        description="Inputs whose work is stored and claimable by workers; grows chunk by chunk "
+        "while `seeding`, then equals inputsTotal."
+    )
     processed: int = strawberry.field(description="Inputs finished, failed ones included.")
     failed: int = strawberry.field(description="Inputs that could not be labeled (see taskInputs).")
     approved: int = strawberry.field(description="The task's annotations with status SUCCESS.")
@@ -99,6 +106,7 @@ class TaskMetrics:
             percent = 100.0 if status in (m.TaskStatus.DONE, m.TaskStatus.IDLE) else 0.0
         return cls(
             inputs_total=value.inputs_total,
+            inputs_seeded=value.inputs_seeded,
             processed=settled,
             failed=value.inputs_failed,
             approved=value.annotations_approved,
@@ -134,6 +142,11 @@ class LabelingTask:
         "the task names reviewers)."
     )
     run: int = strawberry.field(description="How many times the task was started or retried.")
+    seeding: bool = strawberry.field(
+        description="The run's work is still being stored by the workers (a run over more than "
+        "LABELSTREAM_TASK_SEED_SYNC_LIMIT inputs): labeling has begun on what is stored "
+        "(`metrics.inputsSeeded`), and the task cannot finish before this turns false."
+    )
     reviewer_ids: list[strawberry.ID]
     labeler_ids: list[strawberry.ID]
     review_strategy: ReviewStrategy  # type: ignore[valid-type]
@@ -181,6 +194,7 @@ class LabelingTask:
             review_human_annotations=doc.reviews_human_annotations(),
             watch_dataset=doc.watch_dataset,
             run=doc.run,
+            seeding=doc.seeding,
             reviewer_ids=[strawberry.ID(u) for u in doc.reviewer_ids],
             labeler_ids=[strawberry.ID(u) for u in doc.labeler_ids],
             review_strategy=doc.review_strategy,
@@ -441,7 +455,8 @@ class Mutation:
     @strawberry.mutation(
         description="Create a labeling task and start it unless `start` is false (owner, admin): "
         "with auto-annotation its inputs are queued for the model; without, they enter the "
-        "labeling queue for people."
+        "labeling queue for people. Over LABELSTREAM_TASK_SEED_SYNC_LIMIT inputs it returns at "
+        "once with `seeding: true` and the workers store the work in the background."
     )
     @mutation_errors
     async def create_labeling_task(

@@ -30,7 +30,12 @@ class TaskInput:
     task_id: strawberry.ID
     input_id: strawberry.ID
     state: InputState  # type: ignore[valid-type]
-    code: str | None = strawberry.field(description="Why it failed, e.g. IMAGE_UNDECODABLE.")
+    code: str | None = strawberry.field(
+        description="Why it failed: "
+        + ", ".join(c.value for c in m.FailureCode)
+        + " (INFERENCE_TIME_LIMIT: the batch's inference was stopped after "
+        "LABELSTREAM_BATCH_INFERENCE_LIMIT_S), or the model's own configuration error code."
+    )
     message: str | None
     attempts: int
     approved: int
@@ -119,7 +124,8 @@ class Query:
 @strawberry.type
 class Mutation:
     @strawberry.mutation(
-        description="Run the task over every input of its dataset (again): a new run (owner, admin)."
+        description="Run the task over every input of its dataset (again): a new run (owner, "
+        "admin). A large dataset is seeded in the background (`seeding`), so this returns at once."
     )
     @mutation_errors
     async def start_labeling_task(self, info: Info, id: strawberry.ID) -> StartLabelingTaskResult:

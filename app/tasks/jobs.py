@@ -3,7 +3,8 @@
 ``process_next`` is a wake-up: it claims the best claimable batch from MongoDB
 (``scheduler.claim``) and runs it under a renewed lease. There is one wake-up per batch (the
 reconciliation tops them up when some were lost); which batch runs is decided by MongoDB,
-never by the job's arguments.
+never by the job's arguments. A claimed ``SEED`` unit stores one chunk of its run
+(``app.tasks.seeding``) and goes back with a wake-up of its own while there is more.
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ from typing import Any
 from arq import func
 
 from app.core.ids import new_id
-from app.tasks import engine, progress, scheduler
+from app.tasks import engine, progress, scheduler, seeding
 from app.tasks.engine import TRANSIENT
-from app.tasks.models import LabelingTask, TaskBatch
+from app.tasks.models import BatchKind, FailureCode, LabelingTask, TaskBatch
 
 # A batch of 32 images through the slowest built-in model (OCR, ~0.6 s each) stays well under
 # this; a dead worker's batch is taken again when its lease lapses, long before.
@@ -36,7 +37,8 @@ async def _give_up(runtime: Any, batch: TaskBatch) -> None:
         return
     pending, before = await progress.pending(task, batch.input_ids, batch.retry)
     message = f"gave up after {batch.attempts} attempts (servers unreachable)"
-    await progress.record(task, {}, {i: ("RETRIES_EXHAUSTED", message) for i in pending}, before)
+    code = FailureCode.RETRIES_EXHAUSTED.value
+    await progress.record(task, {}, {i: (code, message) for i in pending}, before)
     updated = await progress.finish_if_complete(runtime, task.id)
     if updated is not None:
         await progress.publish_progress(runtime, updated)
@@ -49,14 +51,24 @@ async def process_next(ctx: dict[str, Any]) -> dict[str, int]:
     batch = await scheduler.claim(owner, settings.batch_lease_s)
     if batch is None:
         return {"batches": 0}
-    if batch.attempts > settings.batch_max_attempts:
+    seed = batch.kind is BatchKind.SEED
+    if batch.failed_claims() > settings.batch_max_attempts:
+        give_up = seeding.give_up if seed else _give_up
         await scheduler.run_leased(
-            batch, owner, settings.batch_lease_s, lambda b: _give_up(runtime, b), TRANSIENT
+            batch, owner, settings.batch_lease_s, lambda b: give_up(runtime, b), TRANSIENT
         )
         return {"batches": 1}
 
-    async def run(b: TaskBatch) -> None:
+    more = False
+
+    async def run(b: TaskBatch) -> dict[str, Any] | None:
+        nonlocal more
+        if seed:
+            again = await seeding.seed_chunk(runtime, b)
+            more = again is not None
+            return again
         await engine.run_batch(runtime, b.task_id, b.input_ids, run=b.run, retry=b.retry)
+        return None
 
     try:
         finished = await scheduler.run_leased(batch, owner, settings.batch_lease_s, run, TRANSIENT)
@@ -64,7 +76,9 @@ async def process_next(ctx: dict[str, Any]) -> dict[str, int]:
         await asyncio.shield(scheduler.wake(runtime, 1))
         raise
     if not finished:
-        await scheduler.wake(runtime, 1, defer_s=min(2.0**batch.attempts, 60.0))
+        await scheduler.wake(runtime, 1, defer_s=min(2.0 ** batch.failed_claims(), 60.0))
+    elif more:  # a seed unit put back with its next chunk to do
+        await scheduler.wake(runtime, 1)
     # work whose wake-up went missing (a lost Redis, or two jobs that took the same batch on an
     # engine without atomic updates) gets one now rather than at the next reconciliation
     await scheduler.top_up(runtime)

@@ -4,10 +4,14 @@
        \\______________________ cancel ______________________/--> CANCELLED
     DONE / IDLE / CANCELLED / FAILED --start--> QUEUED (a new run)
     DONE / IDLE / CANCELLED --retry failed inputs--> IN_PROGRESS
+    (a run seeded in the background cannot reach DONE before ``seeding`` ends; a seeding that
+    keeps failing -> FAILED)
 
 Batches carry the task's ``run``; a start or retry bumps it, so batches of an older run do
 nothing. The work of a run is stored as batches in MongoDB first (``scheduler``), so it
-survives a lost Redis; batch ids are deterministic (``<task>:<run>:<part>:<k>``), and running
+survives a lost Redis; a run over more than ``task_seed_sync_limit`` inputs is stored by the
+workers in the background (``seeding``), so a start returns at once whatever the dataset's
+size; batch ids are deterministic (``<task>:<run>:<part>:<k>``), and running
 one twice is harmless (TaskInput states). Priority is an order, not a head start: workers take
 HIGH before MEDIUM before LOW, and changing a task's priority reorders its pending batches.
 """
@@ -23,6 +27,7 @@ from app.annotations import store
 from app.annotations.changes import ChangeSet, Reason, emit
 from app.core import pubsub
 from app.core.errors import Conflict, ErrorCode, ValidationFailed
+from app.datasets.models import Dataset
 from app.inputs.models import Input
 from app.predictions.models import Prediction
 from app.runtime import Runtime
@@ -49,10 +54,16 @@ def _state_error(task: LabelingTask, action: str) -> Conflict:
     )
 
 
-async def dataset_input_ids(app_id: str, dataset_id: str, page: int = 1000) -> AsyncIterator[str]:
-    """The dataset's input ids in id order, read in pages (bounded memory)."""
+async def dataset_input_ids(
+    app_id: str, dataset_id: str, page: int = 1000, limit: int | None = None
+) -> AsyncIterator[str]:
+    """The dataset's input ids in id order, read in pages (bounded memory), at most ``limit``."""
     after = ""
     while True:
+        if limit is not None:
+            page = min(page, limit)
+            if page <= 0:
+                return
         query: dict[str, Any] = {"app_id": app_id, "dataset_ids": {"$in": [dataset_id]}}
         if after:
             query["_id"] = {"$gt": after}
@@ -61,6 +72,8 @@ async def dataset_input_ids(app_id: str, dataset_id: str, page: int = 1000) -> A
         )
         for doc in docs:
             yield doc["_id"]
+        if limit is not None:
+            limit -= len(docs)
         if len(docs) < page:
             return
         after = docs[-1]["_id"]
@@ -96,19 +109,28 @@ async def start(runtime: Runtime, task: LabelingTask) -> LabelingTask:
     (what people decided in earlier runs stays). A task without auto-annotation is labeled by
     people: its inputs go to the labeling queue instead of the job queue, and each turns DONE
     when someone labels it.
+
+    Over ``task_seed_sync_limit`` inputs (and with workers, i.e. Redis) the run is seeded in
+    the background (``app.tasks.seeding``): the task is stored with ``seeding`` and the
+    dataset's input count as ``inputs_total``, and this returns at once.
     """
     if task.status is TaskStatus.IN_PROGRESS:
         raise _state_error(task, "start")
     if task.auto_annotation and runtime.redis is None:
         raise ValidationFailed("no job queue is configured (REDIS_URL)", field="id")
-    ids = [i async for i in dataset_input_ids(task.app_id, task.dataset_id)]
+    limit = runtime.settings.task_seed_sync_limit
+    ids = [i async for i in dataset_input_ids(task.app_id, task.dataset_id, limit=limit + 1)]
     await TaskInput.get_pymongo_collection().delete_many({"task_id": task.id})
     if task.delete_previous_annotations:
         await delete_machine_output(runtime, task.id)
-    metrics = {f"metrics.{k}": 0 for k in ("inputs_processed", "inputs_failed", "annotations_discarded")}
-    metrics["metrics.inputs_total"] = len(ids)
+    metrics: dict[str, Any] = {
+        f"metrics.{k}": 0 for k in ("inputs_processed", "inputs_failed", "annotations_discarded")
+    }
     status = TaskStatus.QUEUED if task.auto_annotation else TaskStatus.IN_PROGRESS
-    task = await _bump_run(task, status, metrics)
+    if len(ids) > limit and runtime.redis is not None:
+        return await _start_seeding(runtime, task, status, metrics)
+    metrics["metrics.inputs_total"] = metrics["metrics.inputs_seeded"] = len(ids)
+    task = await _bump_run(task, status, {**metrics, "seeding": False})
     if ids:
         await progress.create_pending(task, ids)
     if ids and task.auto_annotation:
@@ -117,6 +139,18 @@ async def start(runtime: Runtime, task: LabelingTask) -> LabelingTask:
         await emit(runtime, ChangeSet(Reason.ROUTED, considered={task.id: ids}))
         await progress.mark_labeled(runtime, task.id, ids)
     task = await progress.finish_if_complete(runtime, task.id, force_recount=True) or task
+    await progress.publish_progress(runtime, task)
+    return task
+
+
+async def _start_seeding(
+    runtime: Runtime, task: LabelingTask, status: TaskStatus, metrics: dict[str, Any]
+) -> LabelingTask:
+    dataset = await Dataset.get(task.dataset_id)
+    metrics["metrics.inputs_total"] = dataset.inputs_count if dataset is not None else 0
+    metrics["metrics.inputs_seeded"] = 0
+    task = await _bump_run(task, status, {**metrics, "seeding": True})
+    await scheduler.add_seed(runtime, task)
     await progress.publish_progress(runtime, task)
     return task
 
@@ -132,9 +166,12 @@ async def cancel(runtime: Runtime, task: LabelingTask) -> LabelingTask:
         raise _state_error(task, "cancel")
     await LabelingTask.get_pymongo_collection().update_one(
         {"_id": task.id, "status": {"$in": [s.value for s in progress.ACTIVE]}},
-        {"$set": {"status": TaskStatus.CANCELLED.value}, "$currentDate": {"updated_at": True}},
+        {
+            "$set": {"status": TaskStatus.CANCELLED.value, "seeding": False},
+            "$currentDate": {"updated_at": True},
+        },
     )
-    await scheduler.drop(task.id)
+    await scheduler.drop(task.id)  # a seed unit at work stops at its next chunk (app/tasks/seeding.py)
     fresh = await LabelingTask.get(task.id)
     assert fresh is not None
     await progress.publish_progress(runtime, fresh)
@@ -205,7 +242,7 @@ async def on_inputs_added(runtime: Runtime, dataset_id: str, input_ids: Sequence
         await LabelingTask.get_pymongo_collection().update_one(
             {"_id": task.id},
             {
-                "$inc": {"metrics.inputs_total": len(fresh)},
+                "$inc": {"metrics.inputs_total": len(fresh), "metrics.inputs_seeded": len(fresh)},
                 "$set": {"status": TaskStatus.IN_PROGRESS.value},
                 "$currentDate": {"updated_at": True},
             },

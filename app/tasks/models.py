@@ -70,7 +70,8 @@ class ReviewerWeight(BaseModel):
 class TaskMetrics(BaseModel):
     """Counters maintained atomically with ``$inc`` (MONGODB.md, contract 5)."""
 
-    inputs_total: int = 0
+    inputs_total: int = 0  # while seeding: the dataset's count when the run started
+    inputs_seeded: int = 0  # inputs whose work is stored (claimable); = inputs_total once seeded
     inputs_processed: int = 0
     inputs_failed: int = 0
     annotations_approved: int = 0
@@ -105,6 +106,9 @@ class LabelingTask(BaseDocument):
     status: TaskStatus = TaskStatus.QUEUED
     metrics: TaskMetrics = TaskMetrics()
     run: int = 0  # bumped by every start/retry; jobs of an older run do nothing
+    # a run over more than ``task_seed_sync_limit`` inputs is seeded by workers
+    # (``app/tasks/seeding.py``); until that ends the task cannot close
+    seeding: bool = False
     watch_dataset: bool = False  # keep labeling inputs added later (IDLE instead of DONE)
     # People's annotations made in the task go to review; None: on when the task names reviewers.
     review_human_annotations: bool | None = None
@@ -135,6 +139,23 @@ class InputState(enum.StrEnum):
     PENDING = "PENDING"
     DONE = "DONE"
     FAILED = "FAILED"
+
+
+class FailureCode(enum.StrEnum):
+    """Why an input of a task FAILED (``TaskInput.code``); every one can be retried with
+    ``retryFailedInputs``. A model that cannot run as stored fails with its adapter error's
+    code instead (``UNKNOWN_ADAPTER``, ``ADAPTER_MISMATCH``, ``INVALID``)."""
+
+    FETCH_FAILED = "FETCH_FAILED"  # a URL input could not be fetched
+    FETCH_FORBIDDEN = "FETCH_FORBIDDEN"  # its host resolves to a private address
+    FETCH_TIMEOUT = "FETCH_TIMEOUT"
+    TOO_LARGE = "TOO_LARGE"  # over the image size limits
+    IMAGE_UNDECODABLE = "IMAGE_UNDECODABLE"
+    INPUT_MISSING = "INPUT_MISSING"  # deleted, or its bytes are gone
+    UNSUPPORTED_INPUT = "UNSUPPORTED_INPUT"  # no model of the task reads its kind
+    MODEL_ERROR = "MODEL_ERROR"  # the model raised on the batch
+    INFERENCE_TIME_LIMIT = "INFERENCE_TIME_LIMIT"  # the batch outlived batch_inference_limit_s
+    RETRIES_EXHAUSTED = "RETRIES_EXHAUSTED"  # servers unreachable for batch_max_attempts claims
 
 
 class TaskInput(BaseDocument):
@@ -173,8 +194,18 @@ class BatchState(enum.StrEnum):
 PRIORITY_RANK = {TaskPriority.LOW: 0, TaskPriority.MEDIUM: 1, TaskPriority.HIGH: 2}
 
 
+class BatchKind(enum.StrEnum):
+    INPUTS = "INPUTS"  # label ``input_ids``
+    SEED = "SEED"  # store the next chunk of the run's work, from ``cursor`` (app/tasks/seeding.py)
+
+
 class TaskBatch(BaseDocument):
     """One batch of a task's run, the unit a worker claims (``app/tasks/scheduler.py``).
+
+    A ``SEED`` unit is claimed the same way; each claim stores one chunk of the run's inputs
+    after ``cursor`` (their task inputs and batches) and puts the unit back with the new
+    cursor, ``seeded`` count and ``rank`` (= chunks done, so seeding keeps ahead of labeling
+    while runs of one priority still take turns); ``attempts - chunks`` are its failed claims.
 
     ``_id`` is ``<task_id>:<run>:<part>:<k>``, so creating the batches of a run twice is
     harmless. Workers take the claimable batch with the highest ``priority``, then the lowest
@@ -187,6 +218,7 @@ class TaskBatch(BaseDocument):
     app_id: str
     task_id: str
     run: int
+    kind: BatchKind = BatchKind.INPUTS
     input_ids: list[str]
     retry: bool = False
     priority: int = 1
@@ -197,6 +229,12 @@ class TaskBatch(BaseDocument):
     lease_owner: str | None = None
     lease_until: float = 0.0
     attempts: int = 0
+    cursor: str = ""  # SEED: the last input id seeded
+    seeded: int = 0  # SEED: inputs seeded so far
+    chunks: int = 0  # SEED: chunks seeded so far
+
+    def failed_claims(self) -> int:
+        return self.attempts - self.chunks
 
     class Settings:
         name = "task_batches"

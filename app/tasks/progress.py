@@ -3,7 +3,9 @@
 Every input of a run gets a PENDING ``TaskInput`` when the run starts, so "is the task done?"
 is one indexed look-up, exact whatever happened to the running ``$inc`` counters (a crash
 between two writes, a repeated job, or an engine that loses concurrent increments, like
-FerretDB 1.24). Closing recounts every counter from the documents.
+FerretDB 1.24). Closing recounts every counter from the documents. A task whose run is still
+being seeded (``seeding``, app/tasks/seeding.py) never closes, and recounts while it seeds
+leave ``inputs_total`` / ``inputs_seeded`` to the seeder (its inputs are not all stored yet).
 
 Counters of annotations (approved, awaiting review) follow the annotation change records
 (``on_changes``, a listener of ``app.annotations.changes``); counters of inputs follow the
@@ -127,6 +129,7 @@ async def recount(task_id: str) -> dict[str, int]:
         by_status[a["status"]] = by_status.get(a["status"], 0) + 1
     return {
         "metrics.inputs_total": len(states),
+        "metrics.inputs_seeded": len(states),
         "metrics.inputs_processed": sum(1 for s in states if s["state"] == InputState.DONE.value),
         "metrics.inputs_failed": sum(1 for s in states if s["state"] == InputState.FAILED.value),
         "metrics.annotations_approved": by_status.get(SUCCESS, 0),
@@ -135,8 +138,22 @@ async def recount(task_id: str) -> dict[str, int]:
     }
 
 
+SEEDED = ("metrics.inputs_total", "metrics.inputs_seeded")
+
+
+async def _recount_of(task: LabelingTask) -> dict[str, Any]:
+    counts: dict[str, Any] = dict(await recount(task.id))
+    if task.seeding:
+        for key in SEEDED:
+            counts.pop(key)
+    return counts
+
+
 async def store_recount(task_id: str) -> None:
-    counts = await recount(task_id)
+    task = await LabelingTask.get(task_id)
+    if task is None:
+        return
+    counts = await _recount_of(task)
     await LabelingTask.get_pymongo_collection().update_one(
         {"_id": task_id}, {"$set": counts, "$currentDate": {"updated_at": True}}
     )
@@ -147,20 +164,30 @@ async def finish_if_complete(
 ) -> LabelingTask | None:
     """Close the task when none of its inputs is PENDING any more (recounting every counter),
     and tell the listeners the run settled. ``force_recount`` also refreshes the counters of a
-    task that is not finished yet."""
+    task that is not finished yet. A task still seeding is not finished, whatever its inputs
+    (callers write their inputs' states before they call this, and the seeder clears
+    ``seeding`` before it does, so the last of them closes the task)."""
     task = await LabelingTask.get(task_id)
     if task is None or task.status not in (TaskStatus.IN_PROGRESS, TaskStatus.QUEUED):
         return task
-    waiting = await TaskInput.get_pymongo_collection().find_one(
-        {"task_id": task_id, "state": InputState.PENDING.value}, {"_id": 1}
+    waiting = (
+        {"seeding": True}
+        if task.seeding
+        else await TaskInput.get_pymongo_collection().find_one(
+            {"task_id": task_id, "state": InputState.PENDING.value}, {"_id": 1}
+        )
     )
     if waiting is not None and not force_recount:
         return task
-    counts: dict[str, Any] = dict(await recount(task_id))
+    counts = await _recount_of(task)
     if waiting is None:
         counts["status"] = (TaskStatus.IDLE if task.watch_dataset else TaskStatus.DONE).value
     res = await LabelingTask.get_pymongo_collection().update_one(
-        {"_id": task_id, "status": {"$in": [TaskStatus.IN_PROGRESS.value, TaskStatus.QUEUED.value]}},
+        {
+            "_id": task_id,
+            "run": task.run,  # a run started since was not read here
+            "status": {"$in": [TaskStatus.IN_PROGRESS.value, TaskStatus.QUEUED.value]},
+        },
         {"$set": counts, "$currentDate": {"updated_at": True}},
     )
     if waiting is None and res.modified_count:
@@ -190,8 +217,10 @@ def progress_payload(task: LabelingTask) -> dict[str, Any]:
     m = task.metrics
     return {
         "status": task.status.value,
+        "seeding": task.seeding,
         "metrics": {
             "inputsTotal": m.inputs_total,
+            "inputsSeeded": m.inputs_seeded,
             "inputsProcessed": m.inputs_processed,
             "inputsFailed": m.inputs_failed,
             "annotationsApproved": m.annotations_approved,

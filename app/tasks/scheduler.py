@@ -7,6 +7,10 @@
                                     difference (Redis lost its queue, a worker died holding a
                                     lease, a transient error sent a batch back)
 
+A large run is seeded the same way: one ``SEED`` unit per run, claimed like a batch; each claim
+stores a chunk of task inputs and batches and puts the unit back with its cursor
+(``app/tasks/seeding.py``).
+
 So a lost Redis (killed, emptied, restarted) loses nothing, and a dead worker's batch is taken
 again once its lease lapses (``batch_lease_s``), not after arq's job timeout. A batch may run
 twice (a lease that lapsed while its worker still ran, or an engine whose
@@ -30,7 +34,7 @@ from app.core.db import duplicates_ignored
 from app.core.documents import utcnow
 from app.core.ids import new_id
 from app.core.queue import QUEUE_NAME
-from app.tasks.models import PRIORITY_RANK, BatchState, LabelingTask, TaskBatch, TaskPriority
+from app.tasks.models import PRIORITY_RANK, BatchKind, BatchState, LabelingTask, TaskBatch, TaskPriority
 
 log = logging.getLogger("labelstream.scheduler")
 
@@ -50,21 +54,33 @@ def batch_id(task_id: str, run: int, part: str, k: int) -> str:
     return f"{task_id}:{run}:{part}:{k}"
 
 
+def _doc(task: LabelingTask, _id: str, kind: BatchKind, input_ids: list[str], rank: int,
+         retry: bool = False) -> dict[str, Any]:  # fmt: skip
+    """Every field written on insert (MONGODB.md, rule 8)."""
+    stamp = utcnow()
+    return {
+        "_id": _id, "app_id": task.app_id, "task_id": task.id, "run": task.run, "kind": kind.value,
+        "input_ids": input_ids, "retry": retry, "priority": PRIORITY_RANK[task.priority], "rank": rank,
+        "seq": new_id(), "state": BatchState.PENDING.value, "available_at": time.time(),
+        "lease_owner": None, "lease_until": 0.0, "attempts": 0, "cursor": "", "seeded": 0, "chunks": 0,
+        "created_at": stamp, "updated_at": stamp,
+    }  # fmt: skip
+
+
 async def add_batches(
-    runtime: Any, task: LabelingTask, input_ids: Sequence[str], *, part: str, retry: bool = False
+    runtime: Any,
+    task: LabelingTask,
+    input_ids: Sequence[str],
+    *,
+    part: str,
+    retry: bool = False,
+    first_rank: int = 0,
 ) -> int:
     """The run's work as PENDING batches (durable first), then one wake-up per batch."""
     size = runtime.settings.task_batch_size
-    now, stamp = time.time(), utcnow()
     docs = [
-        {
-            "_id": batch_id(task.id, task.run, part, k // size),
-            "app_id": task.app_id, "task_id": task.id, "run": task.run,
-            "input_ids": list(input_ids[k : k + size]), "retry": retry,
-            "priority": PRIORITY_RANK[task.priority], "rank": k // size, "seq": new_id(),
-            "state": BatchState.PENDING.value, "available_at": now, "lease_owner": None,
-            "lease_until": 0.0, "attempts": 0, "created_at": stamp, "updated_at": stamp,
-        }
+        _doc(task, batch_id(task.id, task.run, part, k // size), BatchKind.INPUTS,
+             list(input_ids[k : k + size]), first_rank + k // size, retry)
         for k in range(0, len(input_ids), size)
     ]  # fmt: skip
     for k in range(0, len(docs), 1000):
@@ -72,6 +88,13 @@ async def add_batches(
             await _coll().insert_many(docs[k : k + 1000], ordered=False)
     await wake(runtime, len(docs))
     return len(docs)
+
+
+async def add_seed(runtime: Any, task: LabelingTask) -> None:
+    """The run's ``SEED`` unit (one per run: a repeated call is harmless), then its wake-up."""
+    with duplicates_ignored():
+        await _coll().insert_many([_doc(task, batch_id(task.id, task.run, "seed", 0), BatchKind.SEED, [], 0)])
+    await wake(runtime, 1)
 
 
 async def wake(runtime: Any, n: int, *, defer_s: float = 0.0) -> None:
@@ -159,23 +182,24 @@ async def _finish(batch: TaskBatch, owner: str, update: dict[str, Any]) -> None:
     )
 
 
-Runner = Callable[[TaskBatch], Awaitable[None]]
+Runner = Callable[[TaskBatch], Awaitable[dict[str, Any] | None]]
 
 
 async def run_leased(
     batch: TaskBatch, owner: str, lease_s: float, run: Runner, transient: tuple[type[BaseException], ...]
 ) -> bool:
     """Run a claimed batch while renewing its lease. Returns False when a transient error sent
-    it back to PENDING (after a back-off), True when it is DONE."""
+    it back to PENDING (after a back-off), True when it ran: then it is DONE, unless ``run``
+    returned the update that puts it back (a seed unit with more to do)."""
     renewing = asyncio.create_task(_renew(batch, owner, lease_s))
     try:
-        await run(batch)
+        again = await run(batch)
     except asyncio.CancelledError:  # the worker is shutting down: another one takes it at once
         await asyncio.shield(_finish(batch, owner, {"state": BatchState.PENDING.value, "lease_owner": None,
                                                     "lease_until": 0.0}))  # fmt: skip
         raise
     except transient:
-        delay = min(2.0**batch.attempts, 60.0)
+        delay = min(2.0 ** batch.failed_claims(), 60.0)
         log.warning("batch %s: transient error, again in %.0f s", batch.id, delay, exc_info=True)
         renewing.cancel()
         await _finish(batch, owner, {"state": BatchState.PENDING.value, "lease_owner": None,
@@ -183,8 +207,14 @@ async def run_leased(
         return False
     finally:
         renewing.cancel()
-    await _finish(batch, owner, {"state": BatchState.DONE.value})
+    await _finish(batch, owner, again if again is not None else {"state": BatchState.DONE.value})
     return True
+
+
+def released(**fields: Any) -> dict[str, Any]:
+    """The update that puts a claimed unit back, claimable at once, with ``fields`` changed."""
+    return {"state": BatchState.PENDING.value, "lease_owner": None, "lease_until": 0.0,
+            "available_at": time.time(), **fields}  # fmt: skip
 
 
 async def reprioritize(task_id: str, priority: TaskPriority) -> None:
@@ -194,11 +224,12 @@ async def reprioritize(task_id: str, priority: TaskPriority) -> None:
     )
 
 
-async def drop(task_id: str) -> None:
-    """A cancelled or deleted task's batches that nobody runs any more."""
-    await _coll().update_many(
-        {"task_id": task_id, "state": BatchState.PENDING.value}, {"$set": {"state": BatchState.DONE.value}}
-    )
+async def drop(task_id: str, run: int | None = None) -> None:
+    """A cancelled or deleted task's batches (of one run, when given) that nobody runs any more."""
+    query: dict[str, Any] = {"task_id": task_id, "state": BatchState.PENDING.value}
+    if run is not None:
+        query["run"] = run
+    await _coll().update_many(query, {"$set": {"state": BatchState.DONE.value}})
 
 
 async def reconcile(runtime: Any) -> int:

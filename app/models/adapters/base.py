@@ -11,9 +11,12 @@ polygon points are ``(row, col)``, all normalised to 0..1 of the image height/wi
 from __future__ import annotations
 
 import abc
+import contextlib
+import contextvars
 import enum
 import threading
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -154,11 +157,13 @@ class ModelAdapter(abc.ABC):
     def _load(self) -> None:  # noqa: B027 - optional hook, overridden where needed
         """Load the model; called at most once, lazily, by ``ensure_loaded``."""
 
-    def make_session(self, path: Path | str | bytes) -> onnxruntime.InferenceSession:
-        """A CPU session over a file, or over a model's bytes (uploaded models)."""
+    def make_session(self, path: Path | str | bytes) -> BoundedSession:
+        """A CPU session over a file, or over a model's bytes (uploaded models), whose runs
+        honour the batch's ``Deadline``."""
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
+        opts.enable_cpu_mem_arena = RUNTIME_OPTIONS["cpu_mem_arena"]
         opts.intra_op_num_threads = self.num_threads
         opts.inter_op_num_threads = 1
         opts.log_severity_level = 3
@@ -168,7 +173,125 @@ class ModelAdapter(abc.ABC):
         if not getattr(self.options, "allow_spinning", False):
             opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         source = path if isinstance(path, bytes) else str(path)
-        return ort.InferenceSession(source, sess_options=opts, providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(source, sess_options=opts, providers=["CPUExecutionProvider"])
+        return BoundedSession(session)
+
+
+# --- process-wide onnxruntime options and the per-batch time bound ---------------------------
+
+RUNTIME_OPTIONS = {"cpu_mem_arena": True}  # read when a session is made (worker: Settings)
+
+
+def configure_runtime(*, cpu_mem_arena: bool) -> None:
+    """Options for sessions made from now on (cached adapters keep theirs)."""
+    RUNTIME_OPTIONS["cpu_mem_arena"] = cpu_mem_arena
+
+
+class InferenceTimeLimit(Exception):
+    """A batch's inference ran past its deadline (``Deadline``); its inputs fail with ``code``."""
+
+    code = "INFERENCE_TIME_LIMIT"
+
+
+class Deadline:
+    """One batch's time bound, enforced from a watchdog thread.
+
+    When it expires, every onnxruntime run in flight under it is terminated (``RunOptions.
+    terminate``, which onnxruntime checks between kernels), later runs stop before their first
+    kernel, and ``sleep`` (the null adapter's simulated cost) returns at once: the batch ends
+    with ``InferenceTimeLimit`` instead of holding the worker.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._expired = threading.Event()
+        self._lock = threading.Lock()
+        self._runs: dict[int, Any] = {}
+        self._timer = threading.Timer(seconds, self.expire)
+        self._timer.daemon = True
+
+    @property
+    def expired(self) -> bool:
+        return self._expired.is_set()
+
+    def expire(self) -> None:
+        with self._lock:
+            self._expired.set()
+            for options in self._runs.values():
+                options.terminate = True
+
+    def error(self) -> InferenceTimeLimit:
+        return InferenceTimeLimit(f"inference took longer than the {self.seconds:g} s a batch may take")
+
+    @contextlib.contextmanager
+    def watching(self) -> Iterator[Any]:
+        """``RunOptions`` for one ``session.run``, terminated when the deadline passes."""
+        import onnxruntime as ort
+
+        options = ort.RunOptions()
+        with self._lock:
+            self._runs[id(options)] = options
+            options.terminate = self._expired.is_set()
+        try:
+            yield options
+        finally:
+            with self._lock:
+                self._runs.pop(id(options), None)
+
+    def sleep(self, seconds: float) -> None:
+        if self._expired.wait(seconds):
+            raise self.error()
+
+
+_deadline: contextvars.ContextVar[Deadline | None] = contextvars.ContextVar(
+    "inference_deadline", default=None
+)
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float) -> Iterator[Deadline]:
+    """Bound the inference run in this context (and the threads ``asyncio.to_thread`` starts
+    from it, which copy the context) to ``seconds``."""
+    deadline = Deadline(seconds)
+    token = _deadline.set(deadline)
+    deadline._timer.start()
+    try:
+        yield deadline
+    finally:
+        deadline._timer.cancel()
+        _deadline.reset(token)
+
+
+def bounded_sleep(seconds: float) -> None:
+    """``time.sleep`` that ends with ``InferenceTimeLimit`` when the current deadline passes."""
+    deadline = _deadline.get()
+    if deadline is None:
+        time.sleep(seconds)
+    else:
+        deadline.sleep(seconds)
+
+
+class BoundedSession:
+    """An ``InferenceSession`` whose every ``run`` honours the current ``Deadline``: the one
+    place adapters' runs get their ``RunOptions`` (adapters call ``run`` as usual)."""
+
+    def __init__(self, session: onnxruntime.InferenceSession) -> None:
+        self.session = session
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.session, name)
+
+    def run(self, output_names: Any, input_feed: Any, run_options: Any = None) -> Any:
+        deadline = _deadline.get()
+        if deadline is None:
+            return self.session.run(output_names, input_feed, run_options)
+        with deadline.watching() as options:
+            try:
+                return self.session.run(output_names, input_feed, options)
+            except Exception as exc:
+                if deadline.expired:
+                    raise deadline.error() from exc
+                raise
 
 
 def check_image(item: AdapterInput, model: str) -> np.ndarray:

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping, Sequence
 from typing import Annotated, Any
 
 from pydantic import Field, model_validator
 from pydantic_core import PydanticCustomError
 
-from .base import KINDS, AdapterInput, Box, ModelAdapter, ModelConcept, ModelKind, Polygon, Prediction
+from .base import (
+    KINDS,
+    AdapterInput,
+    Box,
+    ModelAdapter,
+    ModelConcept,
+    ModelKind,
+    Polygon,
+    Prediction,
+    bounded_sleep,
+)
 from .config import AdapterConfig
 from .errors import AdapterMismatch
 
@@ -137,7 +146,7 @@ class NullAdapter(ModelAdapter):
         for item in batch:
             if not isinstance(item, AdapterInput):
                 raise ValueError(f"null: expected an AdapterInput, got {type(item).__name__}")
-            if self._delay:
-                time.sleep(self._delay)
+            if self._delay:  # simulated cost, cut short by the batch's deadline
+                bounded_sleep(self._delay)
             out.append(list(self._predictions))
         return out

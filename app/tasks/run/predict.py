@@ -1,4 +1,6 @@
-"""Run the task's model (or every model of its workflow) over a batch, off the event loop."""
+"""Run the task's model (or every model of its workflow) over a batch, off the event loop,
+within the batch's time bound (``Settings.batch_inference_limit_s``: past it, onnxruntime's
+runs are terminated and the batch raises ``InferenceTimeLimit``)."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from app.core.blobs import BlobStore
 from app.core.documents import utcnow
 from app.models.adapters import AdapterInput, get_adapter, model_files
 from app.models.adapters import Prediction as RawPrediction
+from app.models.adapters.base import time_limit
 from app.models.models import ModelEntry, ModelVersion, TaskModelVersion, Workflow, decode_config
 from app.tasks.models import LabelingTask
 from app.tasks.run.load import InputFailure, Loaded
@@ -144,22 +147,28 @@ Outputs = dict[str, list[tuple[RunModel, RawPrediction]]]
 
 
 async def predict(
-    models: Sequence[RunModel], loaded: Sequence[Loaded], concept_names: Sequence[str]
+    models: Sequence[RunModel],
+    loaded: Sequence[Loaded],
+    concept_names: Sequence[str],
+    *,
+    limit_s: float = 120.0,
 ) -> tuple[Outputs, dict[str, InputFailure]]:
-    """Every model over the inputs it can read; outputs merged per input (workflows)."""
+    """Every model over the inputs it can read; outputs merged per input (workflows). All the
+    models together get ``limit_s`` seconds (``InferenceTimeLimit`` past it)."""
     merged: Outputs = {x.doc.id: [] for x in loaded}
     served: set[str] = set()
-    for model in models:
-        batch = [x for x in loaded if _accepts(model, x.adapter_input)]
-        if not batch:
-            continue
-        adapter = get_adapter(model.adapter, model.config)
-        names = list(concept_names) if model.zero_shot else None
-        items = [x.adapter_input for x in batch if x.adapter_input is not None]
-        outputs = await asyncio.to_thread(adapter.predict, items, names)
-        for item, preds in zip(batch, outputs, strict=True):
-            served.add(item.doc.id)
-            merged[item.doc.id].extend((model, p) for p in preds)
+    with time_limit(limit_s):
+        for model in models:
+            batch = [x for x in loaded if _accepts(model, x.adapter_input)]
+            if not batch:
+                continue
+            adapter = get_adapter(model.adapter, model.config)
+            names = list(concept_names) if model.zero_shot else None
+            items = [x.adapter_input for x in batch if x.adapter_input is not None]
+            outputs = await asyncio.to_thread(adapter.predict, items, names)
+            for item, preds in zip(batch, outputs, strict=True):
+                served.add(item.doc.id)
+                merged[item.doc.id].extend((model, p) for p in preds)
     failures = {
         x.doc.id: InputFailure(
             "UNSUPPORTED_INPUT", f"no model of this task reads {x.doc.kind.value.lower()} inputs"
