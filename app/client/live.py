@@ -62,8 +62,8 @@ def _operations(
     while _recv(ws, ack_timeout).get("type") != "connection_ack":
         pass
     for index, variables in enumerate(variable_sets):
-        payload = {"query": document, "variables": variables}
-        ws.send(json.dumps({"id": str(index), "type": "subscribe", "payload": payload}))
+        operation = {"query": document, "variables": variables}
+        ws.send(json.dumps({"id": str(index), "type": "subscribe", "payload": operation}))
     open_ops = set(range(len(variable_sets)))
     while open_ops:
         message = _recv(ws, None)
@@ -72,7 +72,7 @@ def _operations(
             continue
         index = int(ident)
         if kind == "next":
-            payload: dict[str, Any] = message.get("payload") or {}
+            payload = message.get("payload") or {}
             if payload.get("errors"):
                 _raise(payload["errors"])
             data: dict[str, Any] = payload.get("data") or {}
