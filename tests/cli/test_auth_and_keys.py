@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import stat
+from pathlib import Path
 
 from tests.cli.conftest import Client, Server, files_under
 
@@ -97,3 +98,56 @@ def test_keys_create_without_a_running_up_says_what_to_pass_and_creates_nothing(
     assert done.returncode == 2
     assert "--data-dir" in done.stderr and "MONGODB_URL" in done.stderr
     assert files_under(client.cwd) == [], "no stray .labelstream folder or database"
+
+
+def test_export_from_another_folder_with_the_data_dir_of_the_running_up(
+    client: Client, cli_server: Server
+) -> None:
+    """No login, no key: the ``up`` running on --data-dir is found and its database read."""
+    app = cli_server.gql("{ me { apps { nodes { id } } } }")["me"]["apps"]["nodes"][0]["id"]
+    made = cli_server.gql(
+        """mutation($a: ID!) { createDataset(input: {appId: $a, name: "empty-local"}) {
+             ... on DatasetSuccess { dataset { id } } } }""",
+        a=app,
+    )["createDataset"]["dataset"]["id"]
+    version = cli_server.gql(
+        """mutation($d: ID!) { createDatasetVersion(input: {datasetId: $d}) {
+             ... on DatasetVersionSuccess { datasetVersion { id } } } }""",
+        d=made,
+    )["createDatasetVersion"]["datasetVersion"]["id"]
+    out = client.ok(
+        "export", version, "-f", "jsonl", "-o", "local.zip", "--data-dir", str(cli_server.data_dir)
+    )
+    assert "wrote local.zip (0 inputs, 0 annotations)" in out
+    assert files_under(client.cwd) == ["local.zip"]
+
+    nothing = client.run("export", version)
+    assert nothing.returncode == 2 and "labelstream login" in nothing.stderr
+    assert files_under(client.cwd) == ["local.zip"], "no stray .labelstream folder"
+
+
+def test_commands_against_a_stopped_server_or_with_a_wrong_key_say_so(
+    client: Client, cli_server: Server, tmp_path: Path
+) -> None:
+    from app.embedded import free_port
+
+    (tmp_path / "pics").mkdir()
+    datasets_image(tmp_path / "pics" / "a.png")
+    gone = f"http://127.0.0.1:{free_port()}"
+    for args in (
+        ["import", str(tmp_path / "pics")],
+        ["tasks", "list"],
+        ["keys", "list"],
+        ["versions", "list", "-d", "x"],
+    ):
+        down = client.run(*args, "--url", gone, "--key", "k")
+        assert down.returncode == 3 and f"cannot reach {gone}" in down.stderr, down.stderr
+        refused = client.run(*args, "--url", cli_server.url, "--key", "wrong")
+        assert refused.returncode == 4 and "refused the API key" in refused.stderr, refused.stderr
+    assert files_under(client.cwd) == []
+
+
+def datasets_image(path: Path) -> None:
+    from tests.cli.datasets import image
+
+    image(path, 10, 10, 1)
