@@ -12,8 +12,6 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from rich.console import Console
-
 from app.cli_state import NoDatabase, database_settings, running_state, settings_for
 from app.client.errors import ClientError
 from app.core.blobs import LocalBlobStore
@@ -61,5 +59,5 @@ def export_local(version_id: str, fmt: str, output: Path | None, images: bool, d
         raise ClientError(f"no dataset version {version_id!r}", code="NOT_FOUND") from None
     except DomainError as exc:
         raise ClientError(exc.message, code=exc.code.value, field=exc.field) from None
-    Console(highlight=False).print(f"wrote {target} ({inputs} inputs, {annotations} annotations)")
+    print(f"wrote {target} ({inputs} inputs, {annotations} annotations)")
     return True

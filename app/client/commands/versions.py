@@ -107,7 +107,7 @@ def download(client: Api, version_id: str, fmt: str, output: Path | None, images
         client.download(path, params, dest)
     except OSError as exc:
         raise UsageError(f"cannot write {dest}: {exc}") from None
-    console.print(f"wrote {dest} ({v['inputsCount']} inputs, {v['annotationsCount']} annotations)")
+    print(f"wrote {dest} ({v['inputsCount']} inputs, {v['annotationsCount']} annotations)")
     return dest
 
 
