@@ -151,3 +151,9 @@ def datasets_image(path: Path) -> None:
     from tests.cli.datasets import image
 
     image(path, 10, 10, 1)
+
+
+def test_login_finds_the_url_of_the_up_running_on_a_data_dir(client: Client, cli_server: Server) -> None:
+    out = client.ok("login", "--data-dir", str(cli_server.data_dir), "--key", cli_server.key)
+    assert f"Logged in to {cli_server.url} as owner@localhost.localdomain" in out
+    assert files_under(client.cwd) == []

@@ -213,3 +213,24 @@ def test_a_malformed_coco_file_is_refused_before_anything_is_sent(
     done = logged_in.run("import", str(bad))
     assert done.returncode == 2
     assert message in done.stderr and str(bad) in done.stderr.replace("\n", "")
+
+
+def test_malformed_yolo_and_voc_datasets_are_refused_with_the_file_and_line(
+    client: Client, tmp_path: Path
+) -> None:
+    yolo = tmp_path / "yolo"
+    datasets.yolo(yolo)
+    (yolo / "labels" / "train" / "b.txt").write_text("1 0.3 0.4 0.2\n")
+    done = client.run("import", str(yolo), "--url", "http://127.0.0.1:9", "--key", "k")
+    assert done.returncode == 2 and "b.txt:1: expected `class cx cy w h`" in done.stderr.replace("\n", "")
+
+    (yolo / "labels" / "train" / "b.txt").write_text("7 0.3 0.4 0.2 0.2\n")
+    done = client.run("import", str(yolo), "--url", "http://127.0.0.1:9", "--key", "k")
+    assert done.returncode == 2 and "class 7 is not in the 3 names" in done.stderr
+
+    voc = tmp_path / "voc"
+    datasets.voc(voc)
+    (voc / "Annotations" / "two.xml").write_text("<annotation><filename>two.png</file")
+    done = client.run("import", str(voc), "--url", "http://127.0.0.1:9", "--key", "k")
+    assert done.returncode == 2 and "two.xml is not valid XML" in done.stderr.replace("\n", "")
+    assert files_under(client.cwd) == []
