@@ -4,7 +4,9 @@ labelstream up          embedded servers (when no URL is set) + API + one worker
 labelstream serve       the API only (needs MONGODB_URL; REDIS_URL for jobs)
 labelstream worker      one arq worker
 labelstream schema export|check
-labelstream keys create --email ...
+
+The API-client commands (login, logout, whoami, keys, import, tasks, versions, export) live in
+``app/client/commands`` and talk to whichever server the user logged in to.
 """
 
 from __future__ import annotations
@@ -32,9 +34,7 @@ cli = typer.Typer(
     add_completion=False,
 )
 schema_cli = typer.Typer(help="The GraphQL schema file (schema.graphql).", no_args_is_help=True)
-keys_cli = typer.Typer(help="API keys.", no_args_is_help=True)
 cli.add_typer(schema_cli, name="schema")
-cli.add_typer(keys_cli, name="keys")
 console = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
 
@@ -242,55 +242,9 @@ def schema_check(
     raise typer.Exit(1)
 
 
-async def _create_key(settings: Settings, email: str, description: str) -> str:
-    from app.documents import open_database
-    from app.users.service import create_api_key, find_user_by_email
+from app.client.commands import register  # noqa: E402 - the API-client commands
 
-    assert settings.mongodb_url
-    client = await open_database(settings.mongodb_url, settings.mongodb_db)
-    try:
-        user = await find_user_by_email(email)
-        if user is None:
-            raise LookupError(email)
-        _, secret = await create_api_key(user.id, description)
-        return secret
-    finally:
-        await client.close()
-
-
-@keys_cli.command("create")
-def keys_create(
-    email: Annotated[str, typer.Option(help="The existing user's email.")],
-    description: Annotated[str, typer.Option(help="What the key is for.")] = "",
-    data_dir: DataDirOpt = None,
-) -> None:
-    """Create an API key for an existing user and print its secret once."""
-    from app.embedded import EmbeddedMongo
-
-    settings = _settings(data_dir=data_dir)
-    mongo: EmbeddedMongo | None = None
-    if not settings.mongodb_url:
-        state = _running_state(settings)
-        if state:
-            settings = settings.model_copy(update={"mongodb_url": state["mongodb_url"]})
-        else:
-            mongo = EmbeddedMongo(settings.data_dir / "mongodb")
-            mongo.start()
-            settings = settings.model_copy(update={"mongodb_url": mongo.url})
-    try:
-        secret = asyncio.run(_create_key(settings, email, description))
-    except LookupError:
-        err.print(f"[red]no user with email {email!r}[/red]")
-        raise typer.Exit(1) from None
-    finally:
-        if mongo is not None:
-            mongo.stop()
-    print(f"API key: {secret}")
-
-
-from app.exports.cli import export_command  # noqa: E402 - registered like the commands above
-
-cli.command("export")(export_command)
+register(cli)
 
 
 def main() -> None:

@@ -131,7 +131,9 @@ def test_up_prints_a_key_serves_graphql_stops_cleanly_and_keeps_data(tmp_path: P
     _stop(proc, signal.SIGTERM, _server_pids(proc, data_dir))
 
 
-def test_keys_create_for_an_unknown_user_fails(tmp_path: Path) -> None:
+def test_keys_create_on_a_folder_without_a_database_says_what_to_pass_and_creates_nothing(
+    tmp_path: Path,
+) -> None:
     made = subprocess.run(
         [
             sys.executable,
@@ -142,16 +144,17 @@ def test_keys_create_for_an_unknown_user_fails(tmp_path: Path) -> None:
             "--email",
             "nobody@example.com",
             "--data-dir",
-            str(tmp_path),
+            str(tmp_path / "data"),
         ],
-        cwd=ROOT,
-        env=_env(),
+        cwd=tmp_path,
+        env={**_env(), "PYTHONPATH": str(ROOT)},
         capture_output=True,
         text=True,
         timeout=60,
     )
-    assert made.returncode == 1
-    assert "no user" in made.stderr
+    assert made.returncode == 2
+    assert "no `labelstream up` is running" in made.stderr and "--data-dir" in made.stderr
+    assert list(tmp_path.iterdir()) == [], "no database, no .labelstream folder"
 
 
 def test_schema_check_detects_a_stale_file(tmp_path: Path) -> None:

@@ -1,21 +1,19 @@
-"""``labelstream export VERSION_ID``: write a dataset version as a zip, straight from MongoDB.
+"""``labelstream export`` without a server: a dataset version written as a zip straight from
+the database (``MONGODB_URL``, or the servers of the ``labelstream up`` running on --data-dir).
 
-Runs against ``MONGODB_URL`` (or the servers of a running ``labelstream up`` on --data-dir);
-image bytes come from the blob folder of the same --data-dir. No API key: whoever can reach the
-database can read it anyway.
+The command itself lives with the API client (``app/client/commands/versions.py``), which uses
+the API whenever a server is configured; this is its fallback on the machine that runs ``up``.
+Image bytes come from the blob folder of the same data directory. No API key: whoever can reach
+the database can read it anyway.
 """
 
 from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Annotated
 
-import typer
-from rich.console import Console
-
-from app.cli_state import running_state as _running_state
-from app.cli_state import settings_for as _settings
+from app.cli_state import NoDatabase, database_settings, running_state, settings_for
+from app.client.errors import ClientError
 from app.core.blobs import LocalBlobStore
 from app.core.errors import DomainError, ErrorCode, ValidationFailed
 from app.documents import open_database
@@ -45,31 +43,21 @@ async def _export(
         await client.close()
 
 
-def export_command(
-    version_id: Annotated[str, typer.Argument(help="The dataset version's id.")],
-    format: Annotated[
-        str, typer.Option("--format", "-f", help="COCO, YOLO, YOLO_SEGMENT, VOC or JSONL.")
-    ] = "COCO",
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Zip file to write.")] = None,
-    images: Annotated[bool, typer.Option("--images/--no-images", help="Include the image files.")] = True,
-    data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Folder of the data and blobs.")] = None,
-) -> None:
-    """Export a dataset version as a zip (COCO, YOLO, YOLO_SEGMENT, VOC, JSONL)."""
-    err = Console(stderr=True, highlight=False)
-    settings = _settings(data_dir=data_dir)
-    if not settings.mongodb_url:
-        state = _running_state(settings)
-        if not state:
-            err.print("[red]MONGODB_URL is not set and no `labelstream up` is running[/red]")
-            raise typer.Exit(2)
-        settings = settings.model_copy(update={"mongodb_url": state["mongodb_url"]})
-    target = output or Path(f"{version_id}-{format.lower()}.zip")
+def export_local(version_id: str, fmt: str, output: Path | None, images: bool, data_dir: Path | None) -> bool:
+    """Write the zip from the database; False when no database is at hand (MONGODB_URL unset
+    and no ``up`` running on the data folder). Never starts or creates a database."""
+    settings = settings_for(data_dir=data_dir)
+    if not settings.mongodb_url and not running_state(settings):
+        return False
+    target = output or Path(f"{version_id}-{fmt.lower()}.zip")
     try:
-        inputs, annotations = asyncio.run(_export(settings, version_id, format, target, images))
+        with database_settings(settings) as found:
+            inputs, annotations = asyncio.run(_export(found, version_id, fmt, target, images))
+    except NoDatabase:
+        return False
     except LookupError:
-        err.print(f"[red]no dataset version {version_id!r}[/red]")
-        raise typer.Exit(1) from None
+        raise ClientError(f"no dataset version {version_id!r}", code="NOT_FOUND") from None
     except DomainError as exc:
-        err.print(f"[red]{exc.code.value}: {exc.message}[/red]")
-        raise typer.Exit(2) from None
+        raise ClientError(exc.message, code=exc.code.value, field=exc.field) from None
     print(f"wrote {target} ({inputs} inputs, {annotations} annotations)")
+    return True
