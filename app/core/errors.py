@@ -62,6 +62,8 @@ class ErrorCode(enum.Enum):
     NO_REGION = "NO_REGION"
     UNSUPPORTED_FORMAT = "UNSUPPORTED_FORMAT"
     VERSION_NOT_READY = "VERSION_NOT_READY"
+    # similarity search
+    EMBEDDING_PENDING = "EMBEDDING_PENDING"
 
 
 class DomainError(Exception):

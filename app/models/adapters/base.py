@@ -154,7 +154,7 @@ class ModelAdapter(abc.ABC):
     def _load(self) -> None:  # noqa: B027 - optional hook, overridden where needed
         """Load the model; called at most once, lazily, by ``ensure_loaded``."""
 
-    def make_session(self, path: Path | str) -> onnxruntime.InferenceSession:
+    def make_session(self, path: Path | str | bytes) -> onnxruntime.InferenceSession:
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
@@ -166,7 +166,8 @@ class ModelAdapter(abc.ABC):
         # themselves (measured: 3-7x slower predictions under a busy event loop with spinning).
         if not getattr(self.options, "allow_spinning", False):
             opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+        model = path if isinstance(path, bytes) else str(path)  # bytes: a model built in memory
+        return ort.InferenceSession(model, sess_options=opts, providers=["CPUExecutionProvider"])
 
 
 def check_image(item: AdapterInput, model: str) -> np.ndarray:
