@@ -35,6 +35,7 @@ from app.search.embed import EmbeddingModel
 from app.search.models import Backfill, BackfillStatus, RefKind
 from app.search.registry import Registry
 from app.search.work import BACKFILL_JOB
+from app.search.work import JOB as EMBED_JOB
 
 MAX_RESULTS = 1000
 REGION = {"$or": [{"box": {"$ne": None}}, {"polygon": {"$ne": None}}]}
@@ -223,7 +224,13 @@ async def _input_results(
     return Results(hits, more, offset > 0, model.key)
 
 
-def _pending(what: str, ident: str, field: str) -> Conflict:
+async def _pending(runtime: Any, kind: RefKind, ident: str, field: str) -> Conflict:
+    """The object is not embedded yet: ask a worker for it now (the change records only see
+    inputs once a task or a person labels them), and say so."""
+    if runtime.redis is not None:
+        ids = ([ident], []) if kind == RefKind.ANNOTATION else ([], [ident])
+        await runtime.redis.enqueue_job(EMBED_JOB, *ids)
+    what = "annotation" if kind == RefKind.ANNOTATION else "input"
     return Conflict(
         f"{what} {ident!r} has no embedding yet (it is computed in the background; try again shortly, "
         "or run backfillSearchEmbeddings)",
@@ -250,7 +257,7 @@ async def similar_annotations(
         )
     vector = await store.get_vector(doc.app_id, embed.IMAGE_MODEL.key, RefKind.ANNOTATION, doc.id)
     if vector is None:
-        raise _pending("annotation", doc.id, "annotationId")
+        raise await _pending(runtime, RefKind.ANNOTATION, doc.id, "annotationId")
     return await _annotation_results(runtime, doc.app_id, vector, filt, offset, first, doc.id)
 
 
@@ -267,7 +274,7 @@ async def similar_inputs(
     model = embed.TEXT_MODEL if doc.kind == InputKind.TEXT else embed.IMAGE_MODEL
     vector = await store.get_vector(doc.app_id, model.key, RefKind.INPUT, doc.id)
     if vector is None:
-        raise _pending("input", doc.id, "inputId")
+        raise await _pending(runtime, RefKind.INPUT, doc.id, "inputId")
     return await _input_results(runtime, doc.app_id, model, vector, filt, offset, first, doc.id)
 
 
