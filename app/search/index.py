@@ -24,7 +24,7 @@ import numpy as np
 
 EXACT_MAX = 4096  # allowed ids up to this many: an exact scan of them beats a filtered walk
 IVF_MIN = 20_000  # below this many vectors an exact scan is fast enough and needs no training
-NPROBE = 24
+NPROBE = 64
 
 
 class VectorIndex(Protocol):
