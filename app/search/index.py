@@ -113,6 +113,9 @@ class FaissIndex:
     def __init__(self, dim: int) -> None:
         import faiss
 
+        # One query at a time: OpenMP threads only add hand-offs (and spin on a busy machine);
+        # concurrency comes from the API's requests.
+        faiss.omp_set_num_threads(1)
         self.dim = dim
         self._faiss: Any = faiss
         self._index: Any = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
@@ -191,7 +194,7 @@ class FaissIndex:
                 labels = np.fromiter((self._label[i] for i in allowed if i in self._label), np.int64)
                 candidates = len(labels)
                 if candidates <= EXACT_MAX or self._ivf is None:
-                    return self._exact(q[0], labels, k)
+                    return self._exact(q, labels, k)
                 selector = faiss.IDSelectorBatch(labels)
             k = min(k, candidates)
             if k <= 0:
@@ -207,10 +210,19 @@ class FaissIndex:
             return [(self._ids[int(n)], float(s)) for s, n in zip(scores[0], found[0], strict=True) if n >= 0]
 
     def _exact(self, q: np.ndarray, labels: np.ndarray, k: int) -> list[tuple[str, float]]:
-        if len(labels) == 0:
+        """Every allowed vector compared (all lists probed; the selector skips the others
+        before any distance is computed)."""
+        k = min(k, len(labels))
+        if k <= 0:
             return []
-        rows = self._index.reconstruct_batch(labels)
-        return _top(rows @ q, [self._ids[int(n)] for n in labels], k)
+        faiss: Any = self._faiss
+        selector = faiss.IDSelectorBatch(labels)
+        if self._ivf is not None:
+            params = faiss.SearchParametersIVF(nprobe=self._index.nlist, sel=selector)
+        else:
+            params = faiss.SearchParameters(sel=selector)
+        scores, found = self._index.search(q.reshape(1, -1), k, params=params)
+        return [(self._ids[int(n)], float(s)) for s, n in zip(scores[0], found[0], strict=True) if n >= 0]
 
     def save(self, path: Path) -> None:
         with self._lock:
