@@ -44,7 +44,7 @@ def test_faiss_index_agrees_with_an_exact_scan_with_and_without_a_filter(
     ann, exact = FaissIndex(DIM), ExactIndex(DIM)
     ann.add(ids, v)
     exact.add(ids, v)
-    assert ann.kind == ("ivf-sq8" if n >= 1000 else "flat")
+    assert ann.kind == ("ivf-sq8" if n >= 1000 else "exact-int8")
     allowed = {i for i, c in zip(ids, labels, strict=True) if c in (1, 2, 3)}  # 15%: a walk, not a scan
     few = set(sorted(allowed)[:50])  # exact over the few
     recall = []
@@ -88,7 +88,10 @@ def test_an_index_saves_and_loads(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 
 async def vectors(app_id: str, ids: list[str], v: np.ndarray, model: str = "m@1") -> None:
     await store.put(
-        [store.Vector(app_id, model, RefKind.ANNOTATION, i, "in", "src", x) for i, x in zip(ids, v, strict=True)]
+        [
+            store.Vector(app_id, model, RefKind.ANNOTATION, i, "in", "src", x)
+            for i, x in zip(ids, v, strict=True)
+        ]
     )
 
 
