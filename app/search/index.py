@@ -5,11 +5,13 @@
 ``save`` / ``load``. A deployment that already runs a vector engine implements the same four
 methods.
 
-``FaissIndex`` (int8 rows in numpy + faiss-cpu IVF) is the default, chosen by measurement (bench/similarity.py,
-bench/RESULTS.md): faiss applies an id selector *inside* the scan, so a filter never truncates
-a fixed top-k, it deletes by id, and an IVF over 8-bit codes builds in seconds where the HNSW
-graphs of faiss and usearch took minutes for 1280-d vectors on this machine (and ``usearch``'s
-Python API has no filter predicate; ``hnswlib`` has no wheels). ``ExactIndex`` is the
+``FaissIndex`` is the default, chosen by measurement (bench/similarity.py, bench/RESULTS.md):
+the int8 rows (the stored form) in one numpy array for exact scans of a filter's candidates,
+and a faiss IVF over 8-bit codes for broad searches. faiss applies an id selector *inside* the
+scan, so a filter never truncates a fixed top-k, it deletes by id, and the IVF builds in
+seconds where the HNSW graphs of faiss and usearch took minutes for 1280-d vectors on this
+machine (and ``usearch``'s Python API has no filter predicate; ``hnswlib`` has no wheels).
+``ExactIndex`` is the
 brute-force numpy scan with the same interface (the benchmark's reference).
 """
 
