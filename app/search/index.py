@@ -11,8 +11,7 @@ and a faiss IVF over 8-bit codes for broad searches. faiss applies an id selecto
 scan, so a filter never truncates a fixed top-k, it deletes by id, and the IVF builds in
 seconds where the HNSW graphs of faiss and usearch took minutes for 1280-d vectors on this
 machine (and ``usearch``'s Python API has no filter predicate; ``hnswlib`` has no wheels).
-``ExactIndex`` is the
-brute-force numpy scan with the same interface (the benchmark's reference).
+``ExactIndex`` is the brute-force numpy scan with the same interface.
 """
 
 from __future__ import annotations
