@@ -14,6 +14,7 @@ from app.core.queue import create_pool
 from app.documents import open_database
 from app.review import follow
 from app.runtime import Runtime
+from app.search import follow as search_follow
 from app.settings import Settings
 from app.tasks import progress
 
@@ -23,6 +24,7 @@ def install_listeners() -> None:
     first (events read them), then review and labeling queues, audit samples and events."""
     changes.subscribe("task counters", progress.on_changes)
     changes.subscribe("review queues", follow.on_changes)
+    changes.subscribe("search embeddings", search_follow.on_changes)
 
 
 async def open_runtime(settings: Settings) -> Runtime:

@@ -17,6 +17,7 @@ from app.inputs.models import Input
 from app.models.models import ModelEntry, ModelVersion, TaskModelVersion, Workflow
 from app.predictions.models import Prediction
 from app.review.models import Assignment, TaskLock
+from app.search.models import Backfill, Embedding
 from app.tasks.models import LabelingTask, TaskBatch, TaskInput
 from app.users.models import ApiKey, User
 
@@ -43,6 +44,8 @@ DOCUMENT_MODELS: list[Any] = [
     VersionInput,
     VersionAnnotation,
     BlobPin,
+    Embedding,
+    Backfill,
 ]
 
 

@@ -29,6 +29,7 @@ from app.inputs import graphql as inputs
 from app.live import graphql as live
 from app.models import graphql as models
 from app.review import graphql as review
+from app.search import graphql as search
 from app.settings import Settings
 from app.tasks import graphql as tasks
 from app.tasks import graphql_lifecycle as task_runs
@@ -50,6 +51,7 @@ def _modules() -> list[Any]:
         annotations_api,
         review,
         exports,
+        search,
         live,
     ]
 

@@ -17,6 +17,7 @@ from typing import Any
 from arq import func
 
 from app.core.ids import new_id
+from app.search.jobs import FUNCTIONS as SEARCH_FUNCTIONS
 from app.tasks import engine, progress, scheduler, seeding
 from app.tasks.engine import TRANSIENT
 from app.tasks.models import BatchKind, FailureCode, LabelingTask, TaskBatch
@@ -85,4 +86,7 @@ async def process_next(ctx: dict[str, Any]) -> dict[str, int]:
     return {"batches": 1}
 
 
-FUNCTIONS = [func(process_next, name=scheduler.WAKE_JOB, timeout=JOB_TIMEOUT_S, max_tries=3)]  # type: ignore[arg-type]
+FUNCTIONS = [
+    func(process_next, name=scheduler.WAKE_JOB, timeout=JOB_TIMEOUT_S, max_tries=3),  # type: ignore[arg-type]
+    *SEARCH_FUNCTIONS,
+]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,6 +24,7 @@ MODEL_FILE = WEIGHTS_DIR / "efficientnet_lite0.onnx"
 CLASSES_FILE = WEIGHTS_DIR / "imagenet_classes.txt"
 INPUT_SIZE = 224
 NUM_CLASSES = 1000
+FEATURES = "features"  # extra graph output: the pooled tensor the final FC layer reads
 
 
 def load_imagenet_concepts() -> list[ModelConcept]:
@@ -68,7 +70,16 @@ class ImageClassifierAdapter(ModelAdapter):
 
     def _load(self) -> None:
         self.concepts()
-        self._session = self.make_session(MODEL_FILE)
+        self._session = self.make_session(with_features_output(MODEL_FILE))
+
+    def features(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        """Pooled penultimate features (``(n, 1280)`` float32, not normalised) of ``H x W x 3``
+        uint8 images, from the same session as ``predict``."""
+        self.ensure_loaded()
+        if not images:
+            return np.zeros((0, 0), np.float32)
+        x = np.stack([self.preprocess(img) for img in images])
+        return np.asarray(self._session.run([FEATURES], {"input": x})[0], np.float32)
 
     def preprocess(self, img: np.ndarray) -> np.ndarray:
         import cv2
@@ -115,3 +126,18 @@ class ImageClassifierAdapter(ModelAdapter):
                 preds.append(Prediction(concept=c.id, confidence=conf, extra={"name": c.name}))
             out.append(preds)
         return out
+
+
+def with_features_output(path: Path) -> bytes:
+    """The model with the input of its final Gemm/MatMul (the flattened global average pool)
+    added as graph output ``features``: one session returns scores and features, no new
+    weights."""
+    import onnx
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    last = next(n for n in reversed(graph.node) if n.op_type in ("Gemm", "MatMul"))
+    pooled = last.input[0]
+    graph.node.append(onnx.helper.make_node("Identity", [pooled], [FEATURES], name="features_identity"))
+    graph.output.append(onnx.helper.make_tensor_value_info(FEATURES, onnx.TensorProto.FLOAT, None))
+    return bytes(model.SerializeToString())

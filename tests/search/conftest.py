@@ -1,0 +1,5 @@
+"""Search tests embed through a real arq worker (the engine's ``drain`` fixture)."""
+
+from tests.tasks_engine.conftest import drain
+
+__all__ = ["drain"]
