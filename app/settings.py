@@ -81,6 +81,9 @@ class Settings(BaseSettings):
     # events (revocation, membership change) over Redis, bypassed while Redis is unreachable
     auth_cache_ttl_s: float = Field(default=30.0, ge=0, le=600)  # 0 turns the cache off
     auth_cache_size: int = Field(default=10_000, ge=0, le=1_000_000)
+    # Smart Object Search: embed regions and inputs as annotations change (a worker job per
+    # change); off, vectors come only from the backfill and from searches that need them
+    search_embed_on_change: bool = True
     # live updates (GraphQL subscriptions over WebSocket)
     max_subscriptions_per_connection: int = Field(default=50, ge=1, le=1000)
     ws_keep_alive_interval_s: float = Field(default=15.0, ge=0)  # server pings; 0 turns them off

@@ -41,6 +41,9 @@ async def _follow(runtime: Any, changes: ChangeSet) -> None:
         await store.tombstone(RefKind.INPUT, changes.deleted_inputs)
     if changes.reason not in EMBED_REASONS:
         return
+    settings = getattr(runtime, "settings", None)
+    if settings is not None and not settings.search_embed_on_change:
+        return
     annotations = [c.annotation_id for c in changes.changes if c.after is not None]
     inputs = list(dict.fromkeys([c.input_id for c in changes.changes if c.after is not None]))
     for considered in changes.considered.values():
