@@ -40,6 +40,7 @@ from strawberry.types.unset import UNSET, UnsetType
 
 from app.core.errors import DomainError, Unauthenticated
 from app.graphql.context import Context
+from app.graphql.http_spec import negotiate
 from app.graphql.limits import Refused
 from app.live.transport import (
     LegacyWSHandler,
@@ -143,7 +144,7 @@ class GraphQLView(GraphQL[Context, None]):
                         status_code=413,
                         media_type="application/json",
                     )
-                    await response(scope, receive, send)
+                    await negotiate(request, response)(scope, receive, send)
                     return
                 try:
                     principal = await self._runtime.auth.authenticate(request.headers.get("authorization"))
@@ -154,7 +155,7 @@ class GraphQLView(GraphQL[Context, None]):
                         media_type="application/json",
                         headers={"WWW-Authenticate": 'Key realm="labelstream"'},
                     )
-                    await response(scope, receive, send)
+                    await negotiate(request, response)(scope, receive, send)
                     return
                 scope["state"]["principal"] = principal
             try:
@@ -163,7 +164,7 @@ class GraphQLView(GraphQL[Context, None]):
                 response = request_error(exc.status_code, exc.reason)
             except StarletteHTTPException as exc:  # a multipart body Starlette cannot read
                 response = request_error(exc.status_code, exc.detail)
-            await response(scope, receive, send)
+            await negotiate(request, response)(scope, receive, send)
             return
         await super().__call__(scope, receive, send)
 
