@@ -23,6 +23,8 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from app.observability.graphql import count_http_error
+
 JSON = "application/json"
 GRAPHQL_RESPONSE = "application/graphql-response+json"
 GRAPHQL_RESPONSE_UTF8 = f"{GRAPHQL_RESPONSE}; charset=utf-8"
@@ -75,8 +77,20 @@ def _refused_before_execution(body: dict[str, object]) -> bool:
     )
 
 
+def _count_refusal(response: Response) -> None:
+    """A request the view refused before GraphQL ran (400, 401, 413): its code, in the metrics."""
+    try:
+        decoded = orjson.loads(bytes(response.body))
+        code = decoded["errors"][0]["extensions"]["code"]
+    except (orjson.JSONDecodeError, KeyError, IndexError, TypeError):
+        code = "BAD_REQUEST"
+    count_http_error(str(code))
+
+
 def negotiate(request: Request, response: Response) -> Response:
     """The view's JSON answer in the media type the client prefers (see the module docstring)."""
+    if response.status_code >= 400 and response.media_type == JSON:
+        _count_refusal(response)
     if response.media_type != JSON or preferred(request.headers.get("accept")) != GRAPHQL_RESPONSE:
         return response
     body = bytes(response.body)
@@ -89,5 +103,7 @@ def negotiate(request: Request, response: Response) -> Response:
         if isinstance(decoded, dict) and _refused_before_execution(decoded):
             decoded.pop("data", None)
             body, status = orjson.dumps(decoded), 400
-    headers = {k: v for k, v in response.headers.items() if k.lower() not in ("content-length", "content-type")}
+    headers = {
+        k: v for k, v in response.headers.items() if k.lower() not in ("content-length", "content-type")
+    }
     return Response(body, status_code=status, headers=headers, media_type=GRAPHQL_RESPONSE_UTF8)

@@ -133,7 +133,7 @@ class GraphQLView(GraphQL[Context, None]):
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        scope.setdefault("state", {})["request_id"] = uuid.uuid4().hex[:16]
+        scope.setdefault("state", {}).setdefault("request_id", uuid.uuid4().hex[:16])  # X-Request-ID
         if scope["type"] == "http":
             request = Request(scope, receive)
             if not self._is_ide_page(request):

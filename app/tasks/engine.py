@@ -6,6 +6,11 @@
              annotation writer, whose change records keep queues, counters and events right
     record   task-input states and counters; the last batch closes the task and recounts
 
+A batch is labeled in chunks (``ChunkSizes``), each loaded, predicted, written, recorded and
+announced on its own: progress moves every ``progress_every_inputs`` inputs, or sooner when
+inputs are slow (a chunk is sized from the inputs so far to take ``progress_interval_s``),
+whatever the batch size.
+
 Failures of one input (fetch, decode, unsupported kind) fail that input with a code. A batch
 whose model raises (a broken model or configuration) fails all its inputs with
 ``MODEL_ERROR``, so a task always closes; only transient server errors propagate, for the job
@@ -17,7 +22,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from pymongo.errors import AutoReconnect, ConnectionFailure, NetworkTimeout
@@ -25,6 +31,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from app.concepts.models import Concept
 from app.models.adapters import AdapterError
+from app.observability import metrics
 from app.runtime import Runtime
 from app.tasks import progress
 from app.tasks.models import LabelingTask, TaskStatus
@@ -91,6 +98,33 @@ async def _label(
     return outcomes, failures
 
 
+class ChunkSizes(Iterator[int]):
+    """Chunk sizes for ``total`` inputs: at most ``every``, and after the first chunk (of one
+    input, to measure) as many as took about ``interval_s`` so far (at least one)."""
+
+    def __init__(self, total: int, every: int, interval_s: float) -> None:
+        self.left, self.every, self.interval_s = total, every, interval_s
+        self.done = 0
+        self.started = 0.0
+        self.last = 0
+
+    def __next__(self) -> int:
+        now = time.monotonic()
+        if self.last == 0:
+            self.started = now
+            size = 1
+        else:
+            self.done += self.last
+            per_input = (now - self.started) / self.done
+            size = int(self.interval_s / per_input) if per_input > 0 else self.every
+        size = max(1, min(size, self.every, self.left))
+        if self.left <= 0:
+            raise StopIteration
+        self.left -= size
+        self.last = size
+        return size
+
+
 async def run_batch(
     runtime: Runtime, task_id: str, input_ids: Sequence[str], *, run: int, retry: bool = False
 ) -> BatchResult:
@@ -105,11 +139,24 @@ async def run_batch(
     )
     pending, previously_failed = await progress.pending(task, input_ids, retry)
     result.skipped = len(input_ids) - len(pending)
-    if pending:
-        outcomes, failures = await _label(runtime, task, pending)
+    settings = runtime.settings
+    sizes = ChunkSizes(len(pending), settings.progress_every_inputs, settings.progress_interval_s)
+    done = 0
+    for size in sizes:
+        chunk = pending[done : done + size]
+        outcomes, failures = await _label(runtime, task, chunk)
         coded = {i: (f.code, f.message) for i, f in failures.items()}
-        await progress.record(task, outcomes, coded, previously_failed)
-        result.processed, result.failed, result.outcomes = len(outcomes), len(failures), outcomes
+        await progress.record(task, outcomes, coded, previously_failed & set(chunk))
+        result.processed += len(outcomes)
+        result.failed += len(failures)
+        result.outcomes.update(outcomes)
+        metrics.inputs_labeled.labels("done").inc(len(outcomes))
+        metrics.inputs_labeled.labels("failed").inc(len(failures))
+        done += size
+        if done < len(pending):  # the last chunk's state is announced below, with the closing
+            current = await LabelingTask.get(task.id)
+            if current is not None:
+                await progress.publish_progress(runtime, current)
     updated = await progress.finish_if_complete(runtime, task.id, force_recount=not pending)
     if updated is not None:
         await progress.publish_progress(runtime, updated)

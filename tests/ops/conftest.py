@@ -29,3 +29,8 @@ async def base_url(asgi_app: Starlette) -> AsyncIterator[str]:
     yield f"http://127.0.0.1:{port}"
     server.should_exit = True
     await task
+
+
+@pytest.fixture(scope="session")
+async def ws_url(base_url: str) -> str:
+    return base_url.replace("http://", "ws://") + "/graphql"
