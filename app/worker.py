@@ -18,6 +18,7 @@ import contextlib
 import dataclasses
 import functools
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar
 
@@ -43,12 +44,17 @@ async def ping(ctx: dict[str, Any]) -> str:
 def instrumented(coroutine: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
     """A job function whose log lines carry the job id, counted in the job metrics."""
 
+    name = getattr(coroutine, "__name__", "job")
+
     @functools.wraps(coroutine)
     async def run(ctx: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
         token = logs.job_id.set(str(ctx.get("job_id") or "") or None)
         metrics.worker_jobs_running.inc()
+        started = time.monotonic()
         try:
-            return await coroutine(ctx, *args, **kwargs)
+            result = await coroutine(ctx, *args, **kwargs)
+            log.info("job %s finished in %.2f s: %s", name, time.monotonic() - started, result)
+            return result
         except Exception:
             metrics.jobs_failed.inc()
             raise
@@ -114,6 +120,7 @@ def _functions() -> list[Any]:
 def worker_settings(settings: Settings) -> type:
     if not settings.redis_url:
         raise RuntimeError("no Redis configured: set REDIS_URL, or use `labelstream up`")
+    logs.configure(settings.log_format)  # before arq's first line
 
     class WorkerSettings:
         functions: ClassVar[list[Any]] = _functions()
