@@ -1,13 +1,15 @@
 """The GraphQL-over-HTTP audit of the npm ``graphql-http`` package (``serverAudits``), run by
 node against the app served on a real socket: every MUST and SHOULD audit passes.
 
-Needs node and ``npm ci`` in tools/graphql-http-audit (``.ci/run`` does it); skipped without them.
+Needs node and ``npm ci`` in tools/graphql-http-audit (``.ci/run`` does it, and sets
+``LABELSTREAM_REQUIRE_GRAPHQL_HTTP_AUDIT=1`` so that a missing node fails instead of skipping).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -21,7 +23,10 @@ AUDIT_DIR = Path(__file__).resolve().parents[2] / "tools" / "graphql-http-audit"
 def _node() -> str:
     node = shutil.which("node")
     if node is None or not (AUDIT_DIR / "node_modules" / "graphql-http").is_dir():
-        pytest.skip("node, or `npm ci` in tools/graphql-http-audit, missing")
+        why = "node, or `npm ci` in tools/graphql-http-audit, missing"
+        if os.environ.get("LABELSTREAM_REQUIRE_GRAPHQL_HTTP_AUDIT"):
+            pytest.fail(why)
+        pytest.skip(why)
     return node
 
 
