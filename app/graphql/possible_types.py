@@ -4,8 +4,9 @@ Apollo Client (``new InMemoryCache({ possibleTypes })``) and urql's graphcache
 (``cacheExchange({ possibleTypes })``) need to know which object types implement each interface
 and belong to each union: without it Apollo cannot match ``... on Error { code field message }``
 against ``AppNotFound`` and silently drops those fields. ``possible-types.json`` (next to
-``schema.graphql``, written by ``labelstream schema export --possible-types`` and compared by
-``labelstream schema check``) is that map: every interface and union, its concrete types sorted.
+``schema.graphql``, written by ``labelstream schema export --possible-types`` and from then on
+by every export next to it, and compared by ``labelstream schema check`` when it exists) is
+that map: every interface and union, its concrete types sorted.
 """
 
 from __future__ import annotations

@@ -15,6 +15,8 @@
   (app/graphql/limits.py). A request that is not one (a body that is not a JSON object, bytes
   that are not UTF-8, JSON nested beyond the decoder's reach, a wrong content type, no query)
   gets HTTP 400 and ``{"errors": [...]}`` with ``code`` ``BAD_REQUEST``, never plain text.
+* A client whose ``Accept`` prefers ``application/graphql-response+json`` gets that media type
+  and the spec's status codes instead (``app.graphql.http_spec.negotiate``).
 """
 
 from __future__ import annotations
