@@ -106,7 +106,10 @@ async def test_readiness_metrics_and_json_logs_of_api_and_worker_processes(
             worker = _start_worker(env, worker_log)
 
             async def ready() -> bool:
-                return (await readyz()).status_code == 200
+                try:
+                    return (await readyz()).status_code == 200
+                except httpx.TransportError:  # a kept-alive connection the server closed meanwhile
+                    return False
 
             await _until(ready, "ready")
 
