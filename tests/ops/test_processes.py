@@ -96,7 +96,10 @@ async def test_readiness_metrics_and_json_logs_of_api_and_worker_processes(
         async with httpx.AsyncClient(base_url=server.http_url, timeout=10) as http:
 
             async def readyz() -> httpx.Response:
-                return await http.get("/readyz")
+                try:
+                    return await http.get("/readyz")
+                except httpx.RemoteProtocolError:  # the server closed the idle kept-alive connection
+                    return await http.get("/readyz")
 
             not_yet = await readyz()
             assert not_yet.status_code == 503
