@@ -66,7 +66,7 @@ class Settings(BaseSettings):
     batch_max_attempts: int = Field(default=8, ge=1, le=100)
     # progress while a batch runs: its results are written and announced every
     # progress_every_inputs inputs, or sooner, sized to take about progress_interval_s each
-    progress_every_inputs: int = Field(default=10, ge=1, le=1024)
+    progress_every_inputs: int = Field(default=50, ge=1, le=1024)
     progress_interval_s: float = Field(default=0.5, gt=0, le=60)
     fetch_timeout_s: float = Field(default=20.0, gt=0, le=300)
     fetch_allow_private_networks: bool = False

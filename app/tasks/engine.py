@@ -99,11 +99,13 @@ async def _label(
 
 
 class ChunkSizes(Iterator[int]):
-    """Chunk sizes for ``total`` inputs: at most ``every``, and after the first chunk (of one
-    input, to measure) as many as took about ``interval_s`` so far (at least one)."""
+    """Chunk sizes for ``total`` inputs: at most ``every``, each as many as take about
+    ``interval_s`` at the time per input measured so far (at least one). Without a measure yet
+    (``per_input_s`` from an earlier batch of the run) the first chunk is one input."""
 
-    def __init__(self, total: int, every: int, interval_s: float) -> None:
+    def __init__(self, total: int, every: int, interval_s: float, per_input_s: float | None = None) -> None:
         self.left, self.every, self.interval_s = total, every, interval_s
+        self.per_input_s = per_input_s
         self.done = 0
         self.started = 0.0
         self.last = 0
@@ -112,17 +114,24 @@ class ChunkSizes(Iterator[int]):
         now = time.monotonic()
         if self.last == 0:
             self.started = now
-            size = 1
         else:
             self.done += self.last
-            per_input = (now - self.started) / self.done
-            size = int(self.interval_s / per_input) if per_input > 0 else self.every
-        size = max(1, min(size, self.every, self.left))
+            self.per_input_s = (now - self.started) / self.done
         if self.left <= 0:
             raise StopIteration
+        if self.per_input_s is None:
+            size = 1
+        elif self.per_input_s > 0:
+            size = int(self.interval_s / self.per_input_s)
+        else:
+            size = self.every
+        size = max(1, min(size, self.every, self.left))
         self.left -= size
         self.last = size
         return size
+
+
+_per_input_s: dict[tuple[str, int], float] = {}  # (task id, run) -> seconds per input, this process
 
 
 async def run_batch(
@@ -140,7 +149,10 @@ async def run_batch(
     pending, previously_failed = await progress.pending(task, input_ids, retry)
     result.skipped = len(input_ids) - len(pending)
     settings = runtime.settings
-    sizes = ChunkSizes(len(pending), settings.progress_every_inputs, settings.progress_interval_s)
+    key = (task.id, task.run)
+    sizes = ChunkSizes(
+        len(pending), settings.progress_every_inputs, settings.progress_interval_s, _per_input_s.get(key)
+    )
     done = 0
     for size in sizes:
         chunk = pending[done : done + size]
@@ -157,6 +169,10 @@ async def run_batch(
             current = await LabelingTask.get(task.id)
             if current is not None:
                 await progress.publish_progress(runtime, current)
+    if sizes.per_input_s is not None:  # the next batch of the run starts at the right size
+        if len(_per_input_s) > 256:
+            _per_input_s.clear()
+        _per_input_s[key] = sizes.per_input_s
     updated = await progress.finish_if_complete(runtime, task.id, force_recount=not pending)
     if updated is not None:
         await progress.publish_progress(runtime, updated)

@@ -16,6 +16,7 @@ from starlette.applications import Starlette
 
 from app.core import pubsub
 from app.settings import Settings
+from app.tasks.engine import ChunkSizes
 from tests.factories import Api, world
 from tests.live.helpers import client
 from tests.tasks_engine.conftest import Drain
@@ -41,6 +42,7 @@ async def test_one_batch_of_40_inputs_announces_intermediate_progress(
     api: Api, settings: Settings, drain: Drain, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(settings, "task_batch_size", 40)
+    monkeypatch.setattr(settings, "progress_every_inputs", 10)
     assert settings.redis_url
     listener = aioredis.from_url(settings.redis_url)
     channel = listener.pubsub()
@@ -63,6 +65,16 @@ async def test_one_batch_of_40_inputs_announces_intermediate_progress(
     intermediate = {p for p in percents if 0 < p < 100}
     assert len(intermediate) >= 3, percents  # every 10 inputs at most: 40 inputs in 4+ steps
     assert seen[-1]["status"] == "DONE" and percents[-1] == 100.0
+
+
+def test_chunks_cover_the_batch_never_exceed_n_and_follow_the_time_per_input() -> None:
+    fresh = list(ChunkSizes(40, 10, 0.5))
+    assert sum(fresh) == 40 and max(fresh) <= 10 and fresh[0] == 1  # the first one measures
+    slow = list(ChunkSizes(40, 10, 0.5, per_input_s=2.0))  # an input takes longer than 0.5 s
+    assert slow[0] == 1 and sum(slow) == 40
+    fast = ChunkSizes(40, 10, 0.5, per_input_s=0.0001)
+    assert next(fast) == 10  # measured before (an earlier batch of the run): no probe chunk
+    assert list(ChunkSizes(0, 10, 0.5)) == []
 
 
 async def test_a_subscription_with_complete_on_final_completes_after_the_final_state(
