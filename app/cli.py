@@ -214,21 +214,33 @@ def worker(
 @schema_cli.command("export")
 def schema_export(
     path: Annotated[Path, typer.Option(help="Where to write.")] = Path("schema.graphql"),
+    possible_types: Annotated[
+        bool,
+        typer.Option("--possible-types", help="Also write possible-types.json (Apollo/urql) next to it."),
+    ] = False,
 ) -> None:
-    """Write the SDL the code builds."""
+    """Write the SDL the code builds (and the interfaces' and unions' possible types)."""
+    from app.graphql import possible_types as pt
     from app.graphql.schema import schema_sdl
 
     path.write_text(schema_sdl())
     console.print(f"wrote {path}")
+    if possible_types or (path.parent / pt.FILE_NAME).exists():  # kept in step once it exists
+        console.print(f"wrote {pt.write(path.parent)}")
 
 
 @schema_cli.command("check")
 def schema_check(
     path: Annotated[Path, typer.Option(help="File to compare.")] = Path("schema.graphql"),
 ) -> None:
-    """Exit 1, with a diff, when the file differs from the SDL the code builds."""
+    """Exit 1, with a diff, when the file differs from the SDL the code builds (or
+    possible-types.json, when it exists next to it, from the possible types)."""
+    from app.graphql import possible_types as pt
     from app.graphql.schema import schema_sdl
 
+    if (stale := pt.stale(path.parent)) is not None and stale.exists():
+        err.print(f"[red]{stale} differs from the code; run `labelstream schema export`[/red]")
+        raise typer.Exit(1)
     built = schema_sdl()
     current = path.read_text() if path.exists() else ""
     if current == built:

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route, WebSocketRoute
@@ -23,6 +24,10 @@ from app.graphql.view import GraphQLView, graphiql_routes
 from app.inputs.routes import routes as input_routes
 from app.live import execution as live_execution
 from app.live.hub import Hub
+from app.observability import logs
+from app.observability.graphql import OperationMetrics
+from app.observability.routes import RequestIdMiddleware
+from app.observability.routes import routes as ops_routes
 from app.runtime import Runtime
 from app.settings import Settings
 
@@ -31,7 +36,10 @@ log = logging.getLogger("labelstream")
 
 def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or Settings()
+    if logs.unconfigured():  # under uvicorn; a test runner or host application keeps its own
+        logs.configure(settings.log_format)
     schema = build_schema(settings)
+    schema.extensions = (*schema.extensions, OperationMetrics)  # requests, latency, errors by code
     live_execution.install(schema)  # a shared live event is executed once per distinct operation
     view = GraphQLView(
         schema,
@@ -77,10 +85,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
     routes = [
         Route("/", root),
         Route("/health", health),
+        *ops_routes,  # /healthz, /readyz, /metrics
         Route("/graphql", view, methods=["GET", "POST"]),
         WebSocketRoute("/graphql", view),
         *(graphiql_routes() if settings.graphiql else []),  # the page's own files, no CDN
         *input_routes,
         *export_routes,  # dataset-version exports and annotation crops (object mode)
     ]
-    return Starlette(routes=routes, lifespan=lifespan)
+    return Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(RequestIdMiddleware)])

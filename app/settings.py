@@ -9,6 +9,7 @@ embedded servers whose data lives under ``data_dir``.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -74,6 +75,10 @@ class Settings(BaseSettings):
     task_seed_chunk: int = Field(default=1_000, ge=1, le=10_000)
     batch_inference_limit_s: float = Field(default=120.0, gt=0, le=3600)
     onnx_cpu_mem_arena: bool = True
+    # progress while a batch runs: its results are written and announced every
+    # progress_every_inputs inputs, or sooner, sized to take about progress_interval_s each
+    progress_every_inputs: int = Field(default=50, ge=1, le=1024)
+    progress_interval_s: float = Field(default=0.5, gt=0, le=60)
     fetch_timeout_s: float = Field(default=20.0, gt=0, le=300)
     fetch_allow_private_networks: bool = False
     key_last_used_resolution_s: float = 60.0
@@ -97,6 +102,16 @@ class Settings(BaseSettings):
     # open subscriptions re-check their key and membership this often even without an access
     # event (a lost event never leaves access open for longer)
     live_access_recheck_s: float = Field(default=10.0, gt=0)
+
+    # operations (app/observability): logs as JSON lines or text ("auto": text on a terminal,
+    # JSON otherwise); a worker's own /metrics endpoint (0: off; give each worker process its
+    # own port); the heartbeat workers write to Redis and /readyz looks for
+    log_format: Literal["auto", "json", "text"] = "auto"
+    worker_metrics_port: int = Field(default=0, ge=0, le=65535)
+    worker_metrics_host: str = "127.0.0.1"
+    worker_heartbeat_interval_s: float = Field(default=5.0, gt=0, le=300)
+    worker_heartbeat_timeout_s: float = Field(default=30.0, gt=0, le=3600)
+    readiness_timeout_s: float = Field(default=2.0, gt=0, le=60)
 
     @property
     def resolved_blob_dir(self) -> Path:

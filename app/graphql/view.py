@@ -17,6 +17,8 @@
   (app/graphql/limits.py). A request that is not one (a body that is not a JSON object, bytes
   that are not UTF-8, JSON nested beyond the decoder's reach, a wrong content type, no query)
   gets HTTP 400 and ``{"errors": [...]}`` with ``code`` ``BAD_REQUEST``, never plain text.
+* A client whose ``Accept`` prefers ``application/graphql-response+json`` gets that media type
+  and the spec's status codes instead (``app.graphql.http_spec.negotiate``).
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ from strawberry.types.unset import UNSET, UnsetType
 
 from app.core.errors import DomainError, Unauthenticated
 from app.graphql.context import Context
+from app.graphql.http_spec import negotiate
 from app.graphql.limits import Refused
 from app.live.transport import (
     LegacyWSHandler,
@@ -141,7 +144,7 @@ class GraphQLView(GraphQL[Context, None]):
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        scope.setdefault("state", {})["request_id"] = uuid.uuid4().hex[:16]
+        scope.setdefault("state", {}).setdefault("request_id", uuid.uuid4().hex[:16])  # X-Request-ID
         if scope["type"] == "http":
             request = Request(scope, receive)
             if not self._is_ide_page(request):
@@ -152,7 +155,7 @@ class GraphQLView(GraphQL[Context, None]):
                         status_code=413,
                         media_type="application/json",
                     )
-                    await response(scope, receive, send)
+                    await negotiate(request, response)(scope, receive, send)
                     return
                 try:
                     principal = await self._runtime.auth.authenticate(request.headers.get("authorization"))
@@ -163,7 +166,7 @@ class GraphQLView(GraphQL[Context, None]):
                         media_type="application/json",
                         headers={"WWW-Authenticate": 'Key realm="labelstream"'},
                     )
-                    await response(scope, receive, send)
+                    await negotiate(request, response)(scope, receive, send)
                     return
                 scope["state"]["principal"] = principal
             try:
@@ -172,7 +175,7 @@ class GraphQLView(GraphQL[Context, None]):
                 response = request_error(exc.status_code, exc.reason)
             except StarletteHTTPException as exc:  # a multipart body Starlette cannot read
                 response = request_error(exc.status_code, exc.detail)
-            await response(scope, receive, send)
+            await negotiate(request, response)(scope, receive, send)
             return
         await super().__call__(scope, receive, send)
 

@@ -20,7 +20,7 @@ import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import strawberry
 from graphql import GraphQLError
@@ -33,6 +33,7 @@ from app.live import service
 from app.live.access import LIVE_GUARD, AccessLost, Guard, Rule
 from app.live.execution import LIVE_SINK, SharedFrame
 from app.live.hub import Delivery, Hub, Renderer, Resync
+from app.observability import metrics
 from app.tasks import models as m
 from app.tasks import progress
 from app.tasks.graphql import TaskMetrics, TaskStatus
@@ -222,13 +223,15 @@ async def _live(
     admission: _Admission,
     rule: Rule,
     audience: str | None = None,
+    complete_on_final: bool = False,
 ) -> AsyncGenerator[Any, None]:
     # Subscribed before the snapshot is read: nothing published in between is lost, and
     # deliveries rendered before the snapshot read began (older state) are skipped.
     sub = hub.subscribe(channel, renderer, audience=audience)
     # Set by the transport for this operation (None over HTTP). Once the snapshot has gone out
-    # the usual way, the hub sends most events for us while we wait in ``sub.get()``.
-    sink = sub.sink = LIVE_SINK.get()
+    # the usual way, the hub sends most events for us while we wait in ``sub.get()``. Not when
+    # the stream ends on a final state: this generator has to see every frame to know.
+    sink = sub.sink = None if complete_on_final else LIVE_SINK.get()
     # Watched from now on. Re-checked at once when a re-check of the guard was asked for since
     # the access check (it may have read before this operation was watched), or when the guard
     # is this operation's own (over HTTP: nothing watched it until now).
@@ -246,16 +249,25 @@ async def _live(
         seq = hub.next_seq()
         return seq, await snapshot()
 
+    metrics.active_subscriptions.inc()
     try:
         seq, frame = await hub.shared(snapshot_key, load)
         sub.floor = seq
         yield frame
+        if complete_on_final and getattr(frame, "final", False):
+            return
         while True:
             item = await sub.get()
             if isinstance(item, Resync):
                 seq, frame = await hub.shared(snapshot_key, load)
                 sub.floor = seq
                 yield frame
+                if complete_on_final and getattr(frame, "final", False):
+                    return
+            elif complete_on_final and item.seq > seq:
+                yield item.frame
+                if item.final:
+                    return
             elif item.seq > seq:
                 # another subscriber of the same operation already executed and encoded it
                 encoded = sink.encoded(item.frame) if sink is not None else None
@@ -275,6 +287,7 @@ async def _live(
             extensions={"code": "INTERNAL", "requestId": request_id},
         ) from None
     finally:
+        metrics.active_subscriptions.dec()
         guard.unwatch(watch)
         if owned:
             hub.access.release(guard)
@@ -285,10 +298,22 @@ async def _live(
 class Subscription:
     @strawberry.subscription(
         description="A task's status and metrics: a snapshot, then changes (at most 4 per second, "
-        "the latest wins; a final DONE, IDLE, FAILED or CANCELLED is always sent)."
+        "the latest wins; a final DONE, IDLE, FAILED or CANCELLED is always sent). While a run goes "
+        "on, its progress moves every few inputs or half second, whatever the batch size. With "
+        "completeOnFinal the subscription completes after the first state whose final is true "
+        "(at once, after the snapshot, for a task already over)."
     )
     async def labeling_task_progress(
-        self, info: Info, task_id: strawberry.ID
+        self,
+        info: Info,
+        task_id: strawberry.ID,
+        complete_on_final: Annotated[
+            bool,
+            strawberry.argument(
+                description="Complete the subscription after sending a final state (DONE, IDLE, "
+                "FAILED, CANCELLED); by default it stays open for later runs."
+            ),
+        ] = False,
     ) -> AsyncGenerator[TaskProgress, None]:
         hub = _hub(info)
         principal = _principal(info)
@@ -303,7 +328,17 @@ class Subscription:
             return TaskProgress.from_document(doc, snapshot=True)
 
         channel = pubsub.task_channel(task.id)
-        return _live(info, hub, channel, PROGRESS, snapshot, ("progress", task.id), admission, rule)
+        return _live(
+            info,
+            hub,
+            channel,
+            PROGRESS,
+            snapshot,
+            ("progress", task.id),
+            admission,
+            rule,
+            complete_on_final=complete_on_final,
+        )
 
     @strawberry.subscription(
         description="The app's labeling tasks (the most recent ones in the snapshot), then every "

@@ -6,6 +6,11 @@
              annotation writer, whose change records keep queues, counters and events right
     record   task-input states and counters; the last batch closes the task and recounts
 
+A batch is labeled in chunks (``ChunkSizes``), each loaded, predicted, written, recorded and
+announced on its own: progress moves every ``progress_every_inputs`` inputs, or sooner when
+inputs are slow (a chunk is sized from the inputs so far to take ``progress_interval_s``),
+whatever the batch size.
+
 Failures of one input (fetch, decode, unsupported kind) fail that input with a code. A batch
 whose model raises (a broken model or configuration) fails all its inputs with
 ``MODEL_ERROR``, and one whose inference outlives ``batch_inference_limit_s`` (terminated by
@@ -18,7 +23,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from pymongo.errors import AutoReconnect, ConnectionFailure, NetworkTimeout
@@ -27,6 +33,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from app.concepts.models import Concept
 from app.models.adapters import AdapterError
 from app.models.adapters.base import InferenceTimeLimit, configure_runtime
+from app.observability import metrics
 from app.runtime import Runtime
 from app.tasks import progress
 from app.tasks.models import FailureCode, LabelingTask, TaskStatus
@@ -109,6 +116,42 @@ async def _label(
     return outcomes, failures
 
 
+class ChunkSizes(Iterator[int]):
+    """Chunk sizes for ``total`` inputs: at most ``every``, each as many as take about
+    ``interval_s`` at the time per input measured so far (at least one). Without a measure yet
+    (``per_input_s`` from an earlier batch of the run) the first chunk is one input."""
+
+    def __init__(self, total: int, every: int, interval_s: float, per_input_s: float | None = None) -> None:
+        self.left, self.every, self.interval_s = total, every, interval_s
+        self.per_input_s = per_input_s
+        self.done = 0
+        self.started = 0.0
+        self.last = 0
+
+    def __next__(self) -> int:
+        now = time.monotonic()
+        if self.last == 0:
+            self.started = now
+        else:
+            self.done += self.last
+            self.per_input_s = (now - self.started) / self.done
+        if self.left <= 0:
+            raise StopIteration
+        if self.per_input_s is None:
+            size = 1
+        elif self.per_input_s > 0:
+            size = int(self.interval_s / self.per_input_s)
+        else:
+            size = self.every
+        size = max(1, min(size, self.every, self.left))
+        self.left -= size
+        self.last = size
+        return size
+
+
+_per_input_s: dict[tuple[str, int], float] = {}  # (task id, run) -> seconds per input, this process
+
+
 async def run_batch(
     runtime: Runtime, task_id: str, input_ids: Sequence[str], *, run: int, retry: bool = False
 ) -> BatchResult:
@@ -123,11 +166,31 @@ async def run_batch(
     )
     pending, previously_failed = await progress.pending(task, input_ids, retry)
     result.skipped = len(input_ids) - len(pending)
-    if pending:
-        outcomes, failures = await _label(runtime, task, pending)
+    settings = runtime.settings
+    key = (task.id, task.run)
+    sizes = ChunkSizes(
+        len(pending), settings.progress_every_inputs, settings.progress_interval_s, _per_input_s.get(key)
+    )
+    done = 0
+    for size in sizes:
+        chunk = pending[done : done + size]
+        outcomes, failures = await _label(runtime, task, chunk)
         coded = {i: (f.code, f.message) for i, f in failures.items()}
-        await progress.record(task, outcomes, coded, previously_failed)
-        result.processed, result.failed, result.outcomes = len(outcomes), len(failures), outcomes
+        await progress.record(task, outcomes, coded, previously_failed & set(chunk))
+        result.processed += len(outcomes)
+        result.failed += len(failures)
+        result.outcomes.update(outcomes)
+        metrics.inputs_labeled.labels("done").inc(len(outcomes))
+        metrics.inputs_labeled.labels("failed").inc(len(failures))
+        done += size
+        if done < len(pending):  # the last chunk's state is announced below, with the closing
+            current = await LabelingTask.get(task.id)
+            if current is not None:
+                await progress.publish_progress(runtime, current)
+    if sizes.per_input_s is not None:  # the next batch of the run starts at the right size
+        if len(_per_input_s) > 256:
+            _per_input_s.clear()
+        _per_input_s[key] = sizes.per_input_s
     updated = await progress.finish_if_complete(runtime, task.id, force_recount=not pending)
     if updated is not None:
         await progress.publish_progress(runtime, updated)

@@ -5,6 +5,7 @@ runs are terminated and the batch raises ``InferenceTimeLimit``)."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +18,7 @@ from app.models.adapters import AdapterInput, get_adapter, model_files
 from app.models.adapters import Prediction as RawPrediction
 from app.models.adapters.base import time_limit
 from app.models.models import ModelEntry, ModelVersion, TaskModelVersion, Workflow, decode_config
+from app.observability import metrics
 from app.tasks.models import LabelingTask
 from app.tasks.run.load import InputFailure, Loaded
 
@@ -165,7 +167,9 @@ async def predict(
             adapter = get_adapter(model.adapter, model.config)
             names = list(concept_names) if model.zero_shot else None
             items = [x.adapter_input for x in batch if x.adapter_input is not None]
+            started = time.perf_counter()
             outputs = await asyncio.to_thread(adapter.predict, items, names)
+            metrics.inference_latency.labels(model.id, model.adapter).observe(time.perf_counter() - started)
             for item, preds in zip(batch, outputs, strict=True):
                 served.add(item.doc.id)
                 merged[item.doc.id].extend((model, p) for p in preds)

@@ -1,0 +1,55 @@
+"""Per-operation GraphQL metrics: a Strawberry schema extension (``OperationMetrics``).
+
+Counts every operation (HTTP and WebSocket) by operation name and type, times it from parsing to
+its result (a subscription: to its first result), and counts the errors of its ``errors`` list
+by the code the client sees (``error_code``, the rules of ``app.graphql.view.format_error``).
+Requests refused before GraphQL runs (no key, a body that is no GraphQL request) are counted by
+the view's answer (``count_http_error``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+from graphql import GraphQLError
+from strawberry.extensions import SchemaExtension
+
+from app.core.errors import DomainError
+from app.observability import metrics
+
+
+def error_code(error: GraphQLError) -> str:
+    original = error.original_error
+    if isinstance(original, DomainError):
+        return original.code.value
+    code = (error.extensions or {}).get("code")
+    if isinstance(code, str):
+        return code
+    if original is None or not error.path:
+        return "GRAPHQL_VALIDATION_FAILED"
+    return "INTERNAL"
+
+
+class OperationMetrics(SchemaExtension):
+    def on_operation(self) -> Iterator[None]:
+        started = time.perf_counter()
+        yield
+        ctx = self.execution_context
+        name = metrics.operation_label(ctx.operation_name)
+        try:
+            kind = ctx.operation_type.value
+        except Exception:  # a document that does not parse has no operation type
+            kind = "unknown"
+        metrics.graphql_requests.labels(name, kind).inc()
+        metrics.graphql_latency.labels(name, kind).observe(time.perf_counter() - started)
+        errors = list(ctx.pre_execution_errors or [])
+        result = ctx.result
+        if result is not None and not errors:
+            errors = list(getattr(result, "errors", None) or [])
+        for error in errors:
+            metrics.graphql_errors.labels(error_code(error)).inc()
+
+
+def count_http_error(code: str) -> None:
+    metrics.graphql_errors.labels(code).inc()
