@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     batch_max_attempts: int = Field(default=8, ge=1, le=100)
     fetch_timeout_s: float = Field(default=20.0, gt=0, le=300)
     fetch_allow_private_networks: bool = False
+    # models on inference servers (kserve-v2, ls-ml-backend): the same address rule as URL
+    # inputs, lifted separately (model servers often live on an intranet)
+    inference_allow_private_networks: bool = False
     key_last_used_resolution_s: float = 60.0
     # live updates (GraphQL subscriptions over WebSocket)
     max_subscriptions_per_connection: int = Field(default=50, ge=1, le=1000)

@@ -8,7 +8,8 @@
 
 Failures of one input (fetch, decode, unsupported kind) fail that input with a code. A batch
 whose model raises (a broken model or configuration) fails all its inputs with
-``MODEL_ERROR``, so a task always closes; only transient server errors propagate, for the job
+``MODEL_ERROR`` (an inference server that is down or failing: ``INFERENCE_SERVER_*``, which
+``retryFailedInputs`` redoes), so a task always closes; only transient server errors propagate, for the job
 to be retried. Nothing here imports GraphQL or the review domain; ``app.tasks.jobs`` wraps this
 for arq.
 """
@@ -25,6 +26,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from app.concepts.models import Concept
 from app.models.adapters import AdapterError
+from app.models.adapters.remote import ServerFailure
 from app.runtime import Runtime
 from app.tasks import progress
 from app.tasks.models import LabelingTask, TaskStatus
@@ -68,9 +70,15 @@ async def _label(
             loaded, undecodable = await asyncio.to_thread(
                 decode_all, loaded, runtime.settings.max_image_pixels
             )
-            outputs, unsupported = await predict(models, loaded, [c.name for c in concepts])
+            outputs, unsupported = await predict(
+                models, loaded, [c.name for c in concepts], runtime.settings
+            )
     except TRANSIENT:
         raise
+    except ServerFailure as exc:  # an inference server down or failing: retryFailedInputs redoes these
+        log.warning("task %s: inference server failed on a batch: %s", task.id, exc.message)
+        failure = InputFailure(exc.code, exc.message)
+        return {}, {**failures, **{x.doc.id: failure for x in loaded}}
     except AdapterError as exc:  # a model that cannot run as stored (unknown adapter, bad config)
         failure = InputFailure(exc.code.value, f"the model cannot run: {exc.message}")
         return {}, {**failures, **{x.doc.id: failure for x in loaded}}

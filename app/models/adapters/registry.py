@@ -15,6 +15,7 @@ from .errors import UnknownAdapter
 from .image_classifier import ImageClassifierAdapter
 from .null import NullAdapter
 from .object_detector import ObjectDetectorAdapter
+from .remote import KServeV2Adapter, LabelStudioMLAdapter
 from .text_classifiers import SentimentAdapter, TextTopicAdapter
 from .text_regions import TextRegionAdapter
 
@@ -32,6 +33,8 @@ register(ObjectDetectorAdapter)
 register(TextRegionAdapter)
 register(TextTopicAdapter)
 register(SentimentAdapter)
+register(KServeV2Adapter)
+register(LabelStudioMLAdapter)
 
 
 def adapter_class(name: str) -> type[ModelAdapter]:

@@ -9,7 +9,9 @@ from typing import Any
 
 from app.models.adapters import AdapterInput, get_adapter
 from app.models.adapters import Prediction as RawPrediction
+from app.models.adapters.remote import RemoteAdapter
 from app.models.models import ModelEntry, Workflow, decode_config
+from app.settings import Settings
 from app.tasks.models import LabelingTask
 from app.tasks.run.load import InputFailure, Loaded
 
@@ -87,9 +89,15 @@ Outputs = dict[str, list[tuple[RunModel, RawPrediction]]]
 
 
 async def predict(
-    models: Sequence[RunModel], loaded: Sequence[Loaded], concept_names: Sequence[str]
+    models: Sequence[RunModel],
+    loaded: Sequence[Loaded],
+    concept_names: Sequence[str],
+    settings: Settings | None = None,
 ) -> tuple[Outputs, dict[str, InputFailure]]:
-    """Every model over the inputs it can read; outputs merged per input (workflows)."""
+    """Every model over the inputs it can read; outputs merged per input (workflows).
+
+    A model on an inference server may only reach a non-public address when ``settings``
+    allow it (``inference_allow_private_networks``)."""
     merged: Outputs = {x.doc.id: [] for x in loaded}
     served: set[str] = set()
     for model in models:
@@ -97,6 +105,8 @@ async def predict(
         if not batch:
             continue
         adapter = get_adapter(model.adapter, model.config)
+        if isinstance(adapter, RemoteAdapter):
+            adapter.bind_network(bool(settings and settings.inference_allow_private_networks))
         names = list(concept_names) if model.zero_shot else None
         items = [x.adapter_input for x in batch if x.adapter_input is not None]
         outputs = await asyncio.to_thread(adapter.predict, items, names)
