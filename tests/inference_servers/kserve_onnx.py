@@ -37,6 +37,17 @@ def main() -> None:
     ours, rest = parser.parse_known_args()
     sys.argv = [sys.argv[0], *rest]  # kserve reads its own flags (--http_port ...) at import
 
+    import uvicorn
+
+    # kserve's REST server binds 0.0.0.0; tests and benchmarks stay on loopback
+    config_init = uvicorn.Config.__init__
+
+    def loopback_only(self: uvicorn.Config, *args: object, **kwargs: object) -> None:
+        kwargs["host"] = "127.0.0.1"
+        config_init(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    uvicorn.Config.__init__ = loopback_only  # type: ignore[method-assign]
+
     import kserve
     from kserve.errors import InferenceError
 
@@ -83,7 +94,7 @@ def main() -> None:
                 raise InferenceError("injected failure (--fail-every)")
             feeds = {i.name: i.as_numpy() for i in payload.inputs}
             wanted = [o.name for o in payload.request_outputs] or [o.name for o in self.session.get_outputs()]
-            binary = {o.name: bool(o.binary_data) for o in payload.request_outputs}
+            binary = {o.name: bool(o.binary_data) for o in payload.request_outputs or []}
             results = await asyncio.to_thread(self.session.run, wanted, feeds)
             outputs = []
             for name, array in zip(wanted, results, strict=True):
