@@ -153,3 +153,14 @@ def test_bad_configs_are_typed_errors(
     with pytest.raises(AdapterError) as caught:
         validate_config("kserve-v2", kind, config)
     assert (caught.value.field, caught.value.code) == (field, code)
+
+
+def test_a_changed_address_rule_applies_to_the_next_batch() -> None:
+    adapter = remote("kserve-v2", {"url": f"http://127.0.0.1:{free_port()}", "model_name": "m", "retries": 0})
+    with pytest.raises(ServerFailure) as allowed:
+        adapter.predict(sample_images()[:1])
+    assert allowed.value.code == "INFERENCE_SERVER_UNAVAILABLE"  # checked, allowed, nobody there
+    adapter.bind_network(False)
+    with pytest.raises(ServerFailure) as refused:
+        adapter.predict(sample_images()[:1])
+    assert refused.value.code == "INFERENCE_SERVER_FORBIDDEN"

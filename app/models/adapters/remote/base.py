@@ -30,7 +30,9 @@ class RemoteAdapter(ModelAdapter):
         return self.options.url
 
     def bind_network(self, allow_private: bool) -> None:
-        self.client.allow_private = allow_private
+        if self.client.allow_private != allow_private:
+            self.client.allow_private = allow_private
+            self.client.recheck()
 
     def in_chunks(self, items: Sequence[T], size: int, run: Callable[[Sequence[T]], list[R]]) -> list[R]:
         """``run`` over consecutive chunks of ``size`` items, up to ``max_concurrency`` chunks at

@@ -91,15 +91,19 @@ class ServerClient:
         self._http = httpx.Client(timeout=timeout, limits=limits, follow_redirects=False, trust_env=False)
         self._slots = semaphore(limit_key, options.max_concurrency)
         self.allow_private = False
-        self._checked_at = 0.0
+        self._checked_at: float | None = None
 
     def close(self) -> None:
         self._http.close()
 
+    def recheck(self) -> None:
+        """Check the address again before the next request (the rule changed)."""
+        self._checked_at = None
+
     def _check(self) -> None:
         # Literal addresses cost nothing; host names are re-resolved at most every 10 s.
         now = time.monotonic()
-        if now - self._checked_at > 10.0:
+        if self._checked_at is None or now - self._checked_at > 10.0:
             check_address(self.base, self.allow_private)
             self._checked_at = now
 

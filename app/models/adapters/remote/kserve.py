@@ -38,7 +38,6 @@ from .tensors import HEADER, decode_response, encode_request
 
 MAX_LABELS = 10_000
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,199}$")
-Name = str
 
 
 class KServeConfig(RemoteConfig):
