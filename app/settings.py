@@ -81,6 +81,9 @@ class Settings(BaseSettings):
     progress_interval_s: float = Field(default=0.5, gt=0, le=60)
     fetch_timeout_s: float = Field(default=20.0, gt=0, le=300)
     fetch_allow_private_networks: bool = False
+    # models on inference servers (kserve-v2, ls-ml-backend): the same address rule as URL
+    # inputs, lifted separately (model servers often live on an intranet)
+    inference_allow_private_networks: bool = False
     key_last_used_resolution_s: float = 60.0
     # verified API keys and memberships kept in each API process; dropped at once on access
     # events (revocation, membership change) over Redis, bypassed while Redis is unreachable

@@ -40,6 +40,7 @@ def settings(servers: Servers, tmp_path_factory: pytest.TempPathFactory) -> Sett
         key_last_used_resolution_s=0,
         task_batch_size=4,  # small batches: several jobs per task even with a few inputs
         fetch_allow_private_networks=True,  # URL inputs are served from 127.0.0.1 in tests
+        inference_allow_private_networks=True,  # so are the inference servers (tests/models/remote)
         fetch_timeout_s=5,
         search_embed_on_change=False,  # tests/search turns it on (a classifier pass per change)
     )

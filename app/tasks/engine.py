@@ -13,10 +13,11 @@ whatever the batch size.
 
 Failures of one input (fetch, decode, unsupported kind) fail that input with a code. A batch
 whose model raises (a broken model or configuration) fails all its inputs with
-``MODEL_ERROR``, and one whose inference outlives ``batch_inference_limit_s`` (terminated by
-the watchdog) with ``INFERENCE_TIME_LIMIT``, so a task always closes and the worker moves
-on; only transient server errors propagate, for the job to be retried. Nothing here imports
-GraphQL or the review domain; ``app.tasks.jobs`` wraps this for arq.
+``MODEL_ERROR`` (an inference server that is down or failing: ``INFERENCE_SERVER_*``, which
+``retryFailedInputs`` redoes), and one whose inference outlives ``batch_inference_limit_s``
+(terminated by the watchdog) with ``INFERENCE_TIME_LIMIT``, so a task always closes and the
+worker moves on; only transient server errors propagate, for the job to be retried. Nothing
+here imports GraphQL or the review domain; ``app.tasks.jobs`` wraps this for arq.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from app.concepts.models import Concept
 from app.models.adapters import AdapterError
 from app.models.adapters.base import InferenceTimeLimit, configure_runtime
+from app.models.adapters.remote import ServerFailure
 from app.observability import metrics
 from app.runtime import Runtime
 from app.tasks import progress
@@ -85,13 +87,21 @@ async def _label(
         async with inference_lock():
             loaded, undecodable = await asyncio.to_thread(decode_all, loaded, settings.max_image_pixels)
             outputs, unsupported = await predict(
-                models, loaded, [c.name for c in concepts], limit_s=settings.batch_inference_limit_s
+                models,
+                loaded,
+                [c.name for c in concepts],
+                settings=settings,
+                limit_s=settings.batch_inference_limit_s,
             )
     except TRANSIENT:
         raise
     except InferenceTimeLimit as exc:  # terminated: these inputs can be retried with more time
         log.warning("task %s: %s", task.id, exc)
         failure = InputFailure(FailureCode.INFERENCE_TIME_LIMIT.value, str(exc))
+        return {}, {**failures, **{x.doc.id: failure for x in loaded}}
+    except ServerFailure as exc:  # an inference server down or failing: retryFailedInputs redoes these
+        log.warning("task %s: inference server failed on a batch: %s", task.id, exc.message)
+        failure = InputFailure(exc.code, exc.message)
         return {}, {**failures, **{x.doc.id: failure for x in loaded}}
     except AdapterError as exc:  # a model that cannot run as stored (unknown adapter, bad config)
         failure = InputFailure(exc.code.value, f"the model cannot run: {exc.message}")

@@ -156,6 +156,11 @@ class FailureCode(enum.StrEnum):
     MODEL_ERROR = "MODEL_ERROR"  # the model raised on the batch
     INFERENCE_TIME_LIMIT = "INFERENCE_TIME_LIMIT"  # the batch outlived batch_inference_limit_s
     RETRIES_EXHAUSTED = "RETRIES_EXHAUSTED"  # servers unreachable for batch_max_attempts claims
+    # a model on an inference server (app/models/adapters/remote): no answer after the retries,
+    # an error answer, or an address the settings do not allow
+    INFERENCE_SERVER_UNAVAILABLE = "INFERENCE_SERVER_UNAVAILABLE"
+    INFERENCE_SERVER_ERROR = "INFERENCE_SERVER_ERROR"
+    INFERENCE_SERVER_FORBIDDEN = "INFERENCE_SERVER_FORBIDDEN"
 
 
 class TaskInput(BaseDocument):

@@ -56,15 +56,32 @@ def test_every_adapter_declares_a_closed_schema_and_known_kinds() -> None:
         assert cls.kind in cls.kinds
         assert cls.config_schema.model_config.get("extra") == "forbid", name
         # an empty config runs with the defaults, for every kind the adapter serves (an adapter
-        # with required keys, such as an uploaded model's file, refuses it by naming the key)
+        # with required keys, such as an uploaded model's file, refuses it by naming the key);
+        # a model on an inference server needs to say where it is (REQUIRED), and nothing more
         required = [k for k, f in cls.config_schema.model_fields.items() if f.is_required()]
-        if required:
+        if required and not any(n == name for n, _ in SERVER_MODELS):
             with pytest.raises(InvalidConfig) as caught:
                 validate_config(name, next(iter(cls.kinds)), {})
             assert caught.value.code is ErrorCode.REQUIRED and caught.value.field == f"config.{required[0]}"
             continue
         for kind in cls.kinds:
-            assert validate_config(name, kind, {}, zero_shot=True if cls.zero_shot else None) == {}
+            where = SERVER_MODELS.get((name, kind))
+            if where is None:
+                assert validate_config(name, kind, {}, zero_shot=True if cls.zero_shot else None) == {}
+                continue
+            with pytest.raises(AdapterError) as refused:
+                validate_config(name, kind, {})
+            assert (refused.value.code, refused.value.field) == (ErrorCode.REQUIRED, "config.url")
+            assert validate_config(name, kind, where) == where
+
+
+SERVER_MODELS = {
+    ("kserve-v2", "CLASSIFIER"): {"url": "http://h", "model_name": "m"},
+    ("kserve-v2", "DETECTOR"): {"url": "http://h", "model_name": "m", "preprocess": "nanodet"},
+    ("ls-ml-backend", "CLASSIFIER"): {"url": "http://h"},
+    ("ls-ml-backend", "DETECTOR"): {"url": "http://h"},
+    ("ls-ml-backend", "SEGMENTER"): {"url": "http://h"},
+}
 
 
 def test_generated_descriptions_name_every_adapter_kind_and_key() -> None:

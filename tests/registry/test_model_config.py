@@ -106,6 +106,9 @@ ACCEPTED: list[tuple[str, str, dict[str, Any] | None, bool]] = [
     ("TEXT_CLASSIFIER", "text-topic-classifier", {"template": "A text on {name} ({{topic}})", "scoring": "sigmoid", "top_k": 3}, True),
     ("TEXT_CLASSIFIER", "text-topic-classifier", {"concepts": ["sports", "finance"]}, False),
     ("TEXT_CLASSIFIER", "text-sentiment", {}, False),
+    ("CLASSIFIER", "kserve-v2", {"url": "http://10.0.0.5:8000", "model_name": "resnet", "model_version": "2", "generic": {"input_size": [299, 299], "resize": "letterbox", "layout": "NHWC"}, "labels": ["a", "b"], "batch_size": 16, "max_concurrency": 4}, False),
+    ("DETECTOR", "kserve-v2", {"url": "https://models.example", "model_name": "nanodet", "preprocess": "nanodet", "binary_data": True}, False),
+    ("SEGMENTER", "ls-ml-backend", {"url": "http://backend:9090", "labels": ["road"], "image_format": "jpeg", "retries": 0}, False),
 ]  # fmt: skip
 
 

@@ -16,6 +16,7 @@ from .image_classifier import ImageClassifierAdapter
 from .null import NullAdapter
 from .object_detector import ObjectDetectorAdapter
 from .onnx_model import OnnxModelAdapter
+from .remote import KServeV2Adapter, LabelStudioMLAdapter
 from .text_classifiers import SentimentAdapter, TextTopicAdapter
 from .text_regions import TextRegionAdapter
 
@@ -34,6 +35,8 @@ register(TextRegionAdapter)
 register(TextTopicAdapter)
 register(SentimentAdapter)
 register(OnnxModelAdapter)
+register(KServeV2Adapter)
+register(LabelStudioMLAdapter)
 
 
 def adapter_class(name: str) -> type[ModelAdapter]:

@@ -17,8 +17,10 @@ from app.core.documents import utcnow
 from app.models.adapters import AdapterInput, get_adapter, model_files
 from app.models.adapters import Prediction as RawPrediction
 from app.models.adapters.base import time_limit
+from app.models.adapters.remote import RemoteAdapter
 from app.models.models import ModelEntry, ModelVersion, TaskModelVersion, Workflow, decode_config
 from app.observability import metrics
+from app.settings import Settings
 from app.tasks.models import LabelingTask
 from app.tasks.run.load import InputFailure, Loaded
 
@@ -153,10 +155,14 @@ async def predict(
     loaded: Sequence[Loaded],
     concept_names: Sequence[str],
     *,
+    settings: Settings | None = None,
     limit_s: float = 120.0,
 ) -> tuple[Outputs, dict[str, InputFailure]]:
     """Every model over the inputs it can read; outputs merged per input (workflows). All the
-    models together get ``limit_s`` seconds (``InferenceTimeLimit`` past it)."""
+    models together get ``limit_s`` seconds (``InferenceTimeLimit`` past it).
+
+    A model on an inference server may only reach a non-public address when ``settings``
+    allow it (``inference_allow_private_networks``)."""
     merged: Outputs = {x.doc.id: [] for x in loaded}
     served: set[str] = set()
     with time_limit(limit_s):
@@ -165,6 +171,8 @@ async def predict(
             if not batch:
                 continue
             adapter = get_adapter(model.adapter, model.config)
+            if isinstance(adapter, RemoteAdapter):
+                adapter.bind_network(bool(settings and settings.inference_allow_private_networks))
             names = list(concept_names) if model.zero_shot else None
             items = [x.adapter_input for x in batch if x.adapter_input is not None]
             started = time.perf_counter()

@@ -1,0 +1,143 @@
+"""Declared pre- and post-processing for a model the built-in adapters do not know:
+resize or letterbox, mean/std, RGB/BGR, NCHW/NHWC in; classification scores or
+boxes + scores + labels out. Boxes come back normalised to the original image."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+from pydantic import Field, model_validator
+
+from ..base import Box, Prediction, softmax
+from ..config import AdapterConfig
+from ..object_detector import nms
+
+Triple = tuple[float, float, float]
+
+
+class GenericSpec(AdapterConfig):
+    """How to turn an RGB image into the input tensor and the outputs into predictions."""
+
+    input_size: tuple[int, int] = Field((224, 224), description="[width, height] of the input")
+    resize: Literal["stretch", "letterbox"] = Field("stretch", description="letterbox keeps the aspect")
+    pad_value: int = Field(114, ge=0, le=255, description="letterbox border colour")
+    mean: Triple = Field((0.0, 0.0, 0.0), description="subtracted per channel (0..255 scale)")
+    std: Triple = Field((255.0, 255.0, 255.0), description="divided per channel, in channel_order")
+    channel_order: Literal["RGB", "BGR"] = "RGB"
+    layout: Literal["NCHW", "NHWC"] = "NCHW"
+    output: Literal["probabilities", "logits", "boxes_scores_labels"] = Field(
+        "logits", description="classification scores (softmax applied to logits), or detections"
+    )
+    box_format: Literal["xyxy", "xywh"] = Field("xyxy", description="detections: corners or corner+size")
+    boxes_normalized: bool = Field(False, description="detections: boxes in 0..1 of the input, else pixels")
+
+    @model_validator(mode="after")
+    def _sizes(self) -> GenericSpec:
+        if not all(16 <= s <= 4096 for s in self.input_size):
+            raise ValueError("input_size: each side must be 16..4096")
+        if any(s <= 0 for s in self.std):
+            raise ValueError("std: every value must be positive")
+        return self
+
+
+@dataclass(frozen=True)
+class Fit:
+    """Where the image landed in the input: ``scale`` and padding, to map boxes back."""
+
+    scale_x: float
+    scale_y: float
+    pad_x: float
+    pad_y: float
+    width: int
+    height: int
+
+
+def fit(img: np.ndarray, spec: GenericSpec) -> tuple[np.ndarray, Fit]:
+    import cv2
+
+    w, h = spec.input_size
+    ih, iw = img.shape[:2]
+    if spec.resize == "stretch":
+        return cv2.resize(img, (w, h), interpolation=cv2.INTER_LINEAR), Fit(w / iw, h / ih, 0, 0, iw, ih)
+    scale = min(w / iw, h / ih)
+    nw, nh = max(1, round(iw * scale)), max(1, round(ih * scale))
+    canvas = np.full((h, w, 3), spec.pad_value, np.uint8)
+    px, py = (w - nw) // 2, (h - nh) // 2
+    canvas[py : py + nh, px : px + nw] = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_LINEAR)
+    return canvas, Fit(scale, scale, px, py, iw, ih)
+
+
+def to_tensor(img: np.ndarray, spec: GenericSpec) -> tuple[np.ndarray, Fit]:
+    """One image as a float32 ``C x H x W`` or ``H x W x C`` array (no batch axis)."""
+    x, where = fit(img, spec)
+    if spec.channel_order == "BGR":
+        x = x[..., ::-1]
+    x = (x.astype(np.float32) - np.array(spec.mean, np.float32)) / np.array(spec.std, np.float32)
+    if spec.layout == "NCHW":
+        x = x.transpose(2, 0, 1)
+    return np.ascontiguousarray(x), where
+
+
+def classify(
+    scores: np.ndarray, spec: GenericSpec, labels: list[str], top_k: int, min_confidence: float
+) -> list[Prediction]:
+    """One image's class scores (any shape with one non-unit axis) as its best predictions."""
+    row = scores.astype(np.float64).reshape(-1)
+    if spec.output == "logits":
+        row = softmax(row)
+    out = []
+    for i in np.argsort(-row)[:top_k]:
+        conf = float(row[i])
+        if conf < min_confidence:
+            break
+        out.append(Prediction(concept=label(labels, int(i)), confidence=min(1.0, max(0.0, conf))))
+    return out
+
+
+def detect(
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    classes: np.ndarray,
+    where: Fit,
+    spec: GenericSpec,
+    labels: list[str],
+    *,
+    min_confidence: float,
+    iou_threshold: float,
+    max_detections: int,
+) -> list[Prediction]:
+    """One image's ``N x 4`` boxes, ``N`` scores and ``N`` class indices as predictions."""
+    b = boxes.reshape(-1, 4).astype(np.float64)
+    s = scores.reshape(-1).astype(np.float64)
+    c = classes.reshape(-1).astype(np.int64)
+    if not (len(b) == len(s) == len(c)):
+        raise ValueError(f"boxes, scores and labels differ in length: {len(b)}, {len(s)}, {len(c)}")
+    keep = s >= min_confidence
+    b, s, c = b[keep], s[keep], c[keep]
+    if spec.box_format == "xywh":
+        b = np.concatenate([b[:, :2], b[:, :2] + b[:, 2:]], axis=1)
+    if spec.boxes_normalized:
+        b = b * np.array(spec.input_size * 2, np.float64)
+    # undo the resize or letterbox: input pixels -> original pixels -> 0..1
+    b = (b - [where.pad_x, where.pad_y, where.pad_x, where.pad_y]) / [
+        where.scale_x,
+        where.scale_y,
+        where.scale_x,
+        where.scale_y,
+    ]
+    b = np.clip(b / [where.width, where.height, where.width, where.height], 0.0, 1.0)
+    chosen = nms(b + c[:, None] * 2.0, s, iou_threshold, max_detections) if len(b) else []
+    return [
+        Prediction(
+            concept=label(labels, int(c[i])),
+            confidence=float(min(1.0, s[i])),
+            region=Box(top=float(b[i, 1]), left=float(b[i, 0]), bottom=float(b[i, 3]), right=float(b[i, 2])),
+        )
+        for i in chosen
+    ]
+
+
+def label(labels: list[str], index: int) -> str:
+    return labels[index] if 0 <= index < len(labels) else str(index)
