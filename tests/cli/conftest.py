@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
-from app.embedded import free_port
+from app.embedded import EmbeddedRedis, free_port
 from tests.servers import Servers
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -50,10 +50,14 @@ class Server:
 def cli_server(servers: Servers, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     root = tmp_path_factory.mktemp("cli-server")
     port = free_port()
+    # A Redis of its own: the worker of this `up` must not take the session's jobs (it would
+    # look for their tasks in its own database and the session's tasks would never finish).
+    redis = EmbeddedRedis(root / "redis", persist=False)
+    redis.start()
     env = {k: v for k, v in os.environ.items() if not k.startswith("LABELSTREAM_")}
     env.update(
         MONGODB_URL=servers.mongodb_url,
-        REDIS_URL=servers.redis_url,
+        REDIS_URL=redis.url,
         LABELSTREAM_MONGODB_DB=f"labelstream_cli_{secrets.token_hex(4)}",
         LABELSTREAM_FETCH_ALLOW_PRIVATE_NETWORKS="true",  # URL inputs served from 127.0.0.1
         LABELSTREAM_TASK_BATCH_SIZE="4",
@@ -91,6 +95,7 @@ def cli_server(servers: Servers, tmp_path_factory: pytest.TempPathFactory) -> It
         except subprocess.TimeoutExpired:  # pragma: no cover
             proc.kill()
             proc.wait()
+        redis.stop()
 
 
 def _wait_for_key(proc: subprocess.Popen[bytes], log: Path) -> str:
