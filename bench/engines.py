@@ -228,6 +228,9 @@ def main() -> int:
         print("no ferretdb binary: run .ci/build-ferretdb2.sh first", file=sys.stderr)
         return 2
 
+    from bench.calibrate import calibration
+
+    print(calibration(), flush=True)
     docs = make_docs(args.docs)
     size = statistics.mean(len(bson.encode(d)) for d in docs[:1000])
     print(f"{args.docs} docs of ~{size:.0f} bytes BSON, batches of {args.batch}; "

@@ -307,7 +307,10 @@ async def main(which: list[str], engine: str) -> None:
             data_dir=Path(tmp),
             mongodb_db="bench",
         )
+        from bench.calibrate import calibration
+
         print(f"engine: {engine}", flush=True)
+        print(calibration(), flush=True)
         for name in which:
             result = await {"overhead": overhead, "throughput": throughput, "latency": latency}[name](
                 settings
