@@ -176,6 +176,7 @@ class MachineLabel:
     model_id: str
     box: list[float] | None = None
     polygon: list[float] | None = None
+    text: str | None = None  # a text region's recognised text
 
 
 async def route(
@@ -221,6 +222,7 @@ async def route(
                             "status": label.status,
                             "confidence": label.confidence,
                             "labeled_by_model_id": label.model_id,
+                            "text": label.text,
                             "audit": False,
                         },
                         "$currentDate": {"updated_at": True},
@@ -239,6 +241,7 @@ async def route(
             box=label.box,
             polygon=label.polygon,
             confidence=label.confidence,
+            text=label.text,
             status=AnnotationStatus(label.status),
             labeled_by_model_id=label.model_id,
             task_id=task_id,
