@@ -62,6 +62,9 @@ class ErrorCode(enum.Enum):
     NO_REGION = "NO_REGION"
     UNSUPPORTED_FORMAT = "UNSUPPORTED_FORMAT"
     VERSION_NOT_READY = "VERSION_NOT_READY"
+    # imported predictions
+    UNKNOWN_IMAGE = "UNKNOWN_IMAGE"
+    UNKNOWN_CATEGORY = "UNKNOWN_CATEGORY"
 
 
 class DomainError(Exception):
