@@ -5,6 +5,7 @@ labelstream serve       the API only (needs MONGODB_URL; REDIS_URL for jobs)
 labelstream worker      one arq worker
 labelstream schema export|check
 labelstream keys create --email ...
+labelstream import-predictions FILE --task ID   (an API client: --url, --key)
 """
 
 from __future__ import annotations
@@ -291,6 +292,10 @@ def keys_create(
 from app.exports.cli import export_command  # noqa: E402 - registered like the commands above
 
 cli.command("export")(export_command)
+
+from app.predictions.cli import import_predictions_command  # noqa: E402 - an API client
+
+cli.command("import-predictions")(import_predictions_command)
 
 
 def main() -> None:
