@@ -277,4 +277,6 @@ async def run_demo(settings: Settings, console: Console) -> None:
             running.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await running
-            await worker.close()
+            # arq's close() cancels a wake-up job still running and re-raises its CancelledError
+            with contextlib.suppress(asyncio.CancelledError):
+                await worker.close()
