@@ -99,6 +99,19 @@ async def test_coco_object_with_images_and_categories_sections(api: Api) -> None
     assert anns == {(a, s.c["cat"]), (c, s.c["dog"])}
 
 
+async def test_images_match_an_inputs_metadata_file_name(api: Api) -> None:
+    s = await small(api)
+    update = """mutation($i: UpdateInputInput!) { updateInput(input: $i) { __typename } }"""
+    await api.gql(s.w.owner, update, i={"id": s.inputs[1], "metadata": {"file_name": "IMG_0042.JPG"}})
+    rows = [
+        {"file_name": "/data/cam1/IMG_0042.JPG", "category_id": "dog", "bbox": [0, 0, 8, 8], "score": 0.95}
+    ]
+    done = await import_file(api, s.w.owner, s.task_id, "COCO_RESULTS", orjson.dumps(rows))
+    assert done["__typename"] == "ImportPredictionsSuccess", done
+    ann = await Annotation.find_one({"task_id": s.task_id})
+    assert ann is not None and ann.input_id == s.inputs[1]
+
+
 async def test_yolo_zip_with_names_and_confidences(api: Api) -> None:
     s = await small(api)
     a, b, _ = s.inputs
