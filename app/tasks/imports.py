@@ -27,6 +27,7 @@ re-applying thresholds later routes the stored predictions the same way.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -350,7 +351,8 @@ async def import_predictions(
     _state_check(task)
     given = _check_mapping(task, req.concept_mapping)
     try:
-        parsed = formats.parse(req.format, req.data, limits, req.names)
+        # a 50 MB JSON document takes a while to parse: off the event loop
+        parsed = await asyncio.to_thread(formats.parse, req.format, req.data, limits, req.names)
     except formats.Rejected as exc:
         raise ImportRejected([Problem(0, exc.code, exc.message)]) from None
     concepts = await engine.task_concepts(task)
