@@ -6,7 +6,8 @@ labelstream worker      one arq worker
 labelstream schema export|check
 
 The API-client commands (login, logout, whoami, keys, import, tasks, versions, export) live in
-``app/client/commands`` and talk to whichever server the user logged in to.
+``app/client/commands`` and talk to whichever server the user logged in to;
+``labelstream import-predictions FILE --task ID`` (``app/predictions/cli.py``) too.
 """
 
 from __future__ import annotations
@@ -257,6 +258,10 @@ def schema_check(
 from app.client.commands import register  # noqa: E402 - the API-client commands
 
 register(cli)
+
+from app.predictions.cli import import_predictions_command  # noqa: E402 - an API client
+
+cli.command("import-predictions")(import_predictions_command)
 
 
 def main() -> None:

@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     max_image_pixels: int = Field(default=80_000_000, ge=1)
     max_request_bytes: int = Field(default=64 * 1024 * 1024, ge=1)
     max_bulk_items: int = Field(default=128, ge=1)
+    # importPredictions: the file (a YOLO zip: what it unpacks to) and the predictions in it
+    max_import_bytes: int = Field(default=50 * 1024 * 1024, ge=1)
+    max_import_predictions: int = Field(default=500_000, ge=1)
     max_text_chars: int = Field(default=100_000, ge=1)
     max_metadata_bytes: int = Field(default=64 * 1024, ge=1)
     max_query_depth: int = Field(default=12, ge=1)

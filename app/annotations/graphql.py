@@ -57,6 +57,11 @@ class Annotation:
     box: BoundingBox | None
     polygon: list[Point] | None
     confidence: float
+    text: str | None = strawberry.field(
+        description="The recognised text of a text region (the text-region model's OCR, or a "
+        "reviewer's correction with `editAnnotation(text:)`); null for other annotations. "
+        "Exported in JSONL (`text`) and COCO (`attributes.text`)."
+    )
     status: AnnotationStatus  # type: ignore[valid-type]
     labeled_by_user_id: strawberry.ID | None
     labeled_by_model_id: strawberry.ID | None
@@ -94,6 +99,7 @@ class Annotation:
             box=box,
             polygon=polygon,
             confidence=doc.confidence,
+            text=doc.text,
             status=doc.status,
             labeled_by_user_id=_id(doc.labeled_by_user_id),
             labeled_by_model_id=_id(doc.labeled_by_model_id),
@@ -189,6 +195,9 @@ class AnnotationInput:
     polygon: list[PointInput] | None = None
     confidence: float = 1.0
     task_id: strawberry.ID | None = None
+    text: str | None = strawberry.field(
+        default=None, description="A text region's text (needs a box or polygon: NO_REGION otherwise)."
+    )
 
     def to_new(self) -> service.NewAnnotation:
         b = self.box
@@ -199,6 +208,7 @@ class AnnotationInput:
             polygon=None if self.polygon is None else [(p.row, p.col) for p in self.polygon],
             confidence=self.confidence,
             task_id=str(self.task_id) if self.task_id else None,
+            text=self.text,
         )
 
 

@@ -31,6 +31,9 @@ class Annotation(BaseDocument):
     box: list[float] | None = None  # [top, left, bottom, right]
     polygon: list[float] | None = None  # [row0, col0, row1, col1, ...]
     confidence: float = 1.0
+    # The recognised text of a text region (a text-region model's OCR, or a person's edit);
+    # None for every other annotation.
+    text: str | None = None
     status: AnnotationStatus = AnnotationStatus.SUCCESS
     labeled_by_user_id: str | None = None
     labeled_by_model_id: str | None = None

@@ -34,6 +34,7 @@ from app.inputs.models import Input
 from app.tasks.models import LabelingTask
 
 MAX_FILTER_ITEMS = 100
+MAX_REGION_TEXT = 10_000  # characters of a text region's recognised text
 
 
 @dataclass
@@ -44,6 +45,7 @@ class NewAnnotation:
     polygon: list[tuple[float, float]] | None = None  # (row, col) points
     confidence: float = 1.0
     task_id: str | None = None
+    text: str | None = None  # a text region's text
 
 
 @dataclass
@@ -85,6 +87,20 @@ class AnnotationFilter:
 
 def _path(prefix: str, name: str) -> str:
     return f"{prefix}.{name}" if prefix else name
+
+
+def check_region_text(text: str, *, has_region: bool, field: str = "text") -> str:
+    """A text region's text: only on an annotation with a box or polygon (``NO_REGION``),
+    at most ``MAX_REGION_TEXT`` characters (``TOO_LONG``); an empty string is kept as such."""
+    if not has_region:
+        raise ValidationFailed(
+            "only a region (box or polygon) has a text", field=field, code=ErrorCode.NO_REGION
+        )
+    if len(text) > MAX_REGION_TEXT:
+        raise ValidationFailed(
+            f"a region's text has at most {MAX_REGION_TEXT} characters", field=field, code=ErrorCode.TOO_LONG
+        )
+    return text
 
 
 # --- adding ----------------------------------------------------------------------------------
@@ -151,6 +167,10 @@ def _build(principal: Principal, app_id: str, item: NewAnnotation, refs: _Refs, 
     if task is not None and task.reviews_human_annotations():
         status = AnnotationStatus.AWAITING_REVIEW
     box, polygon = _geometry(item, prefix)
+    text = None
+    if item.text is not None:
+        has_region = box is not None or polygon is not None
+        text = check_region_text(item.text, has_region=has_region, field=_path(prefix, "text"))
     return Annotation(
         app_id=app_id,
         input_id=source.id,
@@ -159,6 +179,7 @@ def _build(principal: Principal, app_id: str, item: NewAnnotation, refs: _Refs, 
         box=box,
         polygon=polygon,
         confidence=validate.unit_interval(item.confidence, _path(prefix, "confidence")),
+        text=text,
         status=status,
         labeled_by_user_id=principal.user_id,
         task_id=item.task_id or None,

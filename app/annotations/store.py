@@ -177,6 +177,7 @@ class MachineLabel:
     box: list[float] | None = None
     polygon: list[float] | None = None
     model_version_id: str | None = None
+    text: str | None = None  # a text region's recognised text
 
 
 async def route(
@@ -223,6 +224,7 @@ async def route(
                             "confidence": label.confidence,
                             "labeled_by_model_id": label.model_id,
                             "model_version_id": label.model_version_id,
+                            "text": label.text,
                             "audit": False,
                         },
                         "$currentDate": {"updated_at": True},
@@ -241,6 +243,7 @@ async def route(
             box=label.box,
             polygon=label.polygon,
             confidence=label.confidence,
+            text=label.text,
             status=AnnotationStatus(label.status),
             labeled_by_model_id=label.model_id,
             model_version_id=label.model_version_id,

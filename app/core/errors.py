@@ -70,6 +70,9 @@ class ErrorCode(enum.Enum):
     CONCEPT_COUNT_MISMATCH = "CONCEPT_COUNT_MISMATCH"
     # similarity search
     EMBEDDING_PENDING = "EMBEDDING_PENDING"
+    # imported predictions
+    UNKNOWN_IMAGE = "UNKNOWN_IMAGE"
+    UNKNOWN_CATEGORY = "UNKNOWN_CATEGORY"
 
 
 class DomainError(Exception):

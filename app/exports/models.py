@@ -76,6 +76,7 @@ class VersionAnnotation(BaseDocument):
     box: list[float] | None = None
     polygon: list[float] | None = None
     confidence: float = 1.0
+    text: str | None = None  # a text region's recognised text
     status: str
     labeled_by_user_id: str | None = None
     labeled_by_model_id: str | None = None

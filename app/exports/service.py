@@ -207,6 +207,7 @@ def _annotation_copy(version_id: str, seq: int, n: int, a: dict[str, Any]) -> di
         box=a.get("box"),
         polygon=a.get("polygon"),
         confidence=float(a.get("confidence", 1.0)),
+        text=a.get("text"),
         status=a["status"],
         labeled_by_user_id=a.get("labeled_by_user_id"),
         labeled_by_model_id=a.get("labeled_by_model_id"),

@@ -22,6 +22,10 @@ What each format holds, and what it leaves out (counted by reason in version.jso
   ``classify/labels.txt`` so it is there with ``images=false`` too) and to JSON Lines' ``labels``.
   Pascal VOC has no place for them (``WHOLE_IMAGE``).
 * JSON Lines has every input and every annotation.
+* A text region's recognised text (``Annotation.text``) is JSON Lines' ``text`` on each annotation
+  (null for the others) and COCO's ``attributes: {"text": ...}`` on the annotation, where CVAT's
+  COCO importer and most COCO-text tools look for per-object attributes (only when there is one);
+  YOLO and VOC have no place for it.
 """
 
 from __future__ import annotations
@@ -299,6 +303,7 @@ class CocoWriter(_Writer):
             "segmentation": [[_r(v) for p in poly for v in p]],
             "iscrowd": 0,
             "score": a.confidence,
+            **({"attributes": {"text": a.text}} if a.text is not None else {}),
         }
 
     def _label(self, ident: int, item: VersionInput, a: VersionAnnotation) -> dict[str, Any]:
@@ -487,6 +492,7 @@ class JsonLinesWriter(_Writer):
             "concept": a.concept_name,
             "status": a.status,
             "confidence": a.confidence,
+            "text": a.text,
             "labeled_by_user_id": a.labeled_by_user_id,
             "labeled_by_model_id": a.labeled_by_model_id,
             "reviewed_by": a.reviewed_by,

@@ -28,6 +28,7 @@ from app.graphql.variables import invalid_variables
 from app.inputs import graphql as inputs
 from app.live import graphql as live
 from app.models import graphql as models
+from app.predictions import graphql as predictions
 from app.review import graphql as review
 from app.search import graphql as search
 from app.settings import Settings
@@ -48,6 +49,7 @@ def _modules() -> list[Any]:
         models,
         tasks,
         task_runs,
+        predictions,
         annotations_api,
         review,
         exports,

@@ -29,7 +29,7 @@ from typing import Any
 from app.access import MANAGERS, REVIEWERS, Principal, get_for, membership_of
 from app.annotations import geometry, store
 from app.annotations.models import Annotation, AnnotationStatus
-from app.annotations.service import ItemFailure
+from app.annotations.service import ItemFailure, check_region_text
 from app.concepts.models import Concept
 from app.core import validate
 from app.core.errors import Conflict, DomainError, ErrorCode, NotFound, ValidationFailed
@@ -293,6 +293,7 @@ class Edit:
     box: tuple[float, float, float, float] | None = None
     polygon: list[tuple[float, float]] | None = None
     add_concept_to_task: bool = False
+    text: str | None = None  # a text region's corrected text
 
 
 async def _edit_concept(doc: Annotation, task: LabelingTask, concept_id: str, add: bool) -> str:
@@ -345,9 +346,9 @@ async def edit(runtime: Runtime | None, principal: Principal, annotation_id: str
                 field="annotationId",
                 code=ErrorCode.NOT_AWAITING_REVIEW,
             )
-    if change.concept_id is None and change.box is None and change.polygon is None:
+    if change.concept_id is None and change.box is None and change.polygon is None and change.text is None:
         raise ValidationFailed(
-            "give a conceptId, a box or a polygon", field="conceptId", code=ErrorCode.REQUIRED
+            "give a conceptId, a box, a polygon or a text", field="conceptId", code=ErrorCode.REQUIRED
         )
     updates: dict[str, Any] = {
         "status": AnnotationStatus.SUCCESS.value,
@@ -357,6 +358,9 @@ async def edit(runtime: Runtime | None, principal: Principal, annotation_id: str
         "confidence": 1.0,
         **_region(change),
     }
+    if change.text is not None:
+        region = updates.get("box", doc.box) is not None or updates.get("polygon", doc.polygon) is not None
+        updates["text"] = check_region_text(change.text, has_region=region)
     if change.concept_id is not None:
         updates["concept_id"] = await _edit_concept(
             doc, actor.task, change.concept_id, change.add_concept_to_task

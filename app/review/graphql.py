@@ -127,6 +127,11 @@ class EditAnnotationInput:
         description="A concept outside the task's concepts is refused (CONCEPT_NOT_IN_TASK) "
         "unless this is true, which adds it to the task.",
     )
+    text: str | None = strawberry.field(
+        default=None,
+        description="The corrected text of a text region (an annotation with a box or polygon; "
+        "NO_REGION otherwise), at most 10,000 characters.",
+    )
 
     def change(self) -> actions.Edit:
         b = self.box
@@ -135,6 +140,7 @@ class EditAnnotationInput:
             box=(b.top, b.left, b.bottom, b.right) if b is not None else None,
             polygon=None if self.polygon is None else [(p.row, p.col) for p in self.polygon],
             add_concept_to_task=self.add_concept_to_task,
+            text=self.text,
         )
 
 

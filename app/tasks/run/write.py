@@ -141,6 +141,12 @@ class Outcome:
     discarded: int = 0
 
 
+def region_text(p: Prediction) -> str | None:
+    """The recognised text a text-region model put in ``extra["text"]`` (regions only)."""
+    text = p.extra.get("text") if p.extra else None
+    return text if isinstance(text, str) and (p.box is not None or p.polygon is not None) else None
+
+
 STATUS = {Route.APPROVE: store.SUCCESS, Route.REVIEW: store.AWAITING, Route.DISCARD: None}
 
 
@@ -171,6 +177,7 @@ async def write_annotations(
             model_version_id=p.model_version_id,
             box=p.box,
             polygon=p.polygon,
+            text=region_text(p),
         )
     await store.route(runtime, task.app_id, task.id, list(input_ids), wanted, dataset_ids)
     return outcomes
