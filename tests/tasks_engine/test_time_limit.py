@@ -16,6 +16,7 @@ from skimage import data as samples
 
 from app.models.adapters import AdapterInput, ObjectDetectorAdapter
 from app.models.adapters.base import InferenceTimeLimit, time_limit
+from app.models.adapters.text_regions import TextRegionAdapter
 from app.settings import Settings
 from app.tasks.models import InputState, TaskInput
 from tests.factories import Api, world
@@ -158,3 +159,17 @@ class _Spy:
 
     def __getattr__(self, name: str) -> object:
         return getattr(self._session, name)
+
+
+@pytest.mark.slow
+def test_the_text_region_models_own_sessions_are_bounded_too() -> None:
+    """rapidocr runs its own onnxruntime sessions: the adapter wraps each, so an expired
+    deadline stops OCR like any other model instead of letting it run on."""
+    adapter = TextRegionAdapter()
+    image = AdapterInput(
+        image=np.asarray(samples.page(), dtype=np.uint8).repeat(3).reshape((*samples.page().shape, 3))
+    )
+    assert adapter.predict([image])  # weights loaded outside the deadline; the page has text
+    with time_limit(3600) as deadline, pytest.raises(InferenceTimeLimit):
+        deadline.expire()
+        adapter.predict([image])

@@ -16,7 +16,16 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
-from .base import AdapterInput, ModelAdapter, ModelConcept, Polygon, Prediction, check_image
+from .base import (
+    AdapterInput,
+    BoundedSession,
+    InferenceTimeLimit,
+    ModelAdapter,
+    ModelConcept,
+    Polygon,
+    Prediction,
+    check_image,
+)
 from .config import ThreadsConfig
 
 
@@ -58,12 +67,27 @@ class TextRegionAdapter(ModelAdapter):
             intra_op_num_threads=n,
             inter_op_num_threads=1,
         )
+        # rapidocr runs its own onnxruntime sessions (det, cls, rec): wrap each one so its runs
+        # honour the batch's deadline like every other model's (``BoundedSession``)
+        for part, holder in (("text_det", "infer"), ("text_cls", "infer"), ("text_rec", "session")):
+            infer = getattr(getattr(self._engine, part, None), holder, None)
+            session = getattr(infer, "session", None)
+            if isinstance(session, BoundedSession):
+                continue
+            if session is None:
+                raise RuntimeError(f"rapidocr's {part} session is not where this adapter expects it")
+            infer.session = BoundedSession(session)
 
     def _run_one(self, img: np.ndarray) -> list[Prediction]:
         h, w = img.shape[:2]
         bgr = np.ascontiguousarray(img[..., ::-1])
         with self._call_lock:
-            result, _elapse = self._engine(bgr)
+            try:
+                result, _elapse = self._engine(bgr)
+            except Exception as exc:  # rapidocr wraps every session error in its own
+                if isinstance(exc.__cause__, InferenceTimeLimit):
+                    raise exc.__cause__ from None
+                raise
         preds: list[Prediction] = []
         for box, text, score in result or []:
             pts = tuple((min(max(float(y) / h, 0.0), 1.0), min(max(float(x) / w, 0.0), 1.0)) for x, y in box)
