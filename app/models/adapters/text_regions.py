@@ -70,7 +70,7 @@ class TextRegionAdapter(ModelAdapter):
         # rapidocr runs its own onnxruntime sessions (det, cls, rec): wrap each one so its runs
         # honour the batch's deadline like every other model's (``BoundedSession``)
         for part, holder in (("text_det", "infer"), ("text_cls", "infer"), ("text_rec", "session")):
-            infer = getattr(getattr(self._engine, part, None), holder, None)
+            infer: Any = getattr(getattr(self._engine, part, None), holder, None)
             session = getattr(infer, "session", None)
             if isinstance(session, BoundedSession):
                 continue
