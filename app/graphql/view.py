@@ -34,6 +34,7 @@ from typing import Any
 import orjson
 from cross_web import HTTPException
 from graphql import GraphQLError
+from pymongo.errors import ConnectionFailure
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
@@ -74,6 +75,10 @@ def format_error(error: GraphQLError, request_id: str) -> dict[str, Any]:
         out["extensions"] = {"code": original.code.value, "field": original.field}
     elif isinstance(error, Refused):  # refused before validation: a limit, or invalid variables
         out["extensions"] = dict(error.extensions or {})
+    elif isinstance(original, ConnectionFailure):  # MongoDB unreachable for a moment: retry
+        log.warning("request %s: the database is unreachable: %s", request_id, original)
+        out["message"] = "the database is unreachable; try again in a moment"
+        out["extensions"] = {"code": "UNAVAILABLE", "requestId": request_id}
     elif original is None or not error.path:
         # parse/validation errors, and variables that cannot be coerced (NaN, missing fields):
         # the request is wrong, nothing failed inside a resolver
@@ -165,6 +170,16 @@ class GraphQLView(GraphQL[Context, None]):
                         status_code=401,
                         media_type="application/json",
                         headers={"WWW-Authenticate": 'Key realm="labelstream"'},
+                    )
+                    await negotiate(request, response)(scope, receive, send)
+                    return
+                except ConnectionFailure as exc:  # MongoDB unreachable: a typed 503, never a 500
+                    log.warning("the database is unreachable: %s", exc)
+                    response = Response(
+                        error_body("the database is unreachable; try again in a moment", "UNAVAILABLE"),
+                        status_code=503,
+                        media_type="application/json",
+                        headers={"Retry-After": "1"},
                     )
                     await negotiate(request, response)(scope, receive, send)
                     return

@@ -153,7 +153,16 @@ async def test_readiness_metrics_and_json_logs_of_api_and_worker_processes(
             assert down.status_code == 503
             assert down.json()["checks"]["redis"] != "ok" and down.json()["checks"]["mongodb"] == "ok"
             own_redis.start()
-            await _until(ready, "ready again")
+            # a deadline for a stuck process, not a timing claim: the worker waits out a lost
+            # Redis with a doubling back-off (app/cli.py `worker`), slow on a loaded machine
+            try:
+                await _until(ready, "ready again", wait=180.0)
+            except AssertionError as exc:
+                last = await readyz()
+                raise AssertionError(
+                    f"{exc}: /readyz {last.status_code} {last.text}\nworker log:\n"
+                    + (tmp_path / "worker.log").read_text(errors="replace")[-3000:]
+                ) from None
     finally:
         if worker is not None:
             worker.terminate()

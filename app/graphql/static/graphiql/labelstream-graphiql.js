@@ -5,7 +5,8 @@
 // * No request leaves without a key: until the headers carry an Authorization that is not the
 //   placeholder, the fetcher answers locally with a hint (no 401 on load).
 // * A new key makes a new fetcher, on which GraphiQL fetches the schema again: Docs fills in as
-//   soon as the key is there, without "Re-fetch".
+//   soon as the key is there, without "Re-fetch". A pasted key applies at once (an operation run
+//   right after carries it); typed keys wait for a 300 ms pause.
 // * Subscriptions go over graphql-ws (graphql-transport-ws) to the same /graphql URL; browsers
 //   cannot set headers on a WebSocket, so the key travels in connection_init's payload
 //   ({"Authorization": "Key ..."}), which the server reads (app/live/transport.py).
@@ -110,10 +111,17 @@
     );
 
     function onEditHeaders(text) {
+      var pasted = Math.abs(text.length - (headersState[0] || "").length) > 1;
       headersState[1](text);
       if (text !== PLACEHOLDER) saveHeaders(text);
-      // typing a key: wait for a pause before asking the server with it
       window.clearTimeout(timer.current);
+      if (pasted) {
+        // a key pasted (or a block replaced) is whole: use it at once, so an operation run
+        // right after already carries it
+        authState[1](authorizationOf(text));
+        return;
+      }
+      // typing a key: wait for a pause before asking the server with it
       timer.current = window.setTimeout(function () {
         authState[1](authorizationOf(text));
       }, 300);
