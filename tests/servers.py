@@ -8,6 +8,8 @@
 from __future__ import annotations
 
 import os
+import random
+import socket
 import tempfile
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -24,6 +26,22 @@ class Servers:
     engine: str
     redis: EmbeddedRedis | None  # set when the tests own the Redis process (restart tests)
     mongo: EmbeddedMongo | None = None  # set when the tests own the nx-27017 process (fault tests)
+
+
+def restartable_port() -> int:
+    """A free loopback port below Linux's ephemeral range (32768-60999), for a server a test
+    stops and starts again on the same port: while it is down, no client socket can be given
+    that port as its local end (which made a restarted Redis fail to bind, now and then)."""
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(20000, 32000)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port in 20000-32000")
 
 
 @contextmanager

@@ -27,6 +27,7 @@ from app.settings import Settings
 from tests.factories import Api, world
 from tests.live.helpers import ApiProcess, env_for
 from tests.ops.test_metrics import families
+from tests.servers import restartable_port
 from tests.tasks_engine.helpers import create_dataset, create_task, get_task, image_inputs, null_model
 
 pytestmark = pytest.mark.slow
@@ -64,7 +65,7 @@ def _start_worker(env: dict[str, str], log: Any) -> subprocess.Popen[bytes]:
 
 @pytest.fixture
 def own_redis(tmp_path: Path) -> Iterator[EmbeddedRedis]:
-    redis = EmbeddedRedis(tmp_path / "redis", persist=False)
+    redis = EmbeddedRedis(tmp_path / "redis", persist=False, fixed_port=restartable_port())
     redis.start()
     try:
         yield redis

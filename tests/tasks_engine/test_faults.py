@@ -27,7 +27,7 @@ from app.embedded import EmbeddedRedis
 from app.settings import Settings
 from tests.factories import Api, Caller, world
 from tests.live.helpers import api_processes, env_for
-from tests.servers import Servers
+from tests.servers import Servers, restartable_port
 from tests.tasks_engine.conftest import Drain
 from tests.tasks_engine.helpers import (
     assert_metrics_match_recount,
@@ -150,7 +150,7 @@ async def scene(api: Api, drain: Drain, n: int = 12, delay_ms: int = 120) -> Sce
 
 @pytest.fixture
 def own_redis(tmp_path: Path) -> Any:
-    redis = EmbeddedRedis(tmp_path / "redis", persist=False)
+    redis = EmbeddedRedis(tmp_path / "redis", persist=False, fixed_port=restartable_port())
     redis.start()
     yield redis
     redis.stop()
