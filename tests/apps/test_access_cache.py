@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -13,10 +13,11 @@ import pytest
 from starlette.applications import Starlette
 
 from app.access import AccessCache
-from app.settings import Settings
 from tests.factories import Api, Caller, world
-from tests.live.helpers import ApiProcess, env_for
-from tests.servers import Servers
+from tests.graphql.conftest import api_server
+from tests.live.helpers import ApiProcess
+
+__all__ = ["api_server"]  # the session's second API process (tests/graphql/conftest.py)
 
 ME = "{ me { user { email } } }"
 APP = "query($id: ID!) { app(id: $id) { id } }"
@@ -35,19 +36,10 @@ def _cache(app: Starlette) -> AccessCache:
     return cache
 
 
-@pytest.fixture(scope="module")
-def other_process(
-    servers: Servers, settings: Settings, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ApiProcess]:
+@pytest.fixture
+def other_process(api_server: ApiProcess) -> ApiProcess:
     """A second API process (uvicorn) on the same MongoDB and Redis: its own cache and hub."""
-    root = tmp_path_factory.mktemp("access-cache-api")
-    env = env_for(servers.mongodb_url, servers.redis_url, settings.mongodb_db, root / "data")
-    server = ApiProcess(env, root / "api.log")
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+    return api_server
 
 
 @contextlib.asynccontextmanager
