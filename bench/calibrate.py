@@ -9,6 +9,7 @@ measured on another machine is comparable after scaling by the ratio of these tw
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -51,8 +52,14 @@ def python_loop_s() -> float:
 def calibration() -> str:
     return (
         f"calibration: plain inference loop {inference_loop_s():.3f} s "
-        f"({IMAGES} images, image classifier, batch {BATCH}); python loop {python_loop_s():.3f} s"
+        f"({IMAGES} images, image classifier, batch {BATCH}); python loop {python_loop_s():.3f} s; "
+        f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores"
     )
+
+
+def print_calibration() -> None:
+    """Print the calibration line (benchmarks call this before their own figures)."""
+    print(calibration(), flush=True)
 
 
 if __name__ == "__main__":

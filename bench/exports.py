@@ -141,6 +141,10 @@ def main() -> None:
     parser.add_argument("--inputs", type=int, default=10_000)
     parser.add_argument("--no-images", action="store_true")
     args = parser.parse_args()
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from bench.calibrate import print_calibration
+
+    print_calibration()
     with tempfile.TemporaryDirectory(prefix="bench-exports-") as tmp:
         mongo = EmbeddedMongo(Path(tmp) / "mongodb")
         mongo.start()

@@ -370,6 +370,10 @@ def main() -> None:
         "--queries", default="me,dashboard,components", help="comma-separated, of those three"
     )
     args = parser.parse_args()
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from bench.calibrate import print_calibration
+
+    print_calibration()
     started = time.monotonic()
     asyncio.run(run(args.seconds, args.rounds, args.concurrency, args.queries.split(",")))
     print(f"\n(bench took {time.monotonic() - started:.0f} s)")

@@ -240,6 +240,10 @@ def main() -> int:
         child(sys.argv[2:])
         return 0
     which = sys.argv[1:] or ["api", "worker"]
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from bench.calibrate import print_calibration
+
+    print_calibration()
     with tempfile.TemporaryDirectory(prefix="bench-images-") as tmp:
         root = Path(tmp)
         files = images(root)

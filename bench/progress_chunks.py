@@ -43,4 +43,8 @@ async def main(inputs: int) -> None:
 
 
 if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from bench.calibrate import print_calibration
+
+    print_calibration()
     asyncio.run(main(int(sys.argv[1]) if len(sys.argv) > 1 else 2000))

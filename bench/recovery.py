@@ -172,4 +172,8 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from bench.calibrate import print_calibration
+
+    print_calibration()
     asyncio.run(main())

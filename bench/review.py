@@ -29,6 +29,7 @@ if str(ROOT) not in sys.path:
 
 from app.access import Principal  # noqa: E402
 from app.annotations.models import Annotation, AnnotationStatus  # noqa: E402
+from app.bootstrap import install_listeners  # noqa: E402
 from app.apps.models import App, Membership, Role  # noqa: E402
 from app.documents import open_database  # noqa: E402
 from app.embedded import EmbeddedMongo  # noqa: E402
@@ -39,6 +40,7 @@ from app.users.models import User  # noqa: E402
 
 
 async def run(url: str, n: int, reviewers: int) -> None:
+    install_listeners()
     client = await open_database(url, "bench_review")
     owner = User(email="owner@bench.local")
     await owner.insert()
@@ -122,6 +124,10 @@ def main() -> None:
     parser.add_argument("--annotations", type=int, default=10_000)
     parser.add_argument("--reviewers", type=int, default=3)
     args = parser.parse_args()
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from bench.calibrate import print_calibration
+
+    print_calibration()
     with tempfile.TemporaryDirectory(prefix="bench-review-") as tmp:
         mongo = EmbeddedMongo(Path(tmp) / "mongodb")
         mongo.start()

@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import argparse
 import gc
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import psutil
@@ -145,6 +147,10 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--crops", type=int, default=1000)
     args = parser.parse_args()
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from bench.calibrate import print_calibration
+
+    print_calibration()
     print(
         f"calibration: 512x512 float32 matmul median {calibrate():.2f} ms "
         f"(load average {psutil.getloadavg()[0]:.1f} on {psutil.cpu_count()} cores)"
