@@ -17,6 +17,7 @@
   (app/graphql/limits.py). A request that is not one (a body that is not a JSON object, bytes
   that are not UTF-8, JSON nested beyond the decoder's reach, a wrong content type, no query)
   gets HTTP 400 and ``{"errors": [...]}`` with ``code`` ``BAD_REQUEST``, never plain text.
+* A subscription sent over HTTP gets HTTP 400 ``BAD_REQUEST`` saying it needs the WebSocket.
 * A client whose ``Accept`` prefers ``application/graphql-response+json`` gets that media type
   and the spec's status codes instead (``app.graphql.http_spec.negotiate``).
 """
@@ -33,7 +34,7 @@ from typing import Any
 
 import orjson
 from cross_web import HTTPException
-from graphql import GraphQLError
+from graphql import GraphQLError, OperationDefinitionNode, OperationType, parse
 from pymongo.errors import ConnectionFailure
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
@@ -44,7 +45,7 @@ from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
-from strawberry.http import GraphQLHTTPResponse
+from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
 from strawberry.types import ExecutionResult
 from strawberry.types.unset import UNSET, UnsetType
 
@@ -129,6 +130,26 @@ def graphiql_page() -> str:
 def graphiql_routes() -> list[BaseRoute]:
     """``/static/graphiql/*``: the files of the page, built from npm by tools/graphiql/build.sh."""
     return [Mount("/static/graphiql", app=StaticFiles(directory=GRAPHIQL_DIR), name="graphiql")]
+
+
+SUBSCRIPTION_OVER_HTTP = (
+    "subscriptions are served over a WebSocket at /graphql (graphql-transport-ws or graphql-ws), "
+    "not over HTTP"
+)
+
+
+def _is_subscription(query: str | None, operation_name: str | None) -> bool:
+    """Whether the operation to run is a subscription (parsed only when the text could say so)."""
+    if not query or "subscription" not in query:
+        return False
+    try:
+        document = parse(query, no_location=True)
+    except GraphQLError:
+        return False  # the normal path reports the syntax error
+    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+    if operation_name is not None:
+        operations = [o for o in operations if o.name is not None and o.name.value == operation_name]
+    return len(operations) == 1 and operations[0].operation == OperationType.SUBSCRIPTION
 
 
 class GraphQLView(GraphQL[Context, None]):
@@ -229,6 +250,23 @@ class GraphQLView(GraphQL[Context, None]):
         if result.extensions:
             data["extensions"] = result.extensions
         return data
+
+    async def execute_single(
+        self,
+        request: Request,
+        request_adapter: Any,
+        sub_response: Any,
+        context: Context,
+        root_value: None,
+        request_data: GraphQLRequestData,
+    ) -> ExecutionResult:
+        # Strawberry would run a subscription over plain HTTP as if it were a query and fail
+        # inside it (an internal error): say where subscriptions are served instead.
+        if _is_subscription(request_data.query, request_data.operation_name):
+            raise HTTPException(400, SUBSCRIPTION_OVER_HTTP)
+        return await super().execute_single(
+            request, request_adapter, sub_response, context, root_value, request_data
+        )
 
     def encode_json(self, data: object) -> bytes:
         return dumps(data)

@@ -134,3 +134,28 @@ async def test_a_surrogate_in_a_json_object_key_is_a_validation_error(api: Api) 
     model = {"appId": w.app_id, "name": "m", "kind": "CLASSIFIER", "adapter": "null", "config": {"\udc00": 1}}
     message = _variable_error(await _post(api, w.owner, CREATE_MODEL, {"i": model}), "i")
     assert "'config'" in message and "surrogate" in message
+
+
+@pytest.mark.parametrize("accept", [JSON, "multipart/mixed", "text/event-stream"])
+async def test_a_subscription_over_http_gets_a_typed_error_naming_the_websocket(
+    api: Api, accept: str
+) -> None:
+    caller = await api.user()
+    query = 'subscription { labelingTaskProgress(taskId: "nope") { status } }'
+    response = await api.http.post(
+        "/graphql",
+        json={"query": query},
+        headers={**caller.headers, "Accept": accept},
+    )
+    _assert_bad_request(response)
+    assert "WebSocket" in response.json()["errors"][0]["message"]
+
+
+async def test_a_query_document_that_also_holds_a_subscription_still_runs_its_query(api: Api) -> None:
+    caller = await api.user()
+    query = 'subscription S { labelingTaskProgress(taskId: "x") { status } } query Q { __typename }'
+    response = await api.http.post(
+        "/graphql", json={"query": query, "operationName": "Q"}, headers=caller.headers
+    )
+    assert response.status_code == 200, response.text
+    assert response.json() == {"data": {"__typename": "Query"}}
