@@ -28,7 +28,6 @@ import functools
 import hashlib
 import json
 import logging
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +58,7 @@ from app.live.transport import (
     TransportWSHandler,
     connection_authorization,
 )
+from app.observability.logs import new_request_id
 from app.runtime import Runtime
 
 log = logging.getLogger("labelstream.graphql")
@@ -170,7 +170,7 @@ class GraphQLView(GraphQL[Context, None]):
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        scope.setdefault("state", {}).setdefault("request_id", uuid.uuid4().hex[:16])  # X-Request-ID
+        scope.setdefault("state", {}).setdefault("request_id", new_request_id())  # X-Request-ID
         if scope["type"] == "http":
             request = Request(scope, receive)
             if not self._is_ide_page(request):

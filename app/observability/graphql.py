@@ -9,8 +9,10 @@ the view's answer (``count_http_error``).
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Iterator
+from typing import Any
 
 from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
@@ -31,6 +33,11 @@ def error_code(error: GraphQLError) -> str:
     return "INTERNAL"
 
 
+@functools.lru_cache(maxsize=1024)  # operation names are bounded by metrics.operation_label
+def _operation_metrics(name: str, kind: str) -> tuple[Any, Any]:
+    return metrics.graphql_requests.labels(name, kind), metrics.graphql_latency.labels(name, kind)
+
+
 class OperationMetrics(SchemaExtension):
     def on_operation(self) -> Iterator[None]:
         started = time.perf_counter()
@@ -41,8 +48,9 @@ class OperationMetrics(SchemaExtension):
             kind = ctx.operation_type.value
         except Exception:  # a document that does not parse has no operation type
             kind = "unknown"
-        metrics.graphql_requests.labels(name, kind).inc()
-        metrics.graphql_latency.labels(name, kind).observe(time.perf_counter() - started)
+        count, latency = _operation_metrics(name, kind)
+        count.inc()
+        latency.observe(time.perf_counter() - started)
         errors = list(ctx.pre_execution_errors or [])
         result = ctx.result
         if result is not None and not errors:

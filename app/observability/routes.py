@@ -12,7 +12,6 @@ key. Expose them only where operators can reach them if that matters to you.
 from __future__ import annotations
 
 import re
-import uuid
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
@@ -73,7 +72,7 @@ def request_id_of(headers: list[tuple[bytes, bytes]]) -> str:
             text = value.decode("latin-1").strip()
             if _REQUEST_ID.fullmatch(text):
                 return text
-    return uuid.uuid4().hex[:16]
+    return logs.new_request_id()
 
 
 class RequestIdMiddleware:
