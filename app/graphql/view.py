@@ -40,7 +40,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
@@ -132,6 +132,34 @@ def graphiql_routes() -> list[BaseRoute]:
     return [Mount("/static/graphiql", app=StaticFiles(directory=GRAPHIQL_DIR), name="graphiql")]
 
 
+class BodyTooLarge(Exception):
+    """A request body read past ``max_request_bytes`` (one sent without a Content-Length)."""
+
+
+def _bounded(receive: Receive, limit: int) -> Receive:
+    """``receive`` that stops a body at ``limit`` bytes, whatever its Content-Length says."""
+    seen = 0
+
+    async def bounded() -> Message:
+        nonlocal seen
+        message = await receive()
+        if message["type"] == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                raise BodyTooLarge
+        return message
+
+    return bounded
+
+
+def _too_large(limit: int) -> Response:
+    return Response(
+        error_body(f"request body larger than {limit} bytes", "PAYLOAD_TOO_LARGE"),
+        status_code=413,
+        media_type="application/json",
+    )
+
+
 SUBSCRIPTION_OVER_HTTP = (
     "subscriptions are served over a WebSocket at /graphql (graphql-transport-ws or graphql-ws), "
     "not over HTTP"
@@ -172,16 +200,11 @@ class GraphQLView(GraphQL[Context, None]):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         scope.setdefault("state", {}).setdefault("request_id", new_request_id())  # X-Request-ID
         if scope["type"] == "http":
-            request = Request(scope, receive)
+            limit = self._runtime.settings.max_request_bytes
+            request = Request(scope, _bounded(receive, limit))
             if not self._is_ide_page(request):
-                limit = self._runtime.settings.max_request_bytes
                 if int(request.headers.get("content-length") or 0) > limit:
-                    response = Response(
-                        error_body(f"request body larger than {limit} bytes", "PAYLOAD_TOO_LARGE"),
-                        status_code=413,
-                        media_type="application/json",
-                    )
-                    await negotiate(request, response)(scope, receive, send)
+                    await negotiate(request, _too_large(limit))(scope, receive, send)
                     return
                 try:
                     principal = await self._runtime.auth.authenticate(request.headers.get("authorization"))
@@ -211,6 +234,8 @@ class GraphQLView(GraphQL[Context, None]):
                 response = request_error(exc.status_code, exc.reason)
             except StarletteHTTPException as exc:  # a multipart body Starlette cannot read
                 response = request_error(exc.status_code, exc.detail)
+            except BodyTooLarge:  # a chunked body (no Content-Length) that went past the limit
+                response = _too_large(limit)
             await negotiate(request, response)(scope, receive, send)
             return
         await super().__call__(scope, receive, send)

@@ -5,11 +5,13 @@ be coerced, and nothing is written."""
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
 
+from app.settings import Settings
 from tests.factories import Api, Caller, world
 
 JSON = "application/json"
@@ -158,4 +160,30 @@ async def test_a_query_document_that_also_holds_a_subscription_still_runs_its_qu
         "/graphql", json={"query": query, "operationName": "Q"}, headers=caller.headers
     )
     assert response.status_code == 200, response.text
+    assert response.json() == {"data": {"__typename": "Query"}}
+
+
+async def _chunks(body: bytes, size: int = 1000) -> AsyncIterator[bytes]:
+    for at in range(0, len(body), size):
+        yield body[at : at + size]
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["with Content-Length", "chunked"])
+async def test_a_body_over_the_request_limit_gets_413_however_it_is_sent(
+    api: Api, settings: Settings, monkeypatch: pytest.MonkeyPatch, chunked: bool
+) -> None:
+    caller = await api.user()
+    monkeypatch.setattr(settings, "max_request_bytes", 5_000)
+    body = json.dumps({"query": "{ __typename }", "variables": {"pad": "x" * 10_000}}).encode()
+    headers = {**caller.headers, "Content-Type": JSON}
+    content: bytes | AsyncIterator[bytes] = _chunks(body) if chunked else body
+    response = await api.http.post("/graphql", content=content, headers=headers)
+    assert response.status_code == 413, response.text
+    assert response.json() == {
+        "errors": [
+            {"message": "request body larger than 5000 bytes", "extensions": {"code": "PAYLOAD_TOO_LARGE"}}
+        ]
+    }
+    small = json.dumps({"query": "{ __typename }"}).encode()
+    response = await api.http.post("/graphql", content=_chunks(small, 5), headers=headers)
     assert response.json() == {"data": {"__typename": "Query"}}
