@@ -64,7 +64,7 @@ class TaskProgress(SharedFrame):
     updated_at: datetime
 
     @classmethod
-    def from_document(cls, doc: m.LabelingTask, *, snapshot: bool) -> TaskProgress:
+    def from_document(cls, doc: m.LabelingTask | service.TaskState, *, snapshot: bool) -> TaskProgress:
         m = doc.metrics
         reviewed = progress.reviewed_percent(m.inputs_reviewed, m.inputs_to_review, doc.status)
         return cls(
@@ -123,17 +123,17 @@ class ProgressRenderer:
         return task_id if isinstance(task_id, str) else None
 
     async def render(self, key: str | None, event: dict[str, Any]) -> Delivery | None:
-        doc = await service.load_task(key) if key else None
+        doc = await service.load_task_state(key) if key else None
         if doc is None:
             return None
         return Delivery(self.frame(doc), key=doc.id, final=doc.status in service.FINAL)
 
-    def frame(self, doc: m.LabelingTask) -> Any:
+    def frame(self, doc: m.LabelingTask | service.TaskState) -> Any:
         return TaskProgress.from_document(doc, snapshot=False)
 
 
 class AppTasksRenderer(ProgressRenderer):
-    def frame(self, doc: m.LabelingTask) -> Any:
+    def frame(self, doc: m.LabelingTask | service.TaskState) -> Any:
         return LabelingTasksUpdate(snapshot=False, tasks=[TaskProgress.from_document(doc, snapshot=False)])
 
 
