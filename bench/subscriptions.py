@@ -20,10 +20,10 @@ per server, so that 1,000 receivers cost the two-core box little (real subscribe
 machines); ``--client python`` runs them as asyncio clients in this process instead, which
 mostly measures the receivers (RESULTS.md keeps both figures).
 
-For each event the driver writes the task's new state to MongoDB, stamps the publish time
-(wall clock, shared with the Go clients) and publishes the engine's progress payload on the
-task's channel; 0.4 s later it publishes the same message to the baseline, so the two never
-compete for the CPU. Events are 0.4 s apart, longer than the 0.25 s coalescing window, so each
+For each event the driver writes the task's new state to MongoDB, reads it back, stamps the
+publish time (wall clock, shared with the Go clients) and publishes the engine's progress
+payload (``progress_payload``) on the task's channel; 0.4 s later it publishes the same message
+to the baseline, so the two never compete for the CPU. Events are 0.4 s apart, longer than the 0.25 s coalescing window, so each
 one is delivered (no coalescing is measured).
 
 ``--compare NAME=PATH`` runs one more labelstream server from another source tree (e.g. the main
@@ -272,13 +272,18 @@ async def measure(
 ) -> None:
     """``tasks``: labelstream server name -> the task its subscribers follow."""
     import redis.asyncio as aioredis
+    from beanie import init_beanie
     from pymongo import AsyncMongoClient
 
     from app.core import pubsub
+    from app.documents import DOCUMENT_MODELS
+    from app.tasks.models import LabelingTask
+    from app.tasks.progress import progress_payload
 
     r = aioredis.from_url(redis_url)
-    mongo: AsyncMongoClient[Any] = AsyncMongoClient(mongodb_url)
-    collection = mongo[db]["labeling_tasks"]
+    mongo: AsyncMongoClient[Any] = AsyncMongoClient(mongodb_url, tz_aware=True)  # as the app's
+    await init_beanie(database=mongo[db], document_models=DOCUMENT_MODELS)
+    collection = LabelingTask.get_pymongo_collection()
     await asyncio.sleep(1.0)
     cpu_before = {name: cpu_s(pid) for name, pid in PIDS.items()}
     names = [*tasks, "raw"]
@@ -289,14 +294,16 @@ async def measure(
                 SENT["raw"][n] = time.time()
                 await r.publish(BASELINE_CHANNEL, graphql_message(BASELINE_TASK[0], n))
             else:
-                task_id = tasks[name]
-                await collection.update_one({"_id": task_id}, {"$set": {"metrics.inputs_processed": n}})
-                payload = {
-                    "status": "IN_PROGRESS",
-                    "metrics": {"inputsTotal": 1000, "inputsProcessed": n, "labelingPercent": n / 10},
-                }
+                # what the engine does: write, read the task back, publish its progress payload
+                await collection.update_one(
+                    {"_id": tasks[name]},
+                    {"$set": {"metrics.inputs_processed": n}, "$currentDate": {"updated_at": True}},
+                )
+                task = await LabelingTask.get(tasks[name])
+                assert task is not None
+                payload = progress_payload(task)
                 SENT[name][n] = time.time()
-                await pubsub.publish_task(r, app_id, task_id, payload)
+                await pubsub.publish_task(r, app_id, tasks[name], payload)
             await asyncio.sleep(0.4)
     await asyncio.sleep(1.0)
     CPU.update({name: cpu_s(pid) - cpu_before[name] for name, pid in PIDS.items()})

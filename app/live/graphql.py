@@ -122,6 +122,20 @@ class ProgressRenderer:
         task_id = event.get("taskId")
         return task_id if isinstance(task_id, str) else None
 
+    def early(self, key: str | None, event: dict[str, Any], seen: dict[Any, Any]) -> Delivery | None:
+        """The frame of the state the event carries (its publisher's read), sent before
+        ``render`` reads MongoDB; None without one, or when it is older than a state this topic
+        already sent (``seen``: key -> its ``updated_at``), e.g. a publisher that read before
+        another one wrote and published."""
+        state = service.published_state(key, event) if key else None
+        if state is None:
+            return None
+        last = seen.get(key)
+        if last is not None and state.updated_at < last:
+            return None
+        seen[key] = state.updated_at
+        return Delivery(self.frame(state), key=state.id, final=state.status in service.FINAL)
+
     async def render(self, key: str | None, event: dict[str, Any]) -> Delivery | None:
         doc = await service.load_task_state(key) if key else None
         if doc is None:

@@ -56,6 +56,33 @@ class TaskState:
 _STATE_FIELDS = {"app_id": 1, "name": 1, "status": 1, "seeding": 1, "metrics": 1, "updated_at": 1}
 
 
+def published_state(task_id: str, event: dict[str, Any]) -> TaskState | None:
+    """The state a progress event carries (``progress_payload``'s ``state``: the task as its
+    publisher read it), or None when it carries none or not a well-formed one."""
+    state = event.get("state")
+    app_id = event.get("appId")
+    if not isinstance(state, dict) or not isinstance(app_id, str):
+        return None
+    name, seeding = state.get("name"), state.get("seeding")
+    if not isinstance(name, str) or not isinstance(seeding, bool):
+        return None
+    try:
+        updated_at = datetime.fromisoformat(state["updatedAt"])
+        if updated_at.tzinfo is None:  # every stored date is UTC (tz-aware client)
+            return None
+        return TaskState(
+            id=task_id,
+            app_id=app_id,
+            name=name,
+            status=TaskStatus(state["status"]),
+            seeding=seeding,
+            metrics=TaskMetrics.model_validate(state["metrics"]),
+            updated_at=updated_at,
+        )
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
 async def load_task_state(task_id: str) -> TaskState | None:
     """The task's current state for a live update, read on every rendered event.
 
