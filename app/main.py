@@ -6,6 +6,7 @@ Nothing connects at import time. ``labelstream serve`` (uvicorn) calls the facto
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -24,6 +25,7 @@ from app.graphql.view import GraphQLView, graphiql_routes
 from app.inputs.routes import routes as input_routes
 from app.live import execution as live_execution
 from app.live.hub import Hub
+from app.live.transport import ServerSendMiddleware
 from app.observability import logs
 from app.observability.graphql import OperationMetrics
 from app.observability.routes import RequestIdMiddleware
@@ -67,9 +69,14 @@ def create_app(settings: Settings | None = None) -> Starlette:
             await runtime.live.start()
         app.state.runtime = runtime
         view.runtime = runtime
+        if settings.gc_freeze:
+            # start-up objects live as long as the app: no collection needs to walk them
+            gc.freeze()
         try:
             yield
         finally:
+            if settings.gc_freeze:
+                gc.unfreeze()  # an app started in a longer-lived process (tests) leaves no trace
             if runtime.live is not None:
                 await runtime.live.stop()
             await close_runtime(runtime)
@@ -92,4 +99,5 @@ def create_app(settings: Settings | None = None) -> Starlette:
         *input_routes,
         *export_routes,  # dataset-version exports and annotation crops (object mode)
     ]
-    return Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(RequestIdMiddleware)])
+    middleware = [Middleware(ServerSendMiddleware), Middleware(RequestIdMiddleware)]
+    return Starlette(routes=routes, lifespan=lifespan, middleware=middleware)

@@ -108,6 +108,10 @@ class Settings(BaseSettings):
     # open subscriptions re-check their key and membership this often even without an access
     # event (a lost event never leaves access open for longer)
     live_access_recheck_s: float = Field(default=10.0, gt=0)
+    # the API process moves what start-up allocated (schema, modules, clients: most of its
+    # objects) out of the garbage collector's sight once serving (gc.freeze), so a collection
+    # during a live fan-out only walks what was allocated since (bench/RESULTS.md)
+    gc_freeze: bool = True
 
     # operations (app/observability): logs as JSON lines or text ("auto": text on a terminal,
     # JSON otherwise); a worker's own /metrics endpoint (0: off; give each worker process its

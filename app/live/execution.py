@@ -30,7 +30,8 @@ from typing import Any
 
 import orjson
 from graphql import ExecutionResult
-from starlette.websockets import WebSocketDisconnect, WebSocketDisconnected
+from starlette.types import Message
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketDisconnected, WebSocketState
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
 CacheKey = tuple[int, str]
@@ -60,16 +61,31 @@ class LiveSink:
     operation's cache key and its executor on it the first time it executes a shared frame
     (the snapshot); from then on the hub can execute and encode a new frame for this operation
     itself (``encode``), once for all subscribers of the same operation, and send it.
+
+    With ``server_send`` (the ASGI ``send`` the server gave the connection, see
+    ``ServerSendMiddleware``) a message goes to the server in one call while the connection is
+    open, instead of through Starlette's WebSocket and the exception middleware's wrapper: the
+    same ``websocket.send`` text message, minus two awaits and their checks per subscriber.
+    Anything else (accept, close, a connection Starlette already saw closed) stays with
+    Starlette's WebSocket.
     """
 
-    __slots__ = ("_done", "_prefix", "_send", "executor", "key")
+    __slots__ = ("_done", "_prefix", "_send", "_server_send", "_websocket", "executor", "key")
 
     def __init__(
-        self, send_text: Callable[[str], Coroutine[Any, Any, None]], prefix: str, done: Callable[[], bool]
+        self,
+        send_text: Callable[[str], Coroutine[Any, Any, None]],
+        prefix: str,
+        done: Callable[[], bool],
+        *,
+        websocket: WebSocket | None = None,
+        server_send: Callable[[Message], Coroutine[Any, Any, None]] | None = None,
     ) -> None:
         self._send = send_text  # Starlette's WebSocket.send_text: text frames
         self._prefix = prefix  # '{"id":"1","type":"next","payload":' (protocol-specific)
         self._done = done
+        self._websocket = websocket
+        self._server_send = server_send if websocket is not None else None
         self.key: CacheKey | None = None
         self.executor: SharedEventExecutor | None = None
 
@@ -99,7 +115,11 @@ class LiveSink:
         operation is over. A client that left makes it raise one of ``DISCONNECTED``."""
         if self._done():
             return None
-        return self._send(self._prefix + payload + "}")
+        text = self._prefix + payload + "}"
+        server_send = self._server_send
+        if server_send is not None and self._websocket.application_state is WebSocketState.CONNECTED:  # type: ignore[union-attr]
+            return server_send({"type": "websocket.send", "text": text})
+        return self._send(text)
 
     async def send(self, payload: str) -> None:
         send = self.message(payload)
@@ -108,8 +128,9 @@ class LiveSink:
                 await send
 
 
-# what sending to a client that just left raises
-DISCONNECTED: tuple[type[Exception], ...] = (WebSocketDisconnect, WebSocketDisconnected)
+# what sending to a client that just left raises: Starlette's exceptions, or the server's own
+# (uvicorn's ClientDisconnected is an OSError) when the message went to the server directly
+DISCONNECTED: tuple[type[Exception], ...] = (WebSocketDisconnect, WebSocketDisconnected, OSError)
 
 LIVE_SINK: ContextVar[LiveSink | None] = ContextVar("labelstream_live_sink", default=None)
 

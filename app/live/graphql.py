@@ -64,7 +64,7 @@ class TaskProgress(SharedFrame):
     updated_at: datetime
 
     @classmethod
-    def from_document(cls, doc: m.LabelingTask, *, snapshot: bool) -> TaskProgress:
+    def from_document(cls, doc: m.LabelingTask | service.TaskState, *, snapshot: bool) -> TaskProgress:
         m = doc.metrics
         reviewed = progress.reviewed_percent(m.inputs_reviewed, m.inputs_to_review, doc.status)
         return cls(
@@ -122,18 +122,32 @@ class ProgressRenderer:
         task_id = event.get("taskId")
         return task_id if isinstance(task_id, str) else None
 
+    def early(self, key: str | None, event: dict[str, Any], seen: dict[Any, Any]) -> Delivery | None:
+        """The frame of the state the event carries (its publisher's read), sent before
+        ``render`` reads MongoDB; None without one, or when it is older than a state this topic
+        already sent (``seen``: key -> its ``updated_at``), e.g. a publisher that read before
+        another one wrote and published."""
+        state = service.published_state(key, event) if key else None
+        if state is None:
+            return None
+        last = seen.get(key)
+        if last is not None and state.updated_at < last:
+            return None
+        seen[key] = state.updated_at
+        return Delivery(self.frame(state), key=state.id, final=state.status in service.FINAL)
+
     async def render(self, key: str | None, event: dict[str, Any]) -> Delivery | None:
-        doc = await service.load_task(key) if key else None
+        doc = await service.load_task_state(key) if key else None
         if doc is None:
             return None
         return Delivery(self.frame(doc), key=doc.id, final=doc.status in service.FINAL)
 
-    def frame(self, doc: m.LabelingTask) -> Any:
+    def frame(self, doc: m.LabelingTask | service.TaskState) -> Any:
         return TaskProgress.from_document(doc, snapshot=False)
 
 
 class AppTasksRenderer(ProgressRenderer):
-    def frame(self, doc: m.LabelingTask) -> Any:
+    def frame(self, doc: m.LabelingTask | service.TaskState) -> Any:
         return LabelingTasksUpdate(snapshot=False, tasks=[TaskProgress.from_document(doc, snapshot=False)])
 
 

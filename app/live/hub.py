@@ -10,6 +10,12 @@ Invariants:
 * A Redis message is decoded once and rendered once per process, whatever the number of
   subscribers; every subscriber receives the same frame object (the GraphQL layer executes a
   frame once per distinct operation, see ``app.live.execution``).
+* A coalescing renderer with ``early`` (progress events that carry their publisher's read of
+  the state) has its early frame sent before ``render`` reads MongoDB, so subscribers do not
+  wait for that read. MongoDB stays the authority: when the read says something else, the
+  throttle is made dirty with the event minus its state, so the database's state goes out at
+  the end of the window (never more than one render per window). ``early`` itself refuses a
+  state older than one the topic already sent.
 * A subscriber waiting in ``get`` with an empty mailbox (parked) is not woken up: the hub
   encodes the frame for its operation (once per distinct operation, ``Sink.encode``) and writes
   it to its socket itself, in the same pass over subscribers, like a plain broadcast. A write
@@ -62,7 +68,12 @@ class Delivery:
 
 
 class Renderer(Protocol):
-    """How one kind of channel turns raw events into deliveries (supplied by the GraphQL layer)."""
+    """How one kind of channel turns raw events into deliveries (supplied by the GraphQL layer).
+
+    A coalescing renderer may also have ``early(key, event, seen) -> Delivery | None``: a
+    delivery built from the event alone (no I/O), sent before ``render`` reads the state;
+    ``seen`` is the topic's own memory for it.
+    """
 
     coalesce: bool
 
@@ -247,6 +258,7 @@ class Topic:
     renderer: Renderer
     subscribers: set[Subscriber] = field(default_factory=set)
     throttles: dict[str | None, Throttle] = field(default_factory=dict)
+    seen: dict[Any, Any] = field(default_factory=dict)  # the renderer's ``early`` memory
 
     def fan_out(self, delivery: Delivery, hub: Hub) -> None:
         for sub in self.subscribers:
@@ -543,10 +555,23 @@ class Hub:
         self, topic: Topic, key: str | None, event: dict[str, Any], seq: int, throttle: Throttle | None
     ) -> None:
         try:
-            delivery = await topic.renderer.render(key, event)
-            if delivery is not None and self.topics.get(topic.channel) is topic:
+            renderer = topic.renderer
+            early_of = getattr(renderer, "early", None) if throttle is not None else None
+            early: Delivery | None = early_of(key, event, topic.seen) if early_of is not None else None
+            if early is not None:
+                early.seq = seq
+                topic.fan_out(early, self)
+                seq = self.next_seq()  # the read below starts after it went out
+            delivery = await renderer.render(key, event)
+            if delivery is None or self.topics.get(topic.channel) is not topic:
+                return
+            if early is None:
                 delivery.seq = seq
                 topic.fan_out(delivery, self)
+            elif delivery.frame != early.frame and throttle is not None and not throttle.dirty:
+                # MongoDB says otherwise (another write since the publisher's read): its state
+                # goes out at the end of this window, re-read then, like a trailing event
+                throttle.event, throttle.dirty = {k: v for k, v in event.items() if k != "state"}, True
         except asyncio.CancelledError:
             raise
         except Exception:

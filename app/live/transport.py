@@ -25,6 +25,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import orjson
+from starlette.types import ASGIApp, Receive, Scope, Send
 from strawberry.asgi import ASGIWebSocketAdapter
 from strawberry.http.exceptions import WebSocketDisconnected
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
@@ -41,6 +42,31 @@ from app.live.execution import DISCONNECTED, LIVE_SINK, LiveSink, message_prefix
 CAP_MESSAGE = "too many subscriptions on this connection (at most {cap})"
 REVOKED_CLOSE = (4403, "Forbidden")  # the key no longer authenticates: as a refused connection_init
 REVOKED_GRACE_S = 1.0  # how long the operations' error messages may take before the close
+
+
+SERVER_SEND = "labelstream.server_send"  # scope key: the ASGI ``send`` the server gave a WebSocket
+
+
+class ServerSendMiddleware:
+    """Keeps the server's own ASGI ``send`` of a WebSocket connection in its scope
+    (``SERVER_SEND``), for the live hub's sends to parked subscribers (``LiveSink``). Outermost:
+    Starlette's error middleware passes WebSocket ``send`` through unwrapped."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            scope[SERVER_SEND] = send
+        await self.app(scope, receive, send)
+
+
+def _live_sink(adapter: Any, prefix: str, done: Callable[[], bool]) -> LiveSink | None:
+    """The operation's sink, or None when its WebSocket is not ours (tests' adapters)."""
+    if not isinstance(adapter, TextWebSocketAdapter):
+        return None
+    ws = adapter.ws
+    return LiveSink(ws.send_text, prefix, done, websocket=ws, server_send=ws.scope.get(SERVER_SEND))
 
 
 def cap_error(cap: int) -> dict[str, Any]:
@@ -163,16 +189,15 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
     async def run_operation(self, operation: Operation[Context, None]) -> None:
         # The operation's own task: what it sets here is seen by its stream and executor only.
         LIVE_GUARD.set(self._guard)
-        send = self.websocket.ws.send_text if isinstance(self.websocket, TextWebSocketAdapter) else None
-        if send is not None:
-            prefix = message_prefix(operation.id, "next")
-            # over once completed or stopped by the client (its id may then be reused)
-            operations = self.operations
-            LIVE_SINK.set(
-                LiveSink(
-                    send, prefix, lambda: operation.completed or operations.get(operation.id) is not operation
-                )
-            )
+        # over once completed or stopped by the client (its id may then be reused)
+        operations = self.operations
+        sink = _live_sink(
+            self.websocket,
+            message_prefix(operation.id, "next"),
+            lambda: operation.completed or operations.get(operation.id) is not operation,
+        )
+        if sink is not None:
+            LIVE_SINK.set(sink)
         await super().run_operation(operation)
 
     async def handle_subscribe(self, message: Any) -> None:
@@ -198,12 +223,13 @@ class LegacyWSHandler(BaseGraphQLWSHandler[Context, None]):
     ) -> None:
         # The operation's own task (see TransportWSHandler.run_operation).
         LIVE_GUARD.set(self._guard)
-        send = self.websocket.ws.send_text if isinstance(self.websocket, TextWebSocketAdapter) else None
-        if send is not None:
-            prefix = message_prefix(operation_id, "data")
-            # over once stopped, or restarted by the client under the same id
-            task, tasks = asyncio.current_task(), self.tasks
-            LIVE_SINK.set(LiveSink(send, prefix, lambda: tasks.get(operation_id) is not task))
+        # over once stopped, or restarted by the client under the same id
+        task, tasks = asyncio.current_task(), self.tasks
+        sink = _live_sink(
+            self.websocket, message_prefix(operation_id, "data"), lambda: tasks.get(operation_id) is not task
+        )
+        if sink is not None:
+            LIVE_SINK.set(sink)
         await super().handle_async_results(operation_id, query, operation_name, variables)
 
     async def handle_connection_init(self, message: Any) -> None:

@@ -231,6 +231,15 @@ def progress_payload(task: LabelingTask) -> dict[str, Any]:
             "inputsToReview": m.inputs_to_review,
             "reviewedPercent": reviewed_percent(m.inputs_reviewed, m.inputs_to_review, task.status),
         },
+        # the task as this publisher read it, in its storage shape: live subscribers are sent
+        # this at once, then whatever MongoDB says if it differs (app/live/hub.py, "early")
+        "state": {
+            "name": task.name,
+            "status": task.status.value,
+            "seeding": task.seeding,
+            "metrics": m.model_dump(),
+            "updatedAt": task.updated_at.isoformat(),
+        },
     }
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -13,8 +14,11 @@ from starlette.applications import Starlette
 from websockets.exceptions import ConnectionClosed
 
 from app.core import pubsub
+from app.core.documents import utcnow
+from app.live import service
 from app.live.hub import Hub
-from app.tasks.models import LabelingTask
+from app.tasks.models import LabelingTask, TaskMetrics, TaskStatus
+from app.tasks.progress import progress_payload
 from tests.factories import Api, world
 from tests.live.helpers import LEGACY, PROGRESS, TRANSPORT, client
 from tests.tasks_engine.conftest import Drain
@@ -373,3 +377,134 @@ async def test_disconnecting_clients_release_everything(api: Api, ws_url: str, a
     }
     assert len(asyncio.all_tasks()) <= tasks_before
     assert await _pattern_subscriptions(asgi_app) == patterns_before == 1
+
+
+# -- events that carry their state (progress_payload's "state") --------------------------------
+
+
+async def _progress_event(task_id: str, processed: int, updated_at: datetime) -> dict[str, Any]:
+    """The engine's progress payload for the task as if read with these values (MongoDB is not
+    changed: what a subscriber then gets from MongoDB tells the two apart)."""
+    doc = await LabelingTask.get(task_id)
+    assert doc is not None
+    doc.metrics.inputs_processed, doc.status, doc.updated_at = processed, TaskStatus.IN_PROGRESS, updated_at
+    return progress_payload(doc)
+
+
+async def test_an_event_carrying_its_state_is_sent_at_once_and_mongodb_corrects_it_in_the_next_window(
+    api: Api, ws_url: str, asgi_app: Starlette
+) -> None:
+    w = await world(api)
+    task = await _task(api, w, n=4, start=False)
+    await asyncio.wait_for(_hub(asgi_app).connected.wait(), 10)
+    redis = asgi_app.state.runtime.redis
+    async with client(ws_url, key=w.owner.key) as ws:
+        await ws.subscribe("p", PROGRESS, t=task["id"])
+        assert (await ws.data("p", "labelingTaskProgress"))["snapshot"]
+        # the publisher read processed=1; by the time the hub reads, MongoDB says 3
+        payload = await _progress_event(task["id"], 1, utcnow())
+        await LabelingTask.get_pymongo_collection().update_one(
+            {"_id": task["id"]},
+            {
+                "$set": {"status": "IN_PROGRESS", "metrics.inputs_processed": 3},
+                "$currentDate": {"updated_at": True},
+            },
+        )
+        await pubsub.publish_task(redis, w.app_id, task["id"], payload)
+        early = await ws.data("p", "labelingTaskProgress")
+        assert early["metrics"]["processed"] == 1 and early["status"] == "IN_PROGRESS"
+        corrected = await ws.data("p", "labelingTaskProgress")
+        assert corrected["metrics"]["processed"] == 3 and not corrected["snapshot"]
+        await _assert_matches_database(corrected)
+        with pytest.raises(TimeoutError):  # nothing more: MongoDB's state was sent once
+            await ws.next("p", wait=0.6)
+
+
+async def test_an_event_whose_state_agrees_with_mongodb_is_sent_once(
+    api: Api, ws_url: str, asgi_app: Starlette
+) -> None:
+    w = await world(api)
+    task = await _task(api, w, n=4, start=False)
+    await asyncio.wait_for(_hub(asgi_app).connected.wait(), 10)
+    redis = asgi_app.state.runtime.redis
+    collection = LabelingTask.get_pymongo_collection()
+    async with client(ws_url, key=w.owner.key) as ws:
+        await ws.subscribe("p", PROGRESS, t=task["id"])
+        assert (await ws.data("p", "labelingTaskProgress"))["snapshot"]
+        await collection.update_one(
+            {"_id": task["id"]},
+            {
+                "$set": {"status": "IN_PROGRESS", "metrics.inputs_processed": 2},
+                "$currentDate": {"updated_at": True},
+            },
+        )
+        fresh = await LabelingTask.get(task["id"])
+        assert fresh is not None
+        await pubsub.publish_task(redis, w.app_id, task["id"], progress_payload(fresh))
+        update = await ws.data("p", "labelingTaskProgress")
+        assert update["metrics"]["processed"] == 2
+        await _assert_matches_database(update)
+        with pytest.raises(TimeoutError):
+            await ws.next("p", wait=0.6)
+
+
+async def test_an_event_older_than_a_state_already_sent_waits_for_mongodb(
+    api: Api, ws_url: str, asgi_app: Starlette
+) -> None:
+    """Two publishers: one read before the other wrote, and publishes last. Its older state is
+    not sent; MongoDB's is."""
+    w = await world(api)
+    task = await _task(api, w, n=4, start=False)
+    await asyncio.wait_for(_hub(asgi_app).connected.wait(), 10)
+    redis = asgi_app.state.runtime.redis
+    collection = LabelingTask.get_pymongo_collection()
+    async with client(ws_url, key=w.owner.key) as ws:
+        await ws.subscribe("p", PROGRESS, t=task["id"])
+        assert (await ws.data("p", "labelingTaskProgress"))["snapshot"]
+        stale = await _progress_event(task["id"], 1, utcnow() - timedelta(seconds=5))
+        await collection.update_one(
+            {"_id": task["id"]},
+            {
+                "$set": {"status": "IN_PROGRESS", "metrics.inputs_processed": 2},
+                "$currentDate": {"updated_at": True},
+            },
+        )
+        fresh = await LabelingTask.get(task["id"])
+        assert fresh is not None
+        await pubsub.publish_task(redis, w.app_id, task["id"], progress_payload(fresh))
+        assert (await ws.data("p", "labelingTaskProgress"))["metrics"]["processed"] == 2
+        await asyncio.sleep(0.3)  # past the coalescing window
+        await pubsub.publish_task(redis, w.app_id, task["id"], stale)
+        again = await ws.data("p", "labelingTaskProgress")
+        assert again["metrics"]["processed"] == 2, "the stale state must not go out"
+        await _assert_matches_database(again)
+
+
+def test_a_state_that_is_missing_or_malformed_is_not_used() -> None:
+    good = progress_payload(
+        LabelingTask.model_construct(
+            id="t",
+            app_id="a",
+            name="n",
+            status=TaskStatus.IN_PROGRESS,
+            seeding=False,
+            metrics=TaskMetrics(inputs_processed=1),
+            updated_at=utcnow(),
+        )
+    )
+    event = {"appId": "a", **good}
+    state = service.published_state("t", event)
+    assert state is not None and state.metrics.inputs_processed == 1 and state.app_id == "a"
+    assert service.published_state("t", {"appId": "a", "status": "DONE"}) is None
+    for broken in (
+        {"updatedAt": "not a date"},
+        {"updatedAt": "2026-01-01T00:00:00"},  # no time zone: not one of ours
+        {"status": "NOT_A_STATUS"},
+        {"metrics": {"inputs_processed": "many"}},
+        {"name": None},
+        {"seeding": "no"},
+        {"metrics": None},
+    ):
+        bad = {**event, "state": {**good["state"], **broken}}
+        assert service.published_state("t", bad) is None, broken
+    assert service.published_state("t", {**good}) is None  # no appId
