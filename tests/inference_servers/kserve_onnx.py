@@ -119,9 +119,10 @@ def main() -> None:
         """Encoded images in; decode + the built-in's preprocessing + the ONNX graph here."""
 
         def __init__(self, name: str, builtin: str) -> None:
+            from app.models.adapters.image_classifier import MODEL_FILE as CLASSIFIER_ONNX
             from app.models.adapters.image_classifier import ImageClassifierAdapter
+            from app.models.adapters.object_detector import MODEL_FILE as DETECTOR_ONNX
             from app.models.adapters.object_detector import ObjectDetectorAdapter
-            from tests.inference_servers.processes import CLASSIFIER_ONNX, DETECTOR_ONNX
 
             self.classifier = builtin == "efficientnet_lite0"
             super().__init__(name, str(CLASSIFIER_ONNX if self.classifier else DETECTOR_ONNX))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import io
 import struct
+from pathlib import Path
 
 import numpy as np
 import orjson
@@ -15,10 +16,10 @@ from PIL import Image
 
 from app.core.errors import ErrorCode
 from app.models.adapters import AdapterError, AdapterInput, get_adapter, validate_config
-from app.models.adapters.remote import ServerFailure
+from app.models.adapters.remote import PartialFailure, ServerFailure
 from app.models.adapters.remote.images import image_file, same_picture
 from app.models.adapters.remote.tensors import HEADER, encode_bytes_request
-from tests.inference_servers.processes import ServerProcess
+from tests.inference_servers.processes import ServerProcess, kserve_server
 from tests.models.remote.helpers import assert_same, remote, sample_images
 
 
@@ -180,3 +181,45 @@ def test_an_encoded_image_config_is_accepted_and_kept() -> None:
         {"url": "http://h", "model_name": "m", "input": {"format": "encoded_image", "reencode": "jpeg"}},
     )
     assert stored["input"]["format"] == "encoded_image"
+
+
+@pytest.mark.slow
+def test_a_partly_failed_batch_keeps_the_answered_requests(tmp_path: Path) -> None:
+    """Every 2nd infer request fails (HTTP 500); one image a request, one at a time: the 1st and
+    3rd images keep their predictions, the 2nd and 4th carry the server's error."""
+    server = kserve_server(tmp_path / "kserve.log", fail_every=2).start()
+    try:
+        served = remote(
+            "kserve-v2",
+            encoded(server.url, "efficientnet-image", "efficientnet_lite0", batch_size=1, max_concurrency=1),
+        )
+        images = sample_images()[:4]
+        with pytest.raises(PartialFailure) as caught:
+            served.predict(images)
+    finally:
+        server.stop()
+    want = get_adapter("general-image-classifier").predict(images)
+    results, failures = caught.value.results, caught.value.failures
+    assert [r is None for r in results] == [False, True, False, True]
+    assert_same([results[0], results[2]], [want[0], want[2]])  # type: ignore[list-item]
+    assert [f.code if f else None for f in failures] == [
+        None,
+        "INFERENCE_SERVER_ERROR",
+        None,
+        "INFERENCE_SERVER_ERROR",
+    ]
+
+
+@pytest.mark.slow
+def test_a_batch_whose_every_request_failed_raises_the_server_failure(tmp_path: Path) -> None:
+    server = kserve_server(tmp_path / "kserve.log", fail_every=1).start()
+    try:
+        served = remote(
+            "kserve-v2", encoded(server.url, "efficientnet-image", "efficientnet_lite0", batch_size=2)
+        )
+        with pytest.raises(ServerFailure) as caught:
+            served.predict(sample_images()[:4])
+    finally:
+        server.stop()
+    assert not isinstance(caught.value, PartialFailure)
+    assert caught.value.code == "INFERENCE_SERVER_ERROR"
