@@ -73,7 +73,11 @@ class KServeConfig(RemoteConfig):
     )
     model_version: str | None = Field(None, min_length=1, max_length=100, pattern=NAME.pattern)
     binary_data: bool = Field(False, description="send and ask for tensors in the binary extension")
-    input: InputSpec = Field(default_factory=InputSpec, description="tensor or encoded_image")
+    input: InputSpec = Field(
+        default_factory=InputSpec,
+        description="{format: tensor|encoded_image, reencode: png|jpeg, jpeg_quality: 1..100}; "
+        "encoded_image sends each image file as a BYTES tensor and the server preprocesses",
+    )
     preprocess: Literal["efficientnet_lite0", "nanodet", "generic"] = Field(
         "generic", description="the built-in classifier's or detector's processing, or config.generic"
     )
