@@ -164,6 +164,11 @@ def test_bytes_tensors_travel_as_base64_json_or_length_prefixed_binary() -> None
             ErrorCode.ADAPTER_MISMATCH,
         ),
         ({"input": "encoded_image"}, "config.input", ErrorCode.WRONG_TYPE),
+        (
+            {"input": {"format": "encoded_image"}, "preprocess": "efficientnet_lite0", "center_crop": True},
+            "config.center_crop",
+            ErrorCode.ADAPTER_MISMATCH,
+        ),
     ],
 )
 def test_bad_input_declarations_are_typed_errors(

@@ -192,6 +192,11 @@ class KServeV2Adapter(RemoteAdapter):
                 "input.reencode and input.jpeg_quality apply only with input.format encoded_image",
                 field="config.input.format",
             )
+        if options.input.format == "encoded_image" and options.center_crop:
+            raise AdapterMismatch(
+                "with input.format encoded_image the server preprocesses: center_crop is its own",
+                field="config.center_crop",
+            )
         if "jpeg_quality" in given and options.input.reencode != "jpeg":
             raise AdapterMismatch(
                 "input.jpeg_quality applies only with input.reencode jpeg", field="config.input.jpeg_quality"
