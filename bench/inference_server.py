@@ -1,24 +1,33 @@
 """The same model in process vs through an inference server, side by side in one run.
 
-    python bench/inference_server.py [--images 200] [--rounds 3]
+    python bench/inference_server.py [--images 200] [--rounds 3] [--modes encoded,tensor]
+        [--batch-size 8] [--concurrency 2] [--binary] [--server-threads 1]
 
-EfficientNet-Lite0 (the built-in classifier's ONNX file) on 200 images, three ways:
+EfficientNet-Lite0 (the built-in classifier's ONNX file) on 200 images (crops of the
+scikit-image samples up to 480 px, kept as the JPEG files a worker would have loaded and
+decoded), ways alternating in each round:
 
-* calibration: the plain onnxruntime loop over already preprocessed tensors (2 threads,
-  batches of 32): what inference alone costs here;
+* plain loop: onnxruntime over already preprocessed tensors (2 threads, batches of 32): what
+  inference alone costs here;
 * in process: the ``general-image-classifier`` adapter, batches of 32 (a worker's batch);
-* server: the ``kserve-v2`` adapter (``preprocess: efficientnet_lite0``) against KServe's
-  model server from PyPI on 127.0.0.1, with request batching and concurrency, same batches of 32.
+* server, encoded: the ``kserve-v2`` adapter with ``input.format: encoded_image`` (the JPEG files
+  as a BYTES tensor; the server decodes, preprocesses and runs: the ``efficientnet-image`` model
+  of tests/inference_servers/kserve_onnx.py);
+* server, tensor: the same adapter sending the preprocessed float tensors (``efficientnet``).
 
-The server runs in its own venv (tests/inference_servers/venvs.py, made on first use) with one
-onnxruntime thread per request; requests overlap, so its two cores work as the in-process
-adapter's two threads do. Rounds alternate the ways (shared machine: load drifts); the medians
-and the ratio server / in process are printed. bench/RESULTS.md records them.
+Both server ways use KServe's model server from PyPI on 127.0.0.1 (its own venv,
+tests/inference_servers/venvs.py) with request batching (``--batch-size`` images a request) and
+concurrency (``--concurrency`` in flight), one onnxruntime thread per request on the server.
+Every way must give the built-in's top-1 for every image (checked before timing). Medians, the
+ratios server / in process, and the machine's calibration are printed; bench/RESULTS.md
+records them.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
+import os
 import statistics
 import sys
 import tempfile
@@ -38,6 +47,7 @@ BATCH = 32
 
 
 def images(n: int) -> list[AdapterInput]:
+    """``n`` JPEG files and their decoded arrays, as the worker's load step hands them over."""
     from PIL import Image
     from skimage import data
 
@@ -51,7 +61,10 @@ def images(n: int) -> list[AdapterInput]:
         top, left = rng.integers(0, h - ch + 1), rng.integers(0, w - cw + 1)
         img = Image.fromarray(base[top : top + ch, left : left + cw])
         img.thumbnail((480, 480))
-        out.append(AdapterInput(image=np.asarray(img)))
+        buf = io.BytesIO()
+        img.save(buf, format="JPEG", quality=90)
+        with Image.open(io.BytesIO(buf.getvalue())) as decoded:
+            out.append(AdapterInput(image=np.asarray(decoded.convert("RGB")), encoded=buf.getvalue()))
     return out
 
 
@@ -68,14 +81,21 @@ def in_batches(adapter: object, items: list[AdapterInput]) -> Callable[[], objec
     return run
 
 
+def top1(adapter: object, items: list[AdapterInput]) -> list[str]:
+    return [p[0].concept for b in in_batches(adapter, items)() for p in b]  # type: ignore[attr-defined]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--images", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--modes", default="encoded,tensor", help="server ways: encoded, tensor")
     parser.add_argument("--batch-size", type=int, default=8, help="images per server request")
     parser.add_argument("--concurrency", type=int, default=2, help="server requests in flight")
-    parser.add_argument("--binary", action="store_true", help="binary tensor extension")
+    parser.add_argument("--binary", action="store_true", help="tensor way: binary tensor extension")
+    parser.add_argument("--server-threads", type=int, default=1, help="onnxruntime threads a request")
     args = parser.parse_args()
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     items = images(args.images)
 
     import onnxruntime as ort
@@ -93,43 +113,57 @@ def main() -> None:
         for i in range(0, len(tensors), BATCH):
             session.run(["logits"], {"input": tensors[i : i + BATCH]})
 
+    common = {"batch_size": args.batch_size, "max_concurrency": args.concurrency}
+    configs = {
+        "encoded": {
+            "model_name": "efficientnet-image",
+            "preprocess": "efficientnet_lite0",
+            "input": {"format": "encoded_image"},
+            **common,
+        },
+        "tensor": {
+            "model_name": "efficientnet",
+            "preprocess": "efficientnet_lite0",
+            "binary_data": args.binary,
+            **common,
+        },
+    }
     with tempfile.TemporaryDirectory() as tmp:
-        server = kserve_server(Path(tmp) / "kserve.log", threads=1).start()
+        server = kserve_server(Path(tmp) / "kserve.log", threads=args.server_threads).start()
         try:
-            remote = get_adapter(
-                "kserve-v2",
-                {
-                    "url": server.url,
-                    "model_name": "efficientnet",
-                    "preprocess": "efficientnet_lite0",
-                    "batch_size": args.batch_size,
-                    "max_concurrency": args.concurrency,
-                    "binary_data": args.binary,
-                },
-            )
-            assert isinstance(remote, RemoteAdapter)
-            remote.bind_network(True)
-            want = in_batches(local, items)()
-            got = in_batches(remote, items)()  # warm-up, and the answers must agree
-            flat_w = [p[0].concept for b in want for p in b]  # type: ignore[attr-defined]
-            flat_g = [p[0].concept for b in got for p in b]  # type: ignore[attr-defined]
-            assert flat_w == flat_g, "the server's top-1 differs from the built-in's"
-            times: dict[str, list[float]] = {"plain": [], "in process": [], "server": []}
+            ways: dict[str, Callable[[], object]] = {
+                "plain loop": plain,
+                "in process": in_batches(local, items),
+            }
+            want = top1(local, items)
+            for mode in modes:
+                remote = get_adapter("kserve-v2", {"url": server.url, **configs[mode]})
+                assert isinstance(remote, RemoteAdapter)
+                remote.bind_network(True)
+                got = top1(remote, items)  # warm-up, and the answers must agree
+                assert got == want, f"the server's top-1 ({mode}) differs from the built-in's"
+                ways[f"server, {mode}"] = in_batches(remote, items)
+            times: dict[str, list[float]] = {k: [] for k in ways}
             for _ in range(args.rounds):
-                times["plain"].append(timed(plain))
-                times["in process"].append(timed(in_batches(local, items)))
-                times["server"].append(timed(in_batches(remote, items)))
+                for name, fn in ways.items():
+                    times[name].append(timed(fn))
         finally:
             server.stop()
     med = {k: statistics.median(v) for k, v in times.items()}
     print(
         f"{args.images} images, batches of {BATCH}; server: {args.batch_size} per request, "
-        f"{args.concurrency} in flight, {'binary' if args.binary else 'JSON'} tensors"
+        f"{args.concurrency} in flight, {args.server_threads} onnxruntime thread(s) a request; "
+        f"tensor way: {'binary' if args.binary else 'JSON'}; load average {os.getloadavg()[0]:.1f}"
     )
     for k, v in times.items():
-        print(f"  {k:11s} median {med[k]:.2f} s  ({', '.join(f'{x:.2f}' for x in v)})")
-    print(f"  ratio server / in process: {med['server'] / med['in process']:.2f}x (target <= 1.3)")
-    print(f"  ratio in process / plain loop: {med['in process'] / med['plain']:.2f}x")
+        print(f"  {k:16s} median {med[k]:.2f} s  ({', '.join(f'{x:.2f}' for x in v)})")
+    for mode in modes:
+        ratio = med[f"server, {mode}"] / med["in process"]
+        print(f"  ratio server ({mode}) / in process: {ratio:.2f}x (target <= 1.3)")
+    print(f"  ratio in process / plain loop: {med['in process'] / med['plain loop']:.2f}x")
+    from bench.calibrate import calibration
+
+    print(calibration())
 
 
 if __name__ == "__main__":

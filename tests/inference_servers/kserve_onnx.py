@@ -2,6 +2,13 @@
 onnxruntime, serving ONNX files given on the command line.
 
     python kserve_onnx.py --http_port 8080 --model NAME=PATH.onnx [--model ...] [--fail-every N]
+        [--image-model NAME=efficientnet_lite0|nanodet ...]
+
+``--image-model`` serves a built-in model behind encoded images, as a Triton ensemble or a
+KServe transformer would: its input ``image`` is a ``BYTES`` tensor of files (base64 strings in
+JSON with ``content_type: base64``, raw in the binary extension), each decoded with Pillow and
+preprocessed by the application's own code (``PYTHONPATH``), then run; the outputs are the ONNX
+graph's, batch axis first.
 
 Runs in its own virtual environment (``tests/inference_servers/venvs.py``): kserve pins
 ``protobuf<7`` and brings FastAPI, gRPC and Kubernetes clients, none of which the application
@@ -13,6 +20,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import io
 import itertools
 import sys
 
@@ -34,6 +43,7 @@ def main() -> None:
     parser.add_argument("--model", action="append", default=[])
     parser.add_argument("--fail-every", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--image-model", action="append", default=[])
     ours, rest = parser.parse_known_args()
     sys.argv = [sys.argv[0], *rest]  # kserve reads its own flags (--http_port ...) at import
 
@@ -105,10 +115,71 @@ def main() -> None:
                 model_name=self.name, infer_outputs=outputs, response_id=payload.id or "0"
             )
 
+    class ImageModel(OnnxModel):  # type: ignore[misc]
+        """Encoded images in; decode + the built-in's preprocessing + the ONNX graph here."""
+
+        def __init__(self, name: str, builtin: str) -> None:
+            from app.models.adapters.image_classifier import MODEL_FILE as CLASSIFIER_ONNX
+            from app.models.adapters.image_classifier import ImageClassifierAdapter
+            from app.models.adapters.object_detector import MODEL_FILE as DETECTOR_ONNX
+            from app.models.adapters.object_detector import ObjectDetectorAdapter
+
+            self.classifier = builtin == "efficientnet_lite0"
+            super().__init__(name, str(CLASSIFIER_ONNX if self.classifier else DETECTOR_ONNX))
+            self.builtin = ImageClassifierAdapter() if self.classifier else ObjectDetectorAdapter()
+
+        def get_input_types(self) -> list[dict[str, object]]:
+            return [{"name": "image", "datatype": "BYTES", "shape": [-1]}]
+
+        def get_output_types(self) -> list[dict[str, object]]:
+            return [{**p, "shape": [-1, *p["shape"][1:]]} for p in super().get_output_types()]  # type: ignore[list-item]
+
+        def run(self, files: list[bytes], wanted: list[str]) -> list[np.ndarray]:
+            assert self.session is not None
+            arrays = [decode(f) for f in files]
+            if self.classifier:
+                x = np.stack([self.builtin.preprocess(a) for a in arrays])  # type: ignore[attr-defined]
+                return self.session.run(wanted, {"input": x})
+            runs = [self.session.run(wanted, {"input": self.builtin.preprocess(a)[0]}) for a in arrays]
+            return [np.concatenate([r[i] for r in runs]) for i in range(len(wanted))]
+
+        async def predict(self, payload: kserve.InferRequest, headers=None, response_headers=None):  # type: ignore[no-untyped-def]
+            assert self.session is not None
+            if ours.fail_every and next(counter) % ours.fail_every == 0:
+                raise InferenceError("injected failure (--fail-every)")
+            (tensor,) = payload.inputs
+            items = list(tensor.as_numpy().reshape(-1))
+            if (tensor.parameters or {}).get("content_type") == "base64":
+                files = [base64.b64decode(x) for x in items]
+            else:
+                files = [x if isinstance(x, bytes) else str(x).encode() for x in items]
+            wanted = [o.name for o in payload.request_outputs] or [o.name for o in self.session.get_outputs()]
+            binary = {o.name: bool(o.binary_data) for o in payload.request_outputs or []}
+            results = await asyncio.to_thread(self.run, files, wanted)
+            outputs = []
+            for name, array in zip(wanted, results, strict=True):
+                out = kserve.InferOutput(name=name, shape=list(array.shape), datatype="FP32")
+                out.set_data_from_numpy(np.asarray(array, np.float32), binary_data=binary.get(name, False))
+                outputs.append(out)
+            return kserve.InferResponse(
+                model_name=self.name, infer_outputs=outputs, response_id=payload.id or "0"
+            )
+
+    def decode(data: bytes) -> np.ndarray:
+        from PIL import Image
+
+        with Image.open(io.BytesIO(data)) as img:
+            return np.asarray(img.convert("RGB"))
+
     models = []
     for spec in ours.model:
         name, path = spec.split("=", 1)
         model = OnnxModel(name, path)
+        model.load()
+        models.append(model)
+    for spec in ours.image_model:
+        name, builtin = spec.split("=", 1)
+        model = ImageModel(name, builtin)
         model.load()
         models.append(model)
     kserve.ModelServer(enable_grpc=False, workers=1).start(models)

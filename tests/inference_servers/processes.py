@@ -75,6 +75,8 @@ def kserve_server(log: Path, *, fail_every: int = 0, threads: int = 1) -> Server
         "--http_port", str(port),
         "--model", f"efficientnet={CLASSIFIER_ONNX}",
         "--model", f"nanodet={DETECTOR_ONNX}",
+        "--image-model", "efficientnet-image=efficientnet_lite0",
+        "--image-model", "nanodet-image=nanodet",
         "--fail-every", str(fail_every),
         "--threads", str(threads),
         "--enable_latency_logging", "false",

@@ -16,7 +16,14 @@ import sys
 from pathlib import Path
 
 REQUIREMENTS: dict[str, list[str]] = {
-    "kserve": ["kserve==0.21.0", "onnxruntime>=1.17,<2", "numpy>=1.26,<3"],
+    # opencv + Pillow: the encoded-image model decodes and preprocesses with the application's code
+    "kserve": [
+        "kserve==0.21.0",
+        "onnxruntime>=1.17,<2",
+        "numpy>=1.26,<3",
+        "opencv-python-headless>=4.8,<5",
+        "Pillow>=10.4",
+    ],
     # the backend runs the application's own detector code (PYTHONPATH), hence its few needs
     "lsml": [
         "label-studio-ml==1.0.9",

@@ -14,10 +14,15 @@ from PIL import Image
 from skimage import data as samples
 
 from app.annotations.models import Annotation
+from app.inputs.models import Input, InputKind
 from app.models.adapters import AdapterInput, get_adapter
+from app.settings import Settings
 from app.tasks.models import TaskInput
+from app.tasks.run.load import Loaded
+from app.tasks.run.predict import RunModel, predict
 from tests.factories import Api, Caller, world
 from tests.inference_servers.processes import ServerProcess, kserve_server
+from tests.models.remote.helpers import assert_same
 from tests.tasks_engine.conftest import Drain
 from tests.tasks_engine.helpers import (
     add_inputs,
@@ -229,3 +234,77 @@ async def test_a_task_survives_a_failing_server_killed_and_restarted(
     assert state["metrics"]["processed"] == 200
     await assert_metrics_match_recount(task["id"])
     assert_same_labels(await annotations_of(task["id"]), want)
+
+
+async def test_a_served_model_on_encoded_images_labels_like_the_builtin(
+    api: Api, drain: Drain, server: ServerProcess
+) -> None:
+    """``input.format: encoded_image``: the uploaded PNG files go to the server as they are
+    (the worker decoded them at their own size), the server decodes and preprocesses."""
+    w = await world(api)
+    models = await builtin_ids(api, w.owner, w.app_id)
+    ds = await create_dataset(api, w.owner, w.app_id)
+    await add_inputs(
+        api, w.owner, w.app_id, [{"imageBase64": b64(png(variant(i))), "datasetIds": [ds]} for i in range(8)]
+    )
+    config = {
+        "url": server.url,
+        "model_name": "efficientnet-image",
+        "preprocess": "efficientnet_lite0",
+        "input": {"format": "encoded_image"},
+        "batch_size": 3,
+    }
+    model = await served_model(api, w.owner, w.app_id, "general-image-classifier", config)
+    concepts = [await api.concept(w.owner, w.app_id, n) for n in ("Egyptian cat", "espresso", "tabby")]
+    fields = {
+        "appId": w.app_id,
+        "datasetId": ds,
+        "conceptIds": concepts,
+        "thresholds": {"lower": 0.05, "upper": 0.6},
+    }
+    local = await create_task(api, w.owner, modelId=models["general-image-classifier"], **fields)
+    remote = await create_task(api, w.owner, modelId=model, **fields)
+    await drain()
+    for task in (local, remote):
+        assert (await get_task(api, w.owner, task["id"]))["status"] == "DONE"
+    want = await annotations_of(local["id"])
+    assert want
+    assert_same_labels(await annotations_of(remote["id"]), want)
+
+
+async def test_only_the_inputs_of_failed_requests_fail(api: Api, tmp_path: Path) -> None:
+    """The task run's predict step over 6 inputs, one image a request, one request at a time,
+    every 3rd answered HTTP 500: the 3rd and 6th inputs fail with the server's code, the other
+    4 keep the built-in's predictions (their batch-mates' failure does not take them down)."""
+    images = [variant(i) for i in range(6)]
+    loaded = [
+        Loaded(
+            Input(id=f"in{i}", app_id="app", kind=InputKind.IMAGE), AdapterInput(image=img, encoded=png(img))
+        )
+        for i, img in enumerate(images)
+    ]
+    server = kserve_server(tmp_path / "kserve.log", fail_every=3).start()
+    try:
+        config = {
+            "url": server.url,
+            "model_name": "efficientnet-image",
+            "preprocess": "efficientnet_lite0",
+            "input": {"format": "encoded_image"},
+            "batch_size": 1,
+            "max_concurrency": 1,
+            "retries": 0,
+        }
+        model = RunModel("served", "CLASSIFIER", "kserve-v2", config, False, {})
+        outputs, failures = await predict(
+            [model], loaded, [], settings=Settings(inference_allow_private_networks=True)
+        )
+    finally:
+        server.stop()
+    assert {k: f.code for k, f in failures.items()} == {
+        "in2": "INFERENCE_SERVER_ERROR",
+        "in5": "INFERENCE_SERVER_ERROR",
+    }
+    want = get_adapter("general-image-classifier").predict([AdapterInput(image=i) for i in images])
+    kept = ["in0", "in1", "in3", "in4"]
+    assert sorted(outputs) == kept
+    assert_same([[p for _, p in outputs[k]] for k in kept], [want[int(k[2:])] for k in kept])

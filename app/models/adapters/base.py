@@ -73,10 +73,13 @@ class Prediction:
 
 @dataclass(frozen=True)
 class AdapterInput:
-    """One input: an ``H x W x 3`` uint8 RGB image, or a text."""
+    """One input: an ``H x W x 3`` uint8 RGB image, or a text. ``encoded`` is the image's
+    original file (JPEG, PNG, ...) when the worker has it: adapters that send images elsewhere
+    may send it instead of re-encoding ``image`` (``remote.images``)."""
 
     image: np.ndarray | None = None
     text: str | None = None
+    encoded: bytes | None = None
 
 
 @dataclass(frozen=True)

@@ -111,7 +111,12 @@ class ImageClassifierAdapter(ModelAdapter):
         self.ensure_loaded()
         assert self._concepts is not None
         x = np.stack([self.preprocess(img) for img in images])
-        logits = self._session.run(["logits"], {"input": x})[0]
+        return self.predictions(self._session.run(["logits"], {"input": x})[0])
+
+    def predictions(self, logits: np.ndarray) -> list[list[Prediction]]:
+        """Each row of ``(n, 1000)`` logits as its best classes (``top_k``, ``min_confidence``)."""
+        self.concepts()
+        assert self._concepts is not None
         probs = softmax(logits.astype(np.float64), axis=1)
         k = max(1, min(self.top_k, probs.shape[1]))
         out: list[list[Prediction]] = []

@@ -53,13 +53,20 @@ def stretch(img: np.ndarray, width: int, height: int) -> tuple[np.ndarray, Fit]:
 def letterbox(img: np.ndarray, width: int, height: int, pad_value: int = 114) -> tuple[np.ndarray, Fit]:
     """The image scaled to fit ``width x height`` with its aspect ratio, centred, the borders
     filled with ``pad_value`` (ultralytics uses 114)."""
-    h, w = img.shape[:2]
+    fit = letterbox_fit(img.shape[1], img.shape[0], width, height)
+    new_w, new_h = round(fit.scale_x * fit.image_width), round(fit.scale_y * fit.image_height)
+    left, top = int(fit.pad_x), int(fit.pad_y)
+    canvas = np.full((height, width, img.shape[2]), pad_value, dtype=img.dtype)
+    canvas[top : top + new_h, left : left + new_w] = resize(img, new_w, new_h)
+    return canvas, fit
+
+
+def letterbox_fit(w: int, h: int, width: int, height: int) -> Fit:
+    """Where ``letterbox`` puts a ``w x h`` image in ``width x height`` (no pixels touched)."""
     scale = min(width / w, height / h)
     new_w, new_h = max(1, min(width, round(w * scale))), max(1, min(height, round(h * scale)))
     left, top = (width - new_w) // 2, (height - new_h) // 2
-    canvas = np.full((height, width, img.shape[2]), pad_value, dtype=img.dtype)
-    canvas[top : top + new_h, left : left + new_w] = resize(img, new_w, new_h)
-    return canvas, Fit(w, h, new_w / w, new_h / h, float(left), float(top))
+    return Fit(w, h, new_w / w, new_h / h, float(left), float(top))
 
 
 def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, limit: int | None = None) -> list[int]:

@@ -130,7 +130,7 @@ class ObjectDetectorAdapter(ModelAdapter):
         x = (x[..., ::-1].astype(np.float32) - MEAN_BGR) / STD_BGR  # RGB -> BGR, normalise
         return np.ascontiguousarray(x.transpose(2, 0, 1)[None]), fit
 
-    def _decode(self, outs: dict[str, np.ndarray], fit: Fit) -> list[Prediction]:
+    def decode(self, outs: dict[str, np.ndarray], fit: Fit) -> list[Prediction]:
         assert self._concepts is not None
         boxes, scores, labels = decode_gfl(outs, self._centers, self.min_confidence)
         if not scores.size:
@@ -164,5 +164,5 @@ class ObjectDetectorAdapter(ModelAdapter):
         for img in images:  # the exported graph has a fixed batch size of 1
             x, fit = self.preprocess(img)
             res = self._session.run(names, {"input": x})
-            out.append(self._decode(dict(zip(names, res, strict=True)), fit))
+            out.append(self.decode(dict(zip(names, res, strict=True)), fit))
         return out

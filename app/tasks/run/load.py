@@ -192,7 +192,7 @@ def decode_all(loaded: Sequence[Loaded], max_pixels: int) -> tuple[list[Loaded],
         except Exception as exc:  # Pillow raises many types for corrupt data
             failures[item.doc.id] = InputFailure("IMAGE_UNDECODABLE", f"cannot decode the image: {exc}")
             continue
-        ready.append(Loaded(item.doc, AdapterInput(image=array)))
+        ready.append(Loaded(item.doc, AdapterInput(image=array, encoded=item.raw)))
     return ready, failures
 
 

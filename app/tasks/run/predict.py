@@ -17,7 +17,7 @@ from app.core.documents import utcnow
 from app.models.adapters import AdapterInput, get_adapter, model_files
 from app.models.adapters import Prediction as RawPrediction
 from app.models.adapters.base import time_limit
-from app.models.adapters.remote import RemoteAdapter
+from app.models.adapters.remote import PartialFailure, RemoteAdapter
 from app.models.models import ModelEntry, ModelVersion, TaskModelVersion, Workflow, decode_config
 from app.observability import metrics
 from app.settings import Settings
@@ -162,12 +162,15 @@ async def predict(
     models together get ``limit_s`` seconds (``InferenceTimeLimit`` past it).
 
     A model on an inference server may only reach a non-public address when ``settings``
-    allow it (``inference_allow_private_networks``)."""
+    allow it (``inference_allow_private_networks``). When only some of its requests failed
+    (``PartialFailure``), the inputs they carried fail with the server's code and the others
+    keep their predictions."""
     merged: Outputs = {x.doc.id: [] for x in loaded}
     served: set[str] = set()
+    server_failed: dict[str, InputFailure] = {}
     with time_limit(limit_s):
         for model in models:
-            batch = [x for x in loaded if _accepts(model, x.adapter_input)]
+            batch = [x for x in loaded if _accepts(model, x.adapter_input) and x.doc.id not in server_failed]
             if not batch:
                 continue
             adapter = get_adapter(model.adapter, model.config)
@@ -176,11 +179,20 @@ async def predict(
             names = list(concept_names) if model.zero_shot else None
             items = [x.adapter_input for x in batch if x.adapter_input is not None]
             started = time.perf_counter()
-            outputs = await asyncio.to_thread(adapter.predict, items, names)
+            try:
+                outputs: Sequence[list[RawPrediction] | None] = await asyncio.to_thread(
+                    adapter.predict, items, names
+                )
+            except PartialFailure as exc:
+                outputs = exc.results
+                for item, failure in zip(batch, exc.failures, strict=True):
+                    if failure is not None:
+                        server_failed[item.doc.id] = InputFailure(failure.code, failure.message)
             metrics.inference_latency.labels(model.id, model.adapter).observe(time.perf_counter() - started)
             for item, preds in zip(batch, outputs, strict=True):
-                served.add(item.doc.id)
-                merged[item.doc.id].extend((model, p) for p in preds)
+                if preds is not None:
+                    served.add(item.doc.id)
+                    merged[item.doc.id].extend((model, p) for p in preds)
     failures = {
         x.doc.id: InputFailure(
             "UNSUPPORTED_INPUT", f"no model of this task reads {x.doc.kind.value.lower()} inputs"
@@ -188,6 +200,7 @@ async def predict(
         for x in loaded
         if x.doc.id not in served
     }
+    failures.update(server_failed)  # an input another model served still fails: runs are whole
     for input_id in failures:
         merged.pop(input_id, None)
     return merged, failures

@@ -52,3 +52,18 @@ async def test_a_label_studio_backend_for_the_wrong_kind_is_a_typed_error(api: A
         api, {"url": "http://backend:9090"}, adapter="ls-ml-backend", kind="TEXT_CLASSIFIER"
     )
     assert (result["code"], result["field"]) == ("ADAPTER_MISMATCH", "adapter")
+
+
+async def test_an_encoded_image_server_model_is_stored_and_a_bad_input_format_refused(api: Api) -> None:
+    good = await create(
+        api,
+        {"url": "http://models.example:8080", "model_name": "resnet", "input": {"format": "encoded_image"}},
+    )
+    assert good["__typename"] == "ModelSuccess", good
+    assert good["model"]["config"]["input"] == {"format": "encoded_image"}
+    bad = await create(api, {"url": "http://models.example", "model_name": "m", "input": {"format": "jpeg"}})
+    assert (bad["__typename"], bad["code"], bad["field"]) == (
+        "ValidationError",
+        "INVALID",
+        "config.input.format",
+    )

@@ -12,8 +12,15 @@ FAILED with its code and the task goes on (``errors.py``).
 from __future__ import annotations
 
 from .base import RemoteAdapter
-from .errors import CODES, ServerFailure
+from .errors import CODES, PartialFailure, ServerFailure
 from .kserve import KServeV2Adapter
 from .label_studio import LabelStudioMLAdapter
 
-__all__ = ["CODES", "KServeV2Adapter", "LabelStudioMLAdapter", "RemoteAdapter", "ServerFailure"]
+__all__ = [
+    "CODES",
+    "KServeV2Adapter",
+    "LabelStudioMLAdapter",
+    "PartialFailure",
+    "RemoteAdapter",
+    "ServerFailure",
+]

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 from ..base import ModelAdapter
 from .client import ServerClient
 from .config import RemoteConfig
+from .errors import PartialFailure, ServerFailure
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -36,10 +37,32 @@ class RemoteAdapter(ModelAdapter):
 
     def in_chunks(self, items: Sequence[T], size: int, run: Callable[[Sequence[T]], list[R]]) -> list[R]:
         """``run`` over consecutive chunks of ``size`` items, up to ``max_concurrency`` chunks at
-        once, results concatenated in order. The first failure is raised (after the others end)."""
+        once, results concatenated in order. When every chunk failed, the first failure is
+        raised; when only some did, ``PartialFailure`` keeps the others' results."""
         chunks = [items[i : i + size] for i in range(0, len(items), size)]
         if len(chunks) <= 1:
             return run(chunks[0]) if chunks else []
+
+        def attempt(chunk: Sequence[T]) -> list[R] | ServerFailure:
+            try:
+                return run(chunk)
+            except ServerFailure as exc:
+                return exc
+
         with ThreadPoolExecutor(min(self.options.max_concurrency, len(chunks))) as pool:
-            parts = list(pool.map(run, chunks))
-        return [r for part in parts for r in part]
+            parts = list(pool.map(attempt, chunks))
+        failed = [p for p in parts if isinstance(p, ServerFailure)]
+        if len(failed) == len(parts):
+            raise failed[0]
+        results: list[R | None] = []
+        failures: list[ServerFailure | None] = []
+        for chunk, part in zip(chunks, parts, strict=True):
+            if isinstance(part, ServerFailure):
+                results.extend([None] * len(chunk))
+                failures.extend([part] * len(chunk))
+            else:
+                results.extend(part)
+                failures.extend([None] * len(part))
+        if failed:
+            raise PartialFailure(results, failures)
+        return [r for r in results if r is not None]

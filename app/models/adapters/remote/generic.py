@@ -58,15 +58,25 @@ def fit(img: np.ndarray, spec: GenericSpec) -> tuple[np.ndarray, Fit]:
     import cv2
 
     w, h = spec.input_size
-    ih, iw = img.shape[:2]
+    where = placement(img.shape[1], img.shape[0], spec)
     if spec.resize == "stretch":
-        return cv2.resize(img, (w, h), interpolation=cv2.INTER_LINEAR), Fit(w / iw, h / ih, 0, 0, iw, ih)
+        return cv2.resize(img, (w, h), interpolation=cv2.INTER_LINEAR), where
+    nw, nh = max(1, round(where.width * where.scale_x)), max(1, round(where.height * where.scale_y))
+    canvas = np.full((h, w, 3), spec.pad_value, np.uint8)
+    px, py = int(where.pad_x), int(where.pad_y)
+    canvas[py : py + nh, px : px + nw] = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_LINEAR)
+    return canvas, where
+
+
+def placement(iw: int, ih: int, spec: GenericSpec) -> Fit:
+    """Where ``fit`` puts an ``iw x ih`` image in the input (also what a server that
+    preprocesses encoded images is declared to do, to map its boxes back)."""
+    w, h = spec.input_size
+    if spec.resize == "stretch":
+        return Fit(w / iw, h / ih, 0, 0, iw, ih)
     scale = min(w / iw, h / ih)
     nw, nh = max(1, round(iw * scale)), max(1, round(ih * scale))
-    canvas = np.full((h, w, 3), spec.pad_value, np.uint8)
-    px, py = (w - nw) // 2, (h - nh) // 2
-    canvas[py : py + nh, px : px + nw] = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_LINEAR)
-    return canvas, Fit(scale, scale, px, py, iw, ih)
+    return Fit(scale, scale, (w - nw) // 2, (h - nh) // 2, iw, ih)
 
 
 def to_tensor(img: np.ndarray, spec: GenericSpec) -> tuple[np.ndarray, Fit]:

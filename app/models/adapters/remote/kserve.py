@@ -12,6 +12,16 @@ run the built-in classifier's and detector's own code (their ONNX graphs served 
 the same predictions as the built-ins), ``"generic"`` follows ``config.generic``
 (``GenericSpec``: size, resize or letterbox, mean/std, RGB/BGR, NCHW/NHWC, and the output
 layout).
+
+What travels is declared by ``input.format``: ``tensor`` (default) sends the preprocessed float
+tensor; ``encoded_image`` sends each image's file (its original JPEG/PNG, else a PNG or JPEG
+re-encode: ``images.py``) as a ``BYTES`` tensor of shape ``[n]``, and the server decodes,
+preprocesses and runs the model, as a Triton ensemble or a KServe transformer does; only the
+post-processing stays here (``preprocess`` then names what the server does: the built-in's
+processing, or ``generic``, whose geometry maps boxes back). A file is ~20-100x smaller than its
+float tensor, which is what keeps a Python server's data plane from dominating the time.
+The model's metadata must agree (a ``BYTES`` first input for ``encoded_image``, a numeric one
+for ``tensor``), or the batch fails with ``INFERENCE_SERVER_ERROR`` naming the mismatch.
 """
 
 from __future__ import annotations
@@ -29,15 +39,32 @@ from ..base import AdapterInput, ModelAdapter, ModelConcept, Prediction, check_i
 from ..config import AdapterConfig
 from ..errors import AdapterMismatch
 from ..image_classifier import NUM_CLASSES, ImageClassifierAdapter
+from ..imaging import letterbox_fit
+from ..object_detector import INPUT_SIZE as DETECTOR_INPUT
 from ..object_detector import MAX_DETECTIONS, ObjectDetectorAdapter
 from .base import RemoteAdapter
 from .config import RemoteConfig
 from .errors import ERROR, UNAVAILABLE, ServerFailure
-from .generic import GenericSpec, classify, detect, to_tensor
-from .tensors import HEADER, decode_response, encode_request
+from .generic import Fit, GenericSpec, classify, detect, placement, to_tensor
+from .images import image_file
+from .tensors import HEADER, decode_response, encode_bytes_request, encode_request
 
 MAX_LABELS = 10_000
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,199}$")
+
+
+class InputSpec(AdapterConfig):
+    """What one request carries per image."""
+
+    format: Literal["tensor", "encoded_image"] = Field(
+        "tensor",
+        description="tensor: the preprocessed float tensor; encoded_image: the image file as a "
+        "BYTES tensor, decoded and preprocessed by the server",
+    )
+    reencode: Literal["png", "jpeg"] = Field(
+        "png", description="encoded_image: how an image without a usable original file is sent"
+    )
+    jpeg_quality: int = Field(95, ge=1, le=100, description="encoded_image with reencode jpeg")
 
 
 class KServeConfig(RemoteConfig):
@@ -46,6 +73,11 @@ class KServeConfig(RemoteConfig):
     )
     model_version: str | None = Field(None, min_length=1, max_length=100, pattern=NAME.pattern)
     binary_data: bool = Field(False, description="send and ask for tensors in the binary extension")
+    input: InputSpec = Field(
+        default_factory=InputSpec,
+        description="{format: tensor|encoded_image, reencode: png|jpeg, jpeg_quality: 1..100}; "
+        "encoded_image sends each image file as a BYTES tensor and the server preprocesses",
+    )
     preprocess: Literal["efficientnet_lite0", "nanodet", "generic"] = Field(
         "generic", description="the built-in classifier's or detector's processing, or config.generic"
     )
@@ -120,6 +152,7 @@ class KServeV2Adapter(RemoteAdapter):
             path += "/versions/" + quote(o.model_version, safe="")
         self.model_path = path
         self.input_ports: list[str] = []
+        self.input_types: list[str] = []
         self.output_ports: list[str] = []
         self.per_request = o.batch_size
         self.inner: ModelAdapter | None = None
@@ -153,6 +186,21 @@ class KServeV2Adapter(RemoteAdapter):
             field = "config.preprocess"
         if wants != kind:
             raise AdapterMismatch(f"this config makes a {wants} model, not a {kind}", field=field)
+        given = options.input.model_fields_set
+        if options.input.format == "tensor" and given & {"reencode", "jpeg_quality"}:
+            raise AdapterMismatch(
+                "input.reencode and input.jpeg_quality apply only with input.format encoded_image",
+                field="config.input.format",
+            )
+        if options.input.format == "encoded_image" and options.center_crop:
+            raise AdapterMismatch(
+                "with input.format encoded_image the server preprocesses: center_crop is its own",
+                field="config.center_crop",
+            )
+        if "jpeg_quality" in given and options.input.reencode != "jpeg":
+            raise AdapterMismatch(
+                "input.jpeg_quality applies only with input.reencode jpeg", field="config.input.jpeg_quality"
+            )
         if options.preprocess != "generic" and options.generic is not None:
             raise AdapterMismatch(
                 "config.generic applies only with preprocess generic", field="config.generic"
@@ -177,17 +225,57 @@ class KServeV2Adapter(RemoteAdapter):
         try:
             inputs, outputs = meta["inputs"], meta["outputs"]
             self.input_ports = [str(t["name"]) for t in inputs]
+            self.input_types = [str(t.get("datatype", "")).upper() for t in inputs]
             self.output_ports = [str(t["name"]) for t in outputs]
             first = inputs[0]["shape"][0] if inputs and inputs[0].get("shape") else -1
         except (KeyError, TypeError, IndexError) as exc:
             raise ServerFailure(ERROR, f"the model metadata lacks inputs or outputs: {exc!r}") from exc
         if isinstance(first, int) and first > 0:  # a fixed batch axis
             self.per_request = min(self.per_request, first)
-        if self.inner is not None:
+        self._check_input_format()
+        if self.inner is not None and not self.encoded:
             self.inner.ensure_loaded()  # its make_session answers with the server
+
+    @property
+    def encoded(self) -> bool:
+        return self.options.input.format == "encoded_image"
+
+    def _check_input_format(self) -> None:
+        o = self.options
+        name = o.input_name or (self.input_ports[0] if self.input_ports else None)
+        if name is None or name not in self.input_ports:
+            raise ServerFailure(ERROR, f"model {o.model_name!r} has no input {name!r}")
+        datatype = self.input_types[self.input_ports.index(name)]
+        if not datatype:
+            return  # metadata without datatypes: trust the config
+        if self.encoded and datatype != "BYTES":
+            raise ServerFailure(
+                ERROR,
+                f"input.format is encoded_image but the model's input {name!r} takes {datatype} "
+                "tensors, not BYTES (set input.format: tensor)",
+            )
+        if not self.encoded and datatype == "BYTES":
+            raise ServerFailure(
+                ERROR,
+                f"the model's input {name!r} takes BYTES (encoded images): set input.format: encoded_image",
+            )
 
     def infer(self, feeds: Mapping[str, np.ndarray], outputs: list[str]) -> list[np.ndarray]:
         body, headers = encode_request(feeds, outputs, self.options.binary_data)
+        return self._post(body, headers, outputs)
+
+    def infer_files(self, files: Sequence[bytes], outputs: list[str]) -> list[np.ndarray]:
+        """``outputs`` for encoded images, each with the batch axis first (checked)."""
+        name = self.options.input_name or self.input_ports[0]
+        body, headers = encode_bytes_request(name, files, outputs, self.options.binary_data)
+        got = self._post(body, headers, outputs)
+        if any(a.ndim == 0 or len(a) != len(files) for a in got):
+            raise ServerFailure(
+                ERROR, f"outputs of {[a.shape for a in got]} for a batch of {len(files)} images"
+            )
+        return got
+
+    def _post(self, body: bytes, headers: dict[str, str], outputs: list[str]) -> list[np.ndarray]:
         reply = self.client.ok(
             self.client.request("POST", self.model_path + "/infer", content=body, headers=headers), "infer"
         )
@@ -206,6 +294,8 @@ class KServeV2Adapter(RemoteAdapter):
             return []
         images = [check_image(item, self.name) for item in batch]
         self.ensure_loaded()
+        if self.encoded:
+            return self.in_chunks(list(zip(batch, images, strict=True)), self.per_request, self._encoded)
         inner = self.inner
         if inner is not None:
             return self.in_chunks(
@@ -225,7 +315,12 @@ class KServeV2Adapter(RemoteAdapter):
         n = len(images)
         if any(len(a) != n for a in outs):
             raise ServerFailure(ERROR, f"outputs of {[a.shape for a in outs]} for a batch of {n}")
-        if not detecting:
+        return self._generic_predictions(outs, list(fits))
+
+    def _generic_predictions(self, outs: list[np.ndarray], fits: list[Fit]) -> list[list[Prediction]]:
+        o, spec = self.options, self.spec
+        n = len(fits)
+        if spec.output != "boxes_scores_labels":
             low = o.min_confidence or 0.0
             return [classify(outs[0][i], spec, self.labels, o.top_k, low) for i in range(n)]
         low = o.min_confidence if o.min_confidence is not None else 0.25
@@ -243,3 +338,31 @@ class KServeV2Adapter(RemoteAdapter):
             )
             for i in range(n)
         ]
+
+    def _encoded(self, items: Sequence[tuple[AdapterInput, np.ndarray]]) -> list[list[Prediction]]:
+        """One request of image files; the server preprocesses, post-processing happens here."""
+        o = self.options
+        files = [image_file(item, img, o.input.reencode, o.input.jpeg_quality) for item, img in items]
+        sizes = [(img.shape[1], img.shape[0]) for _, img in items]
+        inner = self.inner
+        if isinstance(inner, ImageClassifierAdapter):
+            (logits,) = self.infer_files(files, list(o.output_names or ["logits"]))
+            return inner.predictions(logits.reshape(len(files), -1))
+        if isinstance(inner, ObjectDetectorAdapter):
+            names = list(o.output_names or self.output_ports)
+            outs = self.infer_files(files, names)
+            inner.concepts()
+            return [
+                inner.decode(
+                    {n: a[i : i + 1] for n, a in zip(names, outs, strict=True)},
+                    letterbox_fit(w, h, DETECTOR_INPUT, DETECTOR_INPUT),
+                )
+                for i, (w, h) in enumerate(sizes)
+            ]
+        spec = self.spec
+        detecting = spec.output == "boxes_scores_labels"
+        names = list(o.output_names or (self.output_ports[:3] if detecting else self.output_ports[:1]))
+        if len(names) != (3 if detecting else 1):
+            raise ServerFailure(ERROR, f"expected {3 if detecting else 1} output(s), the model names {names}")
+        outs = self.infer_files(files, names)
+        return self._generic_predictions(outs, [placement(w, h, spec) for w, h in sizes])

@@ -1,8 +1,16 @@
 """Open Inference Protocol (KServe v2) tensors over HTTP: JSON, or the binary tensor extension
-(``Inference-Header-Content-Length``) that KServe, Triton and OpenVINO Model Server accept."""
+(``Inference-Header-Content-Length``) that KServe, Triton and OpenVINO Model Server accept.
+
+A ``BYTES`` tensor (encoded images) travels in JSON as base64 strings with the input parameter
+``content_type: "base64"`` (MLServer's codec name; a server that does not know it decodes them
+itself), or in the binary extension as each element's 4-byte little-endian length followed by
+its bytes (the protocol's layout; Triton reads it as is).
+"""
 
 from __future__ import annotations
 
+import base64
+import struct
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -66,6 +74,42 @@ def encode_request(
         }
     )
     return b"".join([head, *raw]), {"Content-Type": "application/octet-stream", HEADER: str(len(head))}
+
+
+def encode_bytes_request(
+    name: str, items: Sequence[bytes], outputs: Sequence[str], binary: bool
+) -> tuple[bytes, dict[str, str]]:
+    """The body and headers of an infer request whose one input is a ``BYTES`` tensor of shape
+    ``[len(items)]`` (one encoded image each)."""
+    if not binary:
+        body = {
+            "inputs": [
+                {
+                    "name": name,
+                    "shape": [len(items)],
+                    "datatype": "BYTES",
+                    "parameters": {"content_type": "base64"},
+                    "data": [base64.b64encode(b).decode("ascii") for b in items],
+                }
+            ],
+            "outputs": [{"name": n} for n in outputs],
+        }
+        return orjson.dumps(body), {"Content-Type": "application/json"}
+    raw = b"".join(part for b in items for part in (struct.pack("<I", len(b)), b))
+    head = orjson.dumps(
+        {
+            "inputs": [
+                {
+                    "name": name,
+                    "shape": [len(items)],
+                    "datatype": "BYTES",
+                    "parameters": {"binary_data_size": len(raw)},
+                }
+            ],
+            "outputs": [{"name": n, "parameters": {"binary_data": True}} for n in outputs],
+        }
+    )
+    return head + raw, {"Content-Type": "application/octet-stream", HEADER: str(len(head))}
 
 
 def decode_response(body: bytes, header_length: str | None) -> dict[str, np.ndarray]:
