@@ -8,8 +8,9 @@
 
 A batch is labeled in chunks (``ChunkSizes``), each loaded, predicted, written, recorded and
 announced on its own: progress moves every ``progress_every_inputs`` inputs, or sooner when
-inputs are slow (a chunk is sized from the inputs so far to take ``progress_interval_s``),
-whatever the batch size.
+inputs are slow (a chunk is sized from the inputs so far to take ``progress_interval_s`` of
+loading and inference; its writes come on top), whatever the batch size. What a chunk reads once
+is read once per batch (``BatchSetup``).
 
 Failures of one input (fetch, decode, unsupported kind) fail that input with a code. A batch
 whose model raises (a broken model or configuration) fails all its inputs with
