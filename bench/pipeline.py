@@ -4,6 +4,9 @@
     python bench/pipeline.py overhead        # pipeline time / plain model loop, 200 images
     python bench/pipeline.py throughput      # null model, inputs persisted per second
     python bench/pipeline.py latency         # enqueue-to-start of a job, p50 / p99
+    python bench/pipeline.py --null-inputs 1000 --commands throughput
+                                             # smaller run; print the MongoDB commands sent,
+                                             # per command and collection, and per batch
     python bench/pipeline.py --engine ferretdb2 overhead throughput
                                              # the same on FerretDB 2 + DocumentDB (built by
                                              # .ci/build-ferretdb2.sh) instead of nx-27017
@@ -18,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import collections
 import contextlib
 import io
 import statistics
@@ -30,6 +34,7 @@ from typing import Any
 import httpx
 import numpy as np
 from PIL import Image
+from pymongo import monitoring
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -227,6 +232,42 @@ async def overhead(settings: Settings) -> dict[str, float]:
     }
 
 
+class CommandCounter(monitoring.CommandListener):
+    """Counts the commands this process sends to MongoDB, by (command, collection)."""
+
+    def __init__(self) -> None:
+        self.counts: collections.Counter[tuple[str, str]] = collections.Counter()
+        self.docs: collections.Counter[tuple[str, str]] = collections.Counter()
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        name = event.command_name
+        if name in {"hello", "isMaster", "ismaster", "ping", "endSessions"}:
+            return
+        target = event.command.get(name)
+        key = (name, target if isinstance(target, str) else "")
+        self.counts[key] += 1
+        for field in ("documents", "updates", "deletes"):
+            if field in event.command:
+                self.docs[key] += len(event.command[field])
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+    def report(self, batches: int) -> str:
+        lines = [f"mongodb commands ({batches} batches): command collection count per-batch docs"]
+        for (name, coll), n in sorted(self.counts.items(), key=lambda kv: -kv[1]):
+            docs = self.docs.get((name, coll), 0)
+            lines.append(f"  {name:<14} {coll:<22} {n:>7} {n / max(batches, 1):>8.2f} {docs:>8}")
+        lines.append(f"  total {sum(self.counts.values())}")
+        return "\n".join(lines)
+
+
+COUNTER: CommandCounter | None = None
+
+
 async def throughput(settings: Settings) -> dict[str, float]:
     items = [{"text": f"text number {i}"} for i in range(NULL_INPUTS)]
     async with Bench(settings.model_copy(update={"task_batch_size": NULL_BATCH})) as bench:
@@ -246,9 +287,14 @@ async def throughput(settings: Settings) -> dict[str, float]:
                 },
             )
         )["createModel"]["model"]["id"]
+        if COUNTER is not None:
+            COUNTER.counts.clear()
+            COUNTER.docs.clear()
         elapsed, task = await bench.run_task(
             {"appId": app_id, "name": "null", "datasetId": ds, "modelId": model, "conceptIds": concepts}
         )
+        if COUNTER is not None:
+            print(COUNTER.report(-(-NULL_INPUTS // NULL_BATCH)), flush=True)
         assert task["status"] == "DONE" and task["metrics"]["processed"] == NULL_INPUTS, task
     return {
         "inputs": NULL_INPUTS,
@@ -326,7 +372,15 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--engine", choices=["nx-27017", "ferretdb2"], default="nx-27017")
     parser.add_argument("which", nargs="*", metavar="figure")
+    parser.add_argument("--null-inputs", type=int, default=NULL_INPUTS, help="inputs of the throughput task")
+    parser.add_argument(
+        "--commands", action="store_true", help="count the MongoDB commands of the throughput task"
+    )
     args = parser.parse_args()
+    NULL_INPUTS = args.null_inputs
+    if args.commands:
+        COUNTER = CommandCounter()
+        monitoring.register(COUNTER)
     unknown = set(args.which) - {"overhead", "throughput", "latency"}
     if unknown:
         parser.error(f"unknown figure(s): {', '.join(sorted(unknown))}")

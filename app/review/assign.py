@@ -160,6 +160,9 @@ class Changes:
     added: dict[tuple[str, str | None], list[str]] = field(default_factory=dict)
     removed: dict[tuple[str, str | None], list[str]] = field(default_factory=dict)
     reason: str = ""
+    # the task's ``bucket_counts`` once this reconciliation's writes are in (it holds the lock,
+    # so nothing else moved them); None when not known (merged changes, old documents)
+    counts_after: dict[str, int] | None = None
 
     def add(self, kind: str, user: str | None, input_id: str) -> None:
         self.added.setdefault((kind, user), []).append(input_id)
@@ -168,6 +171,7 @@ class Changes:
         self.removed.setdefault((kind, user), []).append(input_id)
 
     def merge(self, other: Changes) -> None:
+        self.counts_after = None
         for (kind, user), ids in other.added.items():
             self.added.setdefault((kind, user), []).extend(ids)
         for (kind, user), ids in other.removed.items():
@@ -213,6 +217,19 @@ class _Plan:
     label_people: tuple[list[str], dict[str, float]] = ([], {})
     review_open: dict[str, int] = field(default_factory=dict)
     label_open: dict[str, int] = field(default_factory=dict)
+    after: dict[str, int] | None = None  # ``counts`` with the planned writes applied
+
+    def move(self, old: Any, new: str | None) -> None:
+        """One assignment leaves bucket ``old`` (None: it is new) for ``new`` (None: deleted)."""
+        if self.after is None:
+            return
+        if old is not None:
+            if not isinstance(old, str):
+                self.after = None  # a document without its bucket: counts unknown
+                return
+            self.after[old] = self.after.get(old, 0) - 1
+        if new is not None:
+            self.after[new] = self.after.get(new, 0) + 1
 
     def new(self, kind: AssignmentKind, input_id: str, slot: int, user: str | None, **fields: Any) -> None:
         now = utcnow()
@@ -232,6 +249,7 @@ class _Plan:
             **fields,
         )
         self.inserts.append(doc.model_dump(by_alias=True, mode="python"))
+        self.move(None, doc.bucket)
         self.changes.add(kind.value, user, input_id)
 
 
@@ -284,10 +302,13 @@ def _plan_review(
                     {"$set": _set(kind, state, user, **_summary(mine)), "$currentDate": {"updated_at": True}},
                 )
             )
+            plan.move(doc.get("bucket", 0), bucket(kind, state, user))
         elif doc["state"] != AssignmentState.DONE.value:
             if finish is None and not any_waiting:
                 plan.deletes.append(doc["_id"])
+                plan.move(doc.get("bucket", 0), None)
             else:
+                plan.move(doc.get("bucket", 0), bucket(kind, AssignmentState.DONE, user))
                 plan.updates.append(
                     UpdateOne(
                         {"_id": doc["_id"]},
@@ -324,6 +345,7 @@ def _plan_label(
                     },
                 )
             )
+            plan.move(doc.get("bucket", 0), bucket(kind, AssignmentState.OPEN, user))
             plan.changes.add(kind, user, input_id)
     elif (
         reason == "EMPTY"
@@ -332,6 +354,7 @@ def _plan_label(
         and doc.get("reason") == "EMPTY"
     ):
         plan.deletes.append(doc["_id"])  # the model labels it now (thresholds re-applied)
+        plan.move(doc.get("bucket", 0), None)
         plan.changes.remove(kind, doc.get("user_id"), input_id)
 
 
@@ -349,7 +372,7 @@ async def sync_inputs(
         return Changes(reason=reason)
     async with task_lock(task.id):
         counts = await bucket_counts(task.id)
-        plan = _Plan(task=task, counts=counts)
+        plan = _Plan(task=task, counts=counts, after=dict(counts))
         plan.changes.reason = reason
         plan.review_people = people_of(task, AssignmentKind.REVIEW)
         plan.label_people = people_of(task, AssignmentKind.LABEL)
@@ -363,6 +386,7 @@ async def sync_inputs(
             if label_reason is not None:
                 _plan_label(plan, input_id, anns.get(input_id, []), mine, label_reason)
         await _write(plan)
+    plan.changes.counts_after = None if plan.after is None else {k: n for k, n in plan.after.items() if n}
     return plan.changes
 
 

@@ -88,7 +88,7 @@ async def _follow(runtime: Any, task: LabelingTask, changes: ChangeSet, input_id
         # routing decides nothing; the figures move only when inputs entered or left review,
         # and the engine's own progress event follows
         if not done.empty:
-            await metrics.refresh(runtime, task.id, publish=False)
+            await metrics.refresh(runtime, task.id, publish=False, task=task, counts=done.counts_after)
         return
     await metrics.refresh(runtime, task.id)
 

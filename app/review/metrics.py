@@ -78,8 +78,10 @@ async def _distinct_inputs(task_id: str, states: list[str]) -> int:
     return int(rows[0]["n"]) if rows else 0
 
 
-async def review_metrics(task: LabelingTask) -> ReviewMetrics:
-    counts = await bucket_counts(task.id)
+async def review_metrics(task: LabelingTask, counts: dict[str, int] | None = None) -> ReviewMetrics:
+    """``counts``: the task's ``bucket_counts`` when the caller knows them (read otherwise)."""
+    if counts is None:
+        counts = await bucket_counts(task.id)
     out = ReviewMetrics()
     per: dict[str, ReviewerStats] = {u: ReviewerStats(u) for u in task.reviewer_ids}
     review_total = review_done = 0
@@ -112,15 +114,31 @@ async def review_metrics(task: LabelingTask) -> ReviewMetrics:
     return out
 
 
-async def refresh(runtime: Runtime | None, task_id: str, *, publish: bool = True) -> ReviewMetrics | None:
+async def refresh(
+    runtime: Runtime | None,
+    task_id: str,
+    *,
+    publish: bool = True,
+    task: LabelingTask | None = None,
+    counts: dict[str, int] | None = None,
+) -> ReviewMetrics | None:
     """``$set`` the task's ``metrics.inputs_reviewed`` and publish a progress event with the
-    review figures (the engine's progress payload plus ``review``)."""
-    task = await LabelingTask.get(task_id)
+    review figures (the engine's progress payload plus ``review``).
+
+    ``task``: the task as the caller just read it (spares a read); its stored figures may be
+    stale then, so the new ones are written whatever they were. ``counts``: the task's bucket
+    counts when the caller knows them (``assign.Changes.counts_after``)."""
+    known = task is not None
+    if task is None:
+        task = await LabelingTask.get(task_id)
     if task is None:
         return None
-    figures = await review_metrics(task)
+    figures = await review_metrics(task, counts)
     m = task.metrics
-    if (m.inputs_reviewed, m.inputs_to_review) != (figures.inputs_reviewed, figures.inputs_to_review):
+    if known or (m.inputs_reviewed, m.inputs_to_review) != (
+        figures.inputs_reviewed,
+        figures.inputs_to_review,
+    ):
         await LabelingTask.get_pymongo_collection().update_one(
             {"_id": task.id},
             {

@@ -8,8 +8,9 @@
 
 A batch is labeled in chunks (``ChunkSizes``), each loaded, predicted, written, recorded and
 announced on its own: progress moves every ``progress_every_inputs`` inputs, or sooner when
-inputs are slow (a chunk is sized from the inputs so far to take ``progress_interval_s``),
-whatever the batch size.
+inputs are slow (a chunk is sized from the inputs so far to take ``progress_interval_s`` of
+loading and inference; its writes come on top), whatever the batch size. What a chunk reads once
+is read once per batch (``BatchSetup``).
 
 Failures of one input (fetch, decode, unsupported kind) fail that input with a code. A batch
 whose model raises (a broken model or configuration) fails all its inputs with
@@ -39,9 +40,9 @@ from app.observability import metrics
 from app.runtime import Runtime
 from app.tasks import progress
 from app.tasks.models import FailureCode, LabelingTask, TaskStatus
-from app.tasks.routing import build_router
+from app.tasks.routing import Router, build_router
 from app.tasks.run.load import InputFailure, decode_all, load_inputs
-from app.tasks.run.predict import inference_lock, predict, task_models
+from app.tasks.run.predict import RunModel, inference_lock, predict, task_models
 from app.tasks.run.write import (
     Outcome,
     candidates,
@@ -72,12 +73,25 @@ async def task_concepts(task: LabelingTask) -> list[Concept]:
     return [by_id[c] for c in task.concept_ids if c in by_id]
 
 
-async def _label(
-    runtime: Runtime, task: LabelingTask, pending: Sequence[str]
-) -> tuple[dict[str, Outcome], dict[str, InputFailure]]:
+@dataclass
+class BatchSetup:
+    """What every chunk of a batch uses, read once per batch (not once per chunk)."""
+
+    concepts: list[Concept]
+    router: Router
+    models: list[RunModel]
+
+
+async def batch_setup(runtime: Runtime, task: LabelingTask) -> BatchSetup:
     concepts = await task_concepts(task)
     router = build_router(task, [(c.id, c.name) for c in concepts])
-    models = await task_models(task, runtime.blobs)
+    return BatchSetup(concepts, router, await task_models(task, runtime.blobs))
+
+
+async def _label(
+    runtime: Runtime, task: LabelingTask, pending: Sequence[str], setup: BatchSetup, sizes: ChunkSizes
+) -> tuple[dict[str, Outcome], dict[str, InputFailure]]:
+    concepts, router, models = setup.concepts, setup.router, setup.models
     loaded, failures = await load_inputs(runtime, task, pending)
     settings = runtime.settings
     configure_runtime(cpu_mem_arena=settings.onnx_cpu_mem_arena)
@@ -114,6 +128,7 @@ async def _label(
         return {}, {**failures, **{x.doc.id: failure for x in loaded}}
     failures.update(undecodable)
     failures.update(unsupported)
+    sizes.writing()  # what follows is the chunk's bookkeeping, not the inputs' own time
     predictions = [
         p for input_id, outs in outputs.items() for p in prediction_docs(task, input_id, outs, router)
     ]
@@ -129,22 +144,34 @@ async def _label(
 class ChunkSizes(Iterator[int]):
     """Chunk sizes for ``total`` inputs: at most ``every``, each as many as take about
     ``interval_s`` at the time per input measured so far (at least one). Without a measure yet
-    (``per_input_s`` from an earlier batch of the run) the first chunk is one input."""
+    (``per_input_s`` from an earlier batch of the run) the first chunk is one input.
+
+    The time per input leaves out each chunk's bookkeeping (from ``writing()`` to the next
+    chunk: its writes, state records and progress event), which costs about the same whatever
+    the chunk's size: counted per input, it made chunks smaller on a busy machine, so more
+    chunks, so more bookkeeping, down to one input per chunk."""
 
     def __init__(self, total: int, every: int, interval_s: float, per_input_s: float | None = None) -> None:
         self.left, self.every, self.interval_s = total, every, interval_s
         self.per_input_s = per_input_s
         self.done = 0
-        self.started = 0.0
         self.last = 0
+        self.busy = 0.0  # seconds of the inputs' own work (loading, inference) so far
+        self.chunk_started = 0.0
+        self.writes_started: float | None = None
+
+    def writing(self) -> None:
+        """The current chunk's inputs are loaded and predicted; its bookkeeping starts."""
+        self.writes_started = time.monotonic()
 
     def __next__(self) -> int:
         now = time.monotonic()
-        if self.last == 0:
-            self.started = now
-        else:
+        if self.last:
             self.done += self.last
-            self.per_input_s = (now - self.started) / self.done
+            end = self.writes_started if self.writes_started is not None else now
+            self.busy += end - self.chunk_started
+            self.per_input_s = self.busy / self.done
+        self.chunk_started, self.writes_started = now, None
         if self.left <= 0:
             raise StopIteration
         if self.per_input_s is None:
@@ -181,22 +208,22 @@ async def run_batch(
     sizes = ChunkSizes(
         len(pending), settings.progress_every_inputs, settings.progress_interval_s, _per_input_s.get(key)
     )
+    setup = await batch_setup(runtime, task) if pending else None
     done = 0
     for size in sizes:
+        assert setup is not None
         chunk = pending[done : done + size]
-        outcomes, failures = await _label(runtime, task, chunk)
+        outcomes, failures = await _label(runtime, task, chunk, setup, sizes)
         coded = {i: (f.code, f.message) for i, f in failures.items()}
-        await progress.record(task, outcomes, coded, previously_failed & set(chunk))
+        current = await progress.record(task, outcomes, coded, previously_failed & set(chunk))
         result.processed += len(outcomes)
         result.failed += len(failures)
         result.outcomes.update(outcomes)
         metrics.inputs_labeled.labels("done").inc(len(outcomes))
         metrics.inputs_labeled.labels("failed").inc(len(failures))
         done += size
-        if done < len(pending):  # the last chunk's state is announced below, with the closing
-            current = await LabelingTask.get(task.id)
-            if current is not None:
-                await progress.publish_progress(runtime, current)
+        if done < len(pending) and current is not None:  # the last chunk's: below, with the closing
+            await progress.publish_progress(runtime, current)
     if sizes.per_input_s is not None:  # the next batch of the run starts at the right size
         if len(_per_input_s) > 256:
             _per_input_s.clear()

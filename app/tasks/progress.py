@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from pymongo import UpdateOne
+from pymongo import ReturnDocument, UpdateMany
 
 from app.annotations.changes import ChangeSet, Reason, emit
 from app.annotations.models import Annotation, AnnotationStatus
@@ -73,15 +73,19 @@ async def pending(task: LabelingTask, input_ids: Sequence[str], retry: bool) -> 
     return [i for i in input_ids if i not in skip], failed - skip
 
 
-def _state(task: LabelingTask, input_id: str, fields: dict[str, Any]) -> UpdateOne:
-    return UpdateOne(
-        {"_id": task_input_id(task.id, input_id)},
-        {
-            "$set": {**fields, "app_id": task.app_id, "task_id": task.id, "input_id": input_id},
-            "$inc": {"attempts": 1},
-            "$currentDate": {"updated_at": True},
-        },
-    )
+def _states(task: LabelingTask, rows: dict[str, dict[str, Any]]) -> list[UpdateMany]:
+    """One update per distinct set of fields (most inputs of a chunk share theirs), not one
+    per input; each task input already holds its ids (``create_pending``)."""
+    groups: dict[tuple[Any, ...], list[str]] = {}
+    for input_id, fields in rows.items():
+        groups.setdefault(tuple(sorted(fields.items())), []).append(task_input_id(task.id, input_id))
+    return [
+        UpdateMany(
+            {"_id": {"$in": ids}},
+            {"$set": dict(key), "$inc": {"attempts": 1}, "$currentDate": {"updated_at": True}},
+        )
+        for key, ids in groups.items()
+    ]
 
 
 async def record(
@@ -89,19 +93,19 @@ async def record(
     outcomes: dict[str, Any],
     failures: dict[str, tuple[str, str]],
     previously_failed: set[str],
-) -> None:
+) -> LabelingTask | None:
     """Inputs DONE (with where their predictions went) or FAILED (code, message); counters
-    moved by what changed. Task inputs whose input was deleted meanwhile are not recreated."""
-    ops: list[Any] = []
+    moved by what changed, in one write that also reads the task back (for the progress event
+    that follows). Task inputs whose input was deleted meanwhile are not recreated."""
+    rows: dict[str, dict[str, Any]] = {}
     for input_id, out in outcomes.items():
-        fields = {"state": InputState.DONE.value, "code": None, "message": None, "approved": out.approved,
-                  "awaiting_review": out.awaiting_review, "discarded": out.discarded}  # fmt: skip
-        ops.append(_state(task, input_id, fields))
+        rows[input_id] = {"state": InputState.DONE.value, "code": None, "message": None,
+                          "approved": out.approved, "awaiting_review": out.awaiting_review,
+                          "discarded": out.discarded}  # fmt: skip
     for input_id, (code, message) in failures.items():
-        fields = {"state": InputState.FAILED.value, "code": code, "message": message[:500],
-                  "approved": 0, "awaiting_review": 0, "discarded": 0}  # fmt: skip
-        ops.append(_state(task, input_id, fields))
-    await _bulk(TaskInput.get_pymongo_collection(), ops)
+        rows[input_id] = {"state": InputState.FAILED.value, "code": code, "message": message[:500],
+                          "approved": 0, "awaiting_review": 0, "discarded": 0}  # fmt: skip
+    await _bulk(TaskInput.get_pymongo_collection(), _states(task, rows))
     newly_failed = len(set(failures) - previously_failed)
     recovered = len(set(outcomes) & previously_failed)
     inc = {
@@ -109,32 +113,44 @@ async def record(
         "metrics.inputs_failed": newly_failed - recovered,
         "metrics.annotations_discarded": sum(o.discarded for o in outcomes.values()),
     }
-    await LabelingTask.get_pymongo_collection().update_one(
-        {"_id": task.id}, {"$inc": inc, "$currentDate": {"updated_at": True}}
+    doc = await LabelingTask.get_pymongo_collection().find_one_and_update(
+        {"_id": task.id},
+        {"$inc": inc, "$currentDate": {"updated_at": True}},
+        return_document=ReturnDocument.AFTER,
     )
+    return None if doc is None else LabelingTask.model_validate(doc)
+
+
+def _group_by(task_id: str, key: str, **sums: str) -> list[dict[str, Any]]:
+    """The pipeline counting a task's documents by ``key`` (and summing ``sums`` fields)."""
+    extra = {name: {"$sum": f"${field}"} for name, field in sums.items()}
+    return [{"$match": {"task_id": task_id}}, {"$group": {"_id": f"${key}", "n": {"$sum": 1}, **extra}}]
 
 
 async def recount(task_id: str) -> dict[str, int]:
-    """The task's counters recomputed from its documents (exact, whatever happened before)."""
-    states = (
-        await TaskInput.get_pymongo_collection()
-        .find({"task_id": task_id}, {"state": 1, "discarded": 1})
-        .to_list()
+    """The task's counters recomputed from its documents (exact, whatever happened before).
+
+    Two ``$group``s the server answers with a handful of rows: closing a task of any size is
+    two round trips, not a transfer of every task input and annotation."""
+    inputs = await TaskInput.get_pymongo_collection().aggregate(
+        _group_by(task_id, "state", discarded="discarded")
     )
-    annotations = (
-        await Annotation.get_pymongo_collection().find({"task_id": task_id}, {"status": 1}).to_list()
-    )
-    by_status: dict[str, int] = {}
-    for a in annotations:
-        by_status[a["status"]] = by_status.get(a["status"], 0) + 1
+    states: dict[str, dict[str, Any]] = {r["_id"]: r for r in await inputs.to_list()}
+    annotations = await Annotation.get_pymongo_collection().aggregate(_group_by(task_id, "status"))
+    by_status = {r["_id"]: int(r["n"] or 0) for r in await annotations.to_list()}
+
+    def count(state: InputState) -> int:
+        return int(states.get(state.value, {}).get("n") or 0)
+
+    total = sum(int(r["n"] or 0) for r in states.values())
     return {
-        "metrics.inputs_total": len(states),
-        "metrics.inputs_seeded": len(states),
-        "metrics.inputs_processed": sum(1 for s in states if s["state"] == InputState.DONE.value),
-        "metrics.inputs_failed": sum(1 for s in states if s["state"] == InputState.FAILED.value),
+        "metrics.inputs_total": total,
+        "metrics.inputs_seeded": total,
+        "metrics.inputs_processed": count(InputState.DONE),
+        "metrics.inputs_failed": count(InputState.FAILED),
         "metrics.annotations_approved": by_status.get(SUCCESS, 0),
         "metrics.annotations_awaiting_review": by_status.get(AWAITING, 0),
-        "metrics.annotations_discarded": sum(int(s.get("discarded") or 0) for s in states),
+        "metrics.annotations_discarded": sum(int(r.get("discarded") or 0) for r in states.values()),
     }
 
 

@@ -77,6 +77,34 @@ def test_chunks_cover_the_batch_never_exceed_n_and_follow_the_time_per_input() -
     assert list(ChunkSizes(0, 10, 0.5)) == []
 
 
+class _Clock:
+    """A clock the test moves by hand (chunk sizing reads ``time.monotonic``)."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_chunk_sizes_leave_out_the_bookkeeping_that_costs_the_same_for_any_chunk(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = _Clock()
+    monkeypatch.setattr("app.tasks.engine.time.monotonic", clock)
+    # given inputs that take 8 ms each, and bookkeeping of 600 ms per chunk (a busy machine)
+    sizes = ChunkSizes(200, 50, 0.5)
+    assert next(sizes) == 1  # the probe
+    clock.now += 0.008
+    sizes.writing()
+    clock.now += 0.600
+    # then the next chunk is sized from the inputs' own time: 0.5 s / 8 ms, capped at 50
+    assert next(sizes) == 50
+    # and a chunk whose inputs never reached the writes (all failed early) counts whole
+    clock.now += 1.0
+    assert next(sizes) == 25  # (0.008 + 1.0) s over 51 inputs: ~20 ms each
+
+
 async def test_a_subscription_with_complete_on_final_completes_after_the_final_state(
     api: Api, asgi_app: Starlette, ws_url: str, drain: Drain
 ) -> None:
