@@ -29,8 +29,8 @@ if str(ROOT) not in sys.path:
 
 from app.access import Principal  # noqa: E402
 from app.annotations.models import Annotation, AnnotationStatus  # noqa: E402
-from app.bootstrap import install_listeners  # noqa: E402
 from app.apps.models import App, Membership, Role  # noqa: E402
+from app.bootstrap import install_listeners  # noqa: E402
 from app.documents import open_database  # noqa: E402
 from app.embedded import EmbeddedMongo  # noqa: E402
 from app.review import actions, assign  # noqa: E402
