@@ -8,7 +8,7 @@ the API (import-linter contract in pyproject.toml).
 from __future__ import annotations
 
 from app.access import AccessCache, Authenticator
-from app.annotations import changes
+from app.annotations import changes, store
 from app.core.blobs import LocalBlobStore
 from app.core.queue import create_pool
 from app.documents import open_database
@@ -34,6 +34,7 @@ async def open_runtime(settings: Settings) -> Runtime:
         )
     install_listeners()
     mongo = await open_database(settings.mongodb_url, settings.mongodb_db)
+    await store.backfill_page_keys()
     redis = await create_pool(settings.redis_url) if settings.redis_url else None
     runtime = Runtime(
         settings=settings,

@@ -57,14 +57,34 @@ class Page(Generic[T]):
         return encode_cursor(item.id)
 
 
-async def paginate(model: type[T], query: dict[str, Any], args: PageArgs) -> Page[T]:
-    """One page of ``model`` matching ``query``, in ``_id`` order, after the cursor."""
-    filt = dict(query)
-    if args.after is not None:
-        filt = {"$and": [query, {"_id": {"$gt": args.after}}]} if query else {"_id": {"$gt": args.after}}
+def after_filter(query: dict[str, Any], key: str, after: str) -> dict[str, Any]:
+    """``query`` and ``key > after``, with the range at the top level when it can be.
+
+    Equality plus a range on the sort key, with no ``$and``, is the shape every engine answers
+    from a compound index (equality fields first, then the key): MongoDB and FerretDB bound the
+    index scan with it, and nx-27017 answers it through its SQL path (it falls back to decoding
+    every document in Python for ``$and``/``$or`` and for any range on ``_id``).
+    """
+    existing = query.get(key)
+    if existing is None and key not in query:
+        return {**query, key: {"$gt": after}}
+    if (
+        isinstance(existing, dict)
+        and existing
+        and "$gt" not in existing
+        and all(k.startswith("$") for k in existing)
+    ):
+        return {**query, key: {**existing, "$gt": after}}
+    return {"$and": [query, {key: {"$gt": after}}]}
+
+
+async def paginate(model: type[T], query: dict[str, Any], args: PageArgs, *, key: str = "_id") -> Page[T]:
+    """One page of ``model`` matching ``query`` after the cursor, in ``key`` order: ``_id``, or
+    a field always equal to it (e.g. ``Annotation.page_key``), so cursors stay ids."""
     if args.first == 0:
         return Page(items=[], has_next=False, has_previous=args.after is not None)
-    docs = await model.find(filt).sort("_id").limit(args.first + 1).to_list()  # type: ignore[attr-defined]
+    filt = after_filter(query, key, args.after) if args.after is not None else dict(query)
+    docs = await model.find(filt).sort(key).limit(args.first + 1).to_list()  # type: ignore[attr-defined]
     return Page(
         items=docs[: args.first],
         has_next=len(docs) > args.first,
