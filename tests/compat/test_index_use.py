@@ -49,6 +49,7 @@ async def db(servers: Servers) -> AsyncIterator[Db]:
                 {
                     "_id": f"{i:032x}",
                     PAGE_KEY: f"{i:032x}",
+                    "key": f"{i:032x}",  # unique
                     "app_id": f"app{i % 10}",
                     "status": "SUCCESS",
                     "concept_id": f"c{i % 7}",
@@ -152,7 +153,9 @@ async def test_review_queue_pages_oldest_first_use_an_index(db: Db) -> None:
     first = queue_query("t3", AssignmentKind.REVIEW, ["u"], ["c"])
     sort = dict(queue_sort(QueueOrder.OLDEST))
     assert_indexed(await plan(db, "assignments", first, sort))
-    doc = Assignment.model_construct(app_id="a", task_id="t3", input_id="i", kind=AssignmentKind.REVIEW, order=AFTER)
+    doc = Assignment.model_construct(
+        app_id="a", task_id="t3", input_id="i", kind=AssignmentKind.REVIEW, order=AFTER
+    )
     after = _after(QueueOrder.OLDEST, _cursor(QueueOrder.OLDEST, doc))
     assert_indexed(
         await plan(db, "assignments", queue_query("t3", AssignmentKind.REVIEW, ["u"], [], after), sort)
@@ -161,7 +164,9 @@ async def test_review_queue_pages_oldest_first_use_an_index(db: Db) -> None:
 
 @pytest.mark.engine_bug("embedded", "nx-27017 answers $or (the least-confident cursor) in Python")
 async def test_review_queue_pages_least_confident_first_use_an_index(db: Db) -> None:
-    doc = Assignment.model_construct(app_id="a", task_id="t3", input_id="i", kind=AssignmentKind.REVIEW, min_confidence=0.5)
+    doc = Assignment.model_construct(
+        app_id="a", task_id="t3", input_id="i", kind=AssignmentKind.REVIEW, min_confidence=0.5
+    )
     after = _after(QueueOrder.LEAST_CONFIDENT, _cursor(QueueOrder.LEAST_CONFIDENT, doc))
     query = queue_query("t3", AssignmentKind.REVIEW, ["u"], [], after)
     assert_indexed(await plan(db, "assignments", query, dict(queue_sort(QueueOrder.LEAST_CONFIDENT))))
