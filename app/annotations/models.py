@@ -13,6 +13,7 @@ from pydantic import model_validator
 from pymongo import ASCENDING, IndexModel
 
 from app.core.documents import BaseDocument
+from app.core.pagination import PAGE_KEY
 
 
 class AnnotationStatus(enum.StrEnum):
@@ -21,9 +22,6 @@ class AnnotationStatus(enum.StrEnum):
     AWAITING_REVIEW = "AWAITING_REVIEW"
     AWAITING_CONSENSUS_REVIEW = "AWAITING_CONSENSUS_REVIEW"
     REVIEW_DENIED = "REVIEW_DENIED"
-
-
-PAGE_KEY = "page_key"
 
 
 class Annotation(BaseDocument):

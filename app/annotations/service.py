@@ -17,7 +17,7 @@ from typing import Any
 
 from app.access import CONTRIBUTORS, Principal, get_for, require_app
 from app.annotations import geometry, store
-from app.annotations.models import PAGE_KEY, Annotation, AnnotationStatus
+from app.annotations.models import Annotation, AnnotationStatus
 from app.apps.models import Membership
 from app.concepts.models import Concept
 from app.core import validate
@@ -29,7 +29,7 @@ from app.core.errors import (
     PermissionDenied,
     ValidationFailed,
 )
-from app.core.pagination import Page, PageArgs, paginate
+from app.core.pagination import PAGE_KEY, Page, PageArgs, paginate
 from app.inputs.models import Input
 from app.tasks.models import LabelingTask
 

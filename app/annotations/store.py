@@ -20,7 +20,8 @@ from typing import Any
 from pymongo import DeleteOne, InsertOne, UpdateOne
 
 from app.annotations.changes import ChangeSet, Reason, emit
-from app.annotations.models import PAGE_KEY, Annotation, AnnotationStatus
+from app.annotations.models import Annotation, AnnotationStatus
+from app.core import pagination
 from app.core.db import duplicates_ignored
 from app.core.documents import utcnow
 from app.core.ids import new_id
@@ -361,16 +362,6 @@ async def set_dataset(app_id: str, input_ids: Sequence[str] | None, dataset_id: 
 
 
 async def backfill_page_keys() -> int:
-    """Give annotations stored before ``page_key`` existed their copy of ``_id`` (models.py);
-    idempotent, and a no-op (one indexed read) once every annotation has one. Returns how many
-    it set. No change set: nothing derived depends on it."""
-    done = 0
-    while True:
-        # null matches a missing field on every engine (MONGODB.md, contract 8: no $exists)
-        docs = await _coll().find({PAGE_KEY: None}, {"_id": 1}).limit(CHUNK).to_list()
-        if not docs:
-            return done
-        await _coll().bulk_write(
-            [UpdateOne({"_id": d["_id"]}, {"$set": {PAGE_KEY: d["_id"]}}) for d in docs], ordered=False
-        )
-        done += len(docs)
+    """Annotations stored before ``page_key`` existed get it (models.py). No change set:
+    nothing derived depends on it."""
+    return await pagination.backfill_page_keys(_coll())

@@ -11,10 +11,18 @@ import binascii
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from pymongo import UpdateOne
+
 from app.core.errors import ErrorCode, ValidationFailed
 
 T = TypeVar("T")
 _PREFIX = "c:"
+# The field a collection's pages range over when it is not ``_id``: a stored copy of ``_id``.
+# nx-27017 answers any range on ``_id`` by decoding every document in Python, but a range on a
+# plain field through its SQL path and a compound index (scope, page_key); MongoDB and FerretDB
+# use that index the same way. Cursors stay ids, as the two are equal.
+PAGE_KEY = "page_key"
+BACKFILL_CHUNK = 1000
 
 
 def encode_cursor(doc_id: str) -> str:
@@ -90,3 +98,18 @@ async def paginate(model: type[T], query: dict[str, Any], args: PageArgs, *, key
         has_next=len(docs) > args.first,
         has_previous=args.after is not None,
     )
+
+
+async def backfill_page_keys(collection: Any) -> int:
+    """Give documents stored before ``page_key`` existed their copy of ``_id``; idempotent,
+    and one read once all have one. Returns how many it set."""
+    done = 0
+    while True:
+        # null matches a missing field on every engine (MONGODB.md, contract 8: no $exists)
+        docs = await collection.find({PAGE_KEY: None}, {"_id": 1}).limit(BACKFILL_CHUNK).to_list()
+        if not docs:
+            return done
+        await collection.bulk_write(
+            [UpdateOne({"_id": d["_id"]}, {"$set": {PAGE_KEY: d["_id"]}}) for d in docs], ordered=False
+        )
+        done += len(docs)

@@ -1,4 +1,4 @@
-"""Annotation pages range over ``page_key``, a copy of ``_id`` (app/annotations/models.py): every
+"""Annotation and input pages range over ``page_key``, a copy of ``_id`` (app/annotations/models.py): every
 annotation gets one however it is written, and older ones get it at start-up."""
 
 from __future__ import annotations
@@ -7,11 +7,16 @@ from typing import Any
 
 from app.annotations import store
 from app.annotations.models import Annotation
-from app.core.pagination import after_filter
+from app.core.pagination import after_filter, backfill_page_keys
+from app.inputs.models import Input
 from tests.annotations.test_graphql import LIST, add, setup
 from tests.factories import Api
+from tests.registry.factories import text_input
 from tests.tasks_engine.conftest import Drain
 from tests.tasks_engine.helpers import create_task, scenario
+
+INPUTS = """query($a: ID!, $after: String) { inputs(appId: $a, first: 2, after: $after) {
+  nodes { id } pageInfo { hasNextPage endCursor } } }"""
 
 
 async def _page_keys(app_id: str) -> list[tuple[str, Any]]:
@@ -77,3 +82,21 @@ def test_the_cursor_range_joins_the_filter_at_the_top_level() -> None:
     assert after_filter({"_id": {"$gt": "y"}}, "_id", "x") == {
         "$and": [{"_id": {"$gt": "y"}}, {"_id": {"$gt": "x"}}]
     }
+
+
+async def test_inputs_get_page_keys_and_older_ones_are_backfilled(api: Api) -> None:
+    s = await setup(api)
+    made = [s.input_id] + [await text_input(s.w.app_id, [s.dataset_id], text=f"t{i}") for i in range(3)]
+    coll = Input.get_pymongo_collection()
+    assert all(d["page_key"] == d["_id"] for d in await coll.find({"app_id": s.w.app_id}).to_list())
+    await coll.update_many({"app_id": s.w.app_id}, {"$unset": {"page_key": ""}})
+    assert await backfill_page_keys(coll) == len(made)
+    seen: list[str] = []
+    after = None
+    while True:
+        data = (await api.gql(s.w.owner, INPUTS, a=s.w.app_id, after=after))["inputs"]
+        seen += [n["id"] for n in data["nodes"]]
+        if not data["pageInfo"]["hasNextPage"]:
+            break
+        after = data["pageInfo"]["endCursor"]
+    assert seen == sorted(made)

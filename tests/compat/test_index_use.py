@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 from pymongo import AsyncMongoClient
 
-from app.annotations.models import PAGE_KEY, Annotation, AnnotationStatus
+from app.annotations.models import Annotation, AnnotationStatus
 from app.annotations.service import AnnotationFilter, FilterOperator, filter_query, with_region
-from app.core.pagination import after_filter
+from app.core.pagination import PAGE_KEY, after_filter
 from app.datasets.service import member_of
 from app.inputs.models import Input
 from app.review.models import Assignment, AssignmentKind
@@ -66,7 +66,10 @@ async def db(servers: Servers) -> AsyncIterator[Db]:
             ]
         )
         await database.inputs.insert_many(
-            [{"_id": f"{i:032x}", "app_id": f"app{i % 10}", "dataset_ids": ["d"]} for i in range(ROWS)]
+            [
+                {"_id": f"{i:032x}", PAGE_KEY: f"{i:032x}", "app_id": f"app{i % 10}", "dataset_ids": ["d"]}
+                for i in range(ROWS)
+            ]
         )
         await database.task_inputs.insert_many(
             [{"_id": f"t{i % 10}:{i:032x}", "task_id": f"t{i % 10}", "state": "PENDING"} for i in range(ROWS)]
@@ -134,16 +137,22 @@ async def test_annotation_object_pages_use_an_index(db: Db) -> None:
     assert_indexed(await plan(db, "annotations", query, {PAGE_KEY: 1}))
 
 
-async def test_first_pages_of_inputs_and_task_inputs_use_an_index(db: Db) -> None:
-    assert_indexed(await plan(db, "inputs", {"app_id": "app3"}, {"_id": 1}))
-    assert_indexed(await plan(db, "inputs", {"app_id": "app3", **member_of("d")}, {"_id": 1}))
+@pytest.mark.parametrize("cursor", [False, True], ids=["first-page", "after-cursor"])
+async def test_input_pages_and_the_seeding_cursor_use_an_index(db: Db, cursor: bool) -> None:
+    # inputs (app), a dataset's inputs, and the task seeding's chunks (app + dataset)
+    for query in ({"app_id": "app3"}, {"app_id": "app3", **member_of("d")}):
+        if cursor:
+            query = after_filter(query, PAGE_KEY, AFTER)
+        assert_indexed(await plan(db, "inputs", query, {PAGE_KEY: 1}))
+
+
+async def test_first_pages_of_task_inputs_use_an_index(db: Db) -> None:
     states = {"$in": [InputState.PENDING.value]}
     assert_indexed(await plan(db, "task_inputs", {"task_id": {"$eq": "t3"}, "state": states}, {"_id": 1}))
 
 
 @pytest.mark.engine_bug("embedded", "nx-27017 answers any range on _id in Python (mixed _id types)")
-async def test_cursor_pages_of_inputs_and_task_inputs_use_an_index(db: Db) -> None:
-    assert_indexed(await plan(db, "inputs", after_filter({"app_id": "app3"}, "_id", AFTER), {"_id": 1}))
+async def test_cursor_pages_of_task_inputs_use_an_index(db: Db) -> None:
     states = {"$in": [InputState.FAILED.value]}
     query = after_filter({"task_id": {"$eq": "t3"}, "state": states}, "_id", AFTER)
     assert_indexed(await plan(db, "task_inputs", query, {"_id": 1}))
