@@ -83,12 +83,15 @@ def serve(port: int) -> None:
 
 
 def start_api(env: dict[str, str], log: Path) -> tuple[subprocess.Popen[bytes], str]:
+    from app.embedded import _die_with_parent
+
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, __file__, "--serve", str(port)],
         env=env,
         stdout=log.open("ab"),
         stderr=subprocess.STDOUT,
+        preexec_fn=_die_with_parent,  # the API must not outlive the bench
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 90
