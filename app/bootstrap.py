@@ -8,10 +8,12 @@ the API (import-linter contract in pyproject.toml).
 from __future__ import annotations
 
 from app.access import AccessCache, Authenticator
-from app.annotations import changes
+from app.annotations import changes, store
 from app.core.blobs import LocalBlobStore
+from app.core.pagination import backfill_page_keys
 from app.core.queue import create_pool
 from app.documents import open_database
+from app.inputs.models import Input
 from app.review import follow
 from app.runtime import Runtime
 from app.search import follow as search_follow
@@ -34,6 +36,8 @@ async def open_runtime(settings: Settings) -> Runtime:
         )
     install_listeners()
     mongo = await open_database(settings.mongodb_url, settings.mongodb_db)
+    await store.backfill_page_keys()
+    await backfill_page_keys(Input.get_pymongo_collection())
     redis = await create_pool(settings.redis_url) if settings.redis_url else None
     runtime = Runtime(
         settings=settings,

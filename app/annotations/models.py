@@ -13,6 +13,7 @@ from pydantic import model_validator
 from pymongo import ASCENDING, IndexModel
 
 from app.core.documents import BaseDocument
+from app.core.pagination import PAGE_KEY
 
 
 class AnnotationStatus(enum.StrEnum):
@@ -52,18 +53,29 @@ class Annotation(BaseDocument):
     # Unique. A model's annotation is keyed by task, input, concept and region, so a job that
     # runs twice upserts the same one; a person's annotation is keyed by its own id.
     key: str = ""
+    # A copy of ``_id`` that pages range over (``paginate(..., key=PAGE_KEY)``): nx-27017 answers
+    # a range on ``_id`` by decoding every document in Python, but a range on a plain field
+    # through its SQL path and the (app_id, page_key) index; MongoDB and FerretDB use that
+    # index too. Always equal to ``_id`` (written on insert; older documents get it from
+    # ``store.backfill_page_keys`` at start-up).
+    page_key: str = ""
 
     @model_validator(mode="after")
     def _default_key(self) -> Annotation:
         if not self.key:
             self.key = self.id
+        if not self.page_key:
+            self.page_key = self.id
         return self
 
     class Settings:
         name = "annotations"
         indexes = [
             IndexModel([("key", ASCENDING)], unique=True),
+            # app_id alone as well: nx-27017 keeps an equality on an unindexed (by name) field
+            # out of its indexes, as it might be an array
             IndexModel([("app_id", ASCENDING)]),
+            IndexModel([("app_id", ASCENDING), (PAGE_KEY, ASCENDING)]),
             IndexModel([("input_id", ASCENDING)]),
             IndexModel([("task_id", ASCENDING), ("status", ASCENDING)]),
             IndexModel([("dataset_ids", ASCENDING)]),

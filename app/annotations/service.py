@@ -29,7 +29,7 @@ from app.core.errors import (
     PermissionDenied,
     ValidationFailed,
 )
-from app.core.pagination import Page, PageArgs, paginate
+from app.core.pagination import PAGE_KEY, Page, PageArgs, paginate
 from app.inputs.models import Input
 from app.tasks.models import LabelingTask
 
@@ -328,19 +328,37 @@ def _criteria(filt: AnnotationFilter) -> list[dict[str, Any]]:
 
 
 def filter_query(app_id: str, filt: AnnotationFilter) -> dict[str, Any]:
-    """The MongoDB filter: always scoped to the app, then the criteria under ``$and``/``$or``."""
+    """The MongoDB filter: always scoped to the app, the criteria flat beside it.
+
+    AND: every criterion names its own field (labeledBy is the one ``$or``), so they merge at
+    the top level: equality on ``app_id`` plus per-field conditions, which every engine answers
+    from the (app_id, page_key) index with the page's range (``paginate``); nx-27017 would
+    decode every document in Python for a ``$and``. OR: one top-level ``$or``.
+    """
+    query: dict[str, Any] = {"app_id": app_id}
     criteria = _criteria(filt)
-    if not criteria:
-        return {"app_id": app_id}
-    operator = "$or" if filt.operator is FilterOperator.OR else "$and"
-    return {"$and": [{"app_id": app_id}, {operator: criteria}]}
+    if filt.operator is FilterOperator.OR and len(criteria) > 1:
+        query["$or"] = criteria
+        return query
+    for criterion in criteria:  # AND (or an OR of one criterion, the same thing)
+        query.update(criterion)
+    return query
+
+
+def with_region(query: dict[str, Any]) -> dict[str, Any]:
+    """``query`` restricted to annotations with a region (every field is written on insert,
+    so ``$ne: null`` means "has one" on every engine)."""
+    if "$or" not in query:
+        return {**query, **REGION}
+    return {"$and": [query, REGION]}
 
 
 async def list_annotations(
     principal: Principal, app_id: str, args: PageArgs, filt: AnnotationFilter | None = None
 ) -> Page[Annotation]:
     await require_app(principal, app_id)
-    return await paginate(Annotation, filter_query(app_id, filt or AnnotationFilter()), args)
+    query = filter_query(app_id, filt or AnnotationFilter())
+    return await paginate(Annotation, query, args, key=PAGE_KEY)
 
 
 REGION = {"$or": [{"box": {"$ne": None}}, {"polygon": {"$ne": None}}]}
@@ -349,12 +367,10 @@ REGION = {"$or": [{"box": {"$ne": None}}, {"polygon": {"$ne": None}}]}
 async def list_objects(
     principal: Principal, app_id: str, args: PageArgs, filt: AnnotationFilter | None = None
 ) -> Page[Annotation]:
-    """Object mode: the filtered annotations that have a region (every field is written on
-    insert, so ``$ne: null`` means "has one" on every engine)."""
+    """Object mode: the filtered annotations that have a region."""
     await require_app(principal, app_id)
-    return await paginate(
-        Annotation, {"$and": [filter_query(app_id, filt or AnnotationFilter()), REGION]}, args
-    )
+    query = with_region(filter_query(app_id, filt or AnnotationFilter()))
+    return await paginate(Annotation, query, args, key=PAGE_KEY)
 
 
 async def get_annotation(principal: Principal, annotation_id: str) -> Annotation:

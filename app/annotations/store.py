@@ -21,8 +21,10 @@ from pymongo import DeleteOne, InsertOne, UpdateOne
 
 from app.annotations.changes import ChangeSet, Reason, emit
 from app.annotations.models import Annotation, AnnotationStatus
+from app.core import pagination
 from app.core.db import duplicates_ignored
 from app.core.documents import utcnow
+from app.core.ids import new_id
 
 SUCCESS = AnnotationStatus.SUCCESS.value
 AWAITING = AnnotationStatus.AWAITING_REVIEW.value
@@ -235,7 +237,10 @@ async def route(
             continue
         # model_construct: every field gets its default (all are written, MONGODB.md rule 8)
         # without validating values that are already the right types
+        annotation_id = new_id()
         doc = Annotation.model_construct(
+            id=annotation_id,
+            page_key=annotation_id,  # model_construct runs no validator (models.py)
             app_id=app_id,
             input_id=label.input_id,
             concept_id=label.concept_id,
@@ -351,3 +356,12 @@ async def set_dataset(app_id: str, input_ids: Sequence[str] | None, dataset_id: 
         query["input_id"] = {"$in": list(input_ids)}
     operator = "$addToSet" if member else "$pull"
     await _coll().update_many(query, {operator: {"dataset_ids": dataset_id}})
+
+
+# --- start-up --------------------------------------------------------------------------------
+
+
+async def backfill_page_keys() -> int:
+    """Annotations stored before ``page_key`` existed get it (models.py). No change set:
+    nothing derived depends on it."""
+    return await pagination.backfill_page_keys(_coll())

@@ -11,10 +11,18 @@ import binascii
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from pymongo import UpdateOne
+
 from app.core.errors import ErrorCode, ValidationFailed
 
 T = TypeVar("T")
 _PREFIX = "c:"
+# The field a collection's pages range over when it is not ``_id``: a stored copy of ``_id``.
+# nx-27017 answers any range on ``_id`` by decoding every document in Python, but a range on a
+# plain field through its SQL path and a compound index (scope, page_key); MongoDB and FerretDB
+# use that index the same way. Cursors stay ids, as the two are equal.
+PAGE_KEY = "page_key"
+BACKFILL_CHUNK = 1000
 
 
 def encode_cursor(doc_id: str) -> str:
@@ -57,16 +65,51 @@ class Page(Generic[T]):
         return encode_cursor(item.id)
 
 
-async def paginate(model: type[T], query: dict[str, Any], args: PageArgs) -> Page[T]:
-    """One page of ``model`` matching ``query``, in ``_id`` order, after the cursor."""
-    filt = dict(query)
-    if args.after is not None:
-        filt = {"$and": [query, {"_id": {"$gt": args.after}}]} if query else {"_id": {"$gt": args.after}}
+def after_filter(query: dict[str, Any], key: str, after: str) -> dict[str, Any]:
+    """``query`` and ``key > after``, with the range at the top level when it can be.
+
+    Equality plus a range on the sort key, with no ``$and``, is the shape every engine answers
+    from a compound index (equality fields first, then the key): MongoDB and FerretDB bound the
+    index scan with it, and nx-27017 answers it through its SQL path (it falls back to decoding
+    every document in Python for ``$and``/``$or`` and for any range on ``_id``).
+    """
+    existing = query.get(key)
+    if existing is None and key not in query:
+        return {**query, key: {"$gt": after}}
+    if (
+        isinstance(existing, dict)
+        and existing
+        and "$gt" not in existing
+        and all(k.startswith("$") for k in existing)
+    ):
+        return {**query, key: {**existing, "$gt": after}}
+    return {"$and": [query, {key: {"$gt": after}}]}
+
+
+async def paginate(model: type[T], query: dict[str, Any], args: PageArgs, *, key: str = "_id") -> Page[T]:
+    """One page of ``model`` matching ``query`` after the cursor, in ``key`` order: ``_id``, or
+    a field always equal to it (e.g. ``Annotation.page_key``), so cursors stay ids."""
     if args.first == 0:
         return Page(items=[], has_next=False, has_previous=args.after is not None)
-    docs = await model.find(filt).sort("_id").limit(args.first + 1).to_list()  # type: ignore[attr-defined]
+    filt = after_filter(query, key, args.after) if args.after is not None else dict(query)
+    docs = await model.find(filt).sort(key).limit(args.first + 1).to_list()  # type: ignore[attr-defined]
     return Page(
         items=docs[: args.first],
         has_next=len(docs) > args.first,
         has_previous=args.after is not None,
     )
+
+
+async def backfill_page_keys(collection: Any) -> int:
+    """Give documents stored before ``page_key`` existed their copy of ``_id``; idempotent,
+    and one read once all have one. Returns how many it set."""
+    done = 0
+    while True:
+        # null matches a missing field on every engine (MONGODB.md, contract 8: no $exists)
+        docs = await collection.find({PAGE_KEY: None}, {"_id": 1}).limit(BACKFILL_CHUNK).to_list()
+        if not docs:
+            return done
+        await collection.bulk_write(
+            [UpdateOne({"_id": d["_id"]}, {"$set": {PAGE_KEY: d["_id"]}}) for d in docs], ordered=False
+        )
+        done += len(docs)

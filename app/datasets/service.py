@@ -17,7 +17,7 @@ from app.access import CONTRIBUTORS, MANAGERS, Principal, get_for, require_app
 from app.annotations import store
 from app.core import validate
 from app.core.errors import Conflict, ErrorCode, NotFound
-from app.core.pagination import Page, PageArgs, paginate
+from app.core.pagination import PAGE_KEY, Page, PageArgs, paginate
 from app.datasets.models import Dataset
 from app.inputs.models import Input
 from app.tasks.models import LabelingTask
@@ -109,7 +109,7 @@ async def list_datasets(principal: Principal, app_id: str, args: PageArgs) -> Pa
 
 async def list_dataset_inputs(dataset: Dataset, args: PageArgs) -> Page[Input]:
     """Inputs of a dataset the caller was already allowed to load."""
-    return await paginate(Input, {"app_id": dataset.app_id, **member_of(dataset.id)}, args)
+    return await paginate(Input, {"app_id": dataset.app_id, **member_of(dataset.id)}, args, key=PAGE_KEY)
 
 
 async def members_among(dataset_id: str, input_ids: list[str]) -> set[str]:

@@ -31,7 +31,7 @@ from app.core import validate
 from app.core.blob_pins import is_pinned
 from app.core.blobs import BlobStore
 from app.core.errors import DomainError, ErrorCode, NotFound, PermissionDenied, ValidationFailed
-from app.core.pagination import Page, PageArgs, paginate
+from app.core.pagination import PAGE_KEY, Page, PageArgs, paginate
 from app.datasets.service import adjust_inputs_counts, known_dataset_ids, member_of
 from app.inputs import images
 from app.inputs.models import Input, InputKind, InputStatus
@@ -160,7 +160,7 @@ async def list_inputs(
         if dataset_id not in await known_dataset_ids(app_id, {dataset_id}):
             raise NotFound("dataset", dataset_id, field="datasetId")
         query.update(member_of(dataset_id))
-    return await paginate(Input, query, args)
+    return await paginate(Input, query, args, key=PAGE_KEY)
 
 
 # --- checking one new input ---------------------------------------------------------------

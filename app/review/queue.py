@@ -104,6 +104,36 @@ async def task_for(principal: Principal, task_id: str, kind: AssignmentKind) -> 
     return await get_for(principal, LabelingTask, task_id, what="labeling task", roles=roles, field="taskId")
 
 
+def queue_query(
+    task_id: str,
+    kind: AssignmentKind,
+    holders: Sequence[str | None],
+    concept_ids: Sequence[str] = (),
+    after: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Open items of ``holders`` in the task, flat at the top level (no ``$and``): equalities
+    and ranges the (task_id, state) index starts, on every engine (pagination.after_filter).
+    ``$eq`` rather than a plain value: the same on MongoDB, but nx-27017 keeps a plain equality
+    on a field with no single-field index out of its indexes (it might match inside an array)."""
+    query: dict[str, Any] = {
+        "task_id": {"$eq": task_id},
+        "kind": {"$eq": kind.value},
+        "user_id": {"$in": list(holders)},
+        "state": {"$in": list(OPEN_STATES)},
+    }
+    if concept_ids:
+        query["concept_ids"] = {"$in": list(concept_ids)}  # $in: indexed-array equality (nx)
+    if after:
+        query.update(after)  # {"order": {"$gt": ...}} or one top-level $or: no key collides
+    return query
+
+
+def queue_sort(order: QueueOrder) -> list[tuple[str, SortDirection]]:
+    if order is QueueOrder.OLDEST:
+        return [("order", SortDirection.ASCENDING)]
+    return [("min_confidence", SortDirection.ASCENDING), ("_id", SortDirection.ASCENDING)]
+
+
 async def list_queue(
     principal: Principal,
     task_id: str,
@@ -117,24 +147,9 @@ async def list_queue(
     """The caller's own open items of the task, least confident (or oldest) first."""
     task = await task_for(principal, task_id, kind)
     validate.bounded_list(list(concept_ids), "conceptIds", max_items=MAX_FILTER_ITEMS, allow_empty=True)
-    query: dict[str, Any] = {
-        "task_id": task.id,
-        "kind": kind.value,
-        "user_id": {"$in": await _visible_holders(principal, task, kind)},
-        "state": {"$in": list(OPEN_STATES)},
-    }
-    parts: list[dict[str, Any]] = [query]
-    if concept_ids:
-        parts.append({"concept_ids": {"$in": list(concept_ids)}})  # $in: indexed-array equality (nx)
-    if after:
-        parts.append(_after(order, after))
-    sort: list[tuple[str, SortDirection]] = (
-        [("order", SortDirection.ASCENDING)]
-        if order is QueueOrder.OLDEST
-        else [("min_confidence", SortDirection.ASCENDING), ("_id", SortDirection.ASCENDING)]
-    )
-    filt = parts[0] if len(parts) == 1 else {"$and": parts}
-    docs = await Assignment.find(filt).sort(sort).limit(first + 1).to_list()
+    holders = await _visible_holders(principal, task, kind)
+    filt = queue_query(task.id, kind, holders, concept_ids, _after(order, after) if after else None)
+    docs = await Assignment.find(filt).sort(queue_sort(order)).limit(first + 1).to_list()
     items = docs[:first]
     return QueuePage(items=items, cursors=[_cursor(order, d) for d in items], has_next=len(docs) > first)
 

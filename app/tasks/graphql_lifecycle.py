@@ -114,7 +114,8 @@ class Query:
         task = await get_for(
             info.context.principal, m.LabelingTask, task_id, what="labeling task", field="taskId"
         )
-        query: dict[str, object] = {"task_id": task.id}
+        # $eq: nx-27017 uses the (task_id, state) index for it, not for a plain equality
+        query: dict[str, object] = {"task_id": {"$eq": task.id}}
         if states:
             query["state"] = {"$in": [m.InputState(s).value for s in states]}
         page = await paginate(m.TaskInput, query, info.context.page(first, after))

@@ -27,6 +27,7 @@ from app.annotations import store
 from app.annotations.changes import ChangeSet, Reason, emit
 from app.core import pubsub
 from app.core.errors import Conflict, ErrorCode, ValidationFailed
+from app.core.pagination import PAGE_KEY
 from app.datasets.models import Dataset
 from app.inputs.models import Input
 from app.predictions.models import Prediction
@@ -57,7 +58,9 @@ def _state_error(task: LabelingTask, action: str) -> Conflict:
 async def dataset_input_ids(
     app_id: str, dataset_id: str, page: int = 1000, limit: int | None = None
 ) -> AsyncIterator[str]:
-    """The dataset's input ids in id order, read in pages (bounded memory), at most ``limit``."""
+    """The dataset's input ids in id order, read in pages (bounded memory), at most ``limit``.
+    The range is on ``page_key`` (equal to ``_id``), which every engine answers from the
+    (app_id, page_key) index (app/core/pagination.py)."""
     after = ""
     while True:
         if limit is not None:
@@ -66,9 +69,13 @@ async def dataset_input_ids(
                 return
         query: dict[str, Any] = {"app_id": app_id, "dataset_ids": {"$in": [dataset_id]}}
         if after:
-            query["_id"] = {"$gt": after}
+            query[PAGE_KEY] = {"$gt": after}
         docs = (
-            await Input.get_pymongo_collection().find(query, {"_id": 1}).sort("_id", 1).limit(page).to_list()
+            await Input.get_pymongo_collection()
+            .find(query, {"_id": 1})
+            .sort(PAGE_KEY, 1)
+            .limit(page)
+            .to_list()
         )
         for doc in docs:
             yield doc["_id"]

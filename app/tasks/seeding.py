@@ -29,6 +29,7 @@ import logging
 from typing import Any
 
 from app.annotations.changes import ChangeSet, Reason, emit
+from app.core.pagination import PAGE_KEY
 from app.inputs.models import Input
 from app.runtime import Runtime
 from app.tasks import progress, scheduler
@@ -38,11 +39,14 @@ log = logging.getLogger("labelstream.seeding")
 
 
 async def next_input_ids(task: LabelingTask, after: str, limit: int) -> list[str]:
-    """The dataset's next ``limit`` input ids after ``after``, in id order."""
+    """The dataset's next ``limit`` input ids after ``after``, in id order (a range on
+    ``page_key``, equal to ``_id``, that every engine answers from the (app_id, page_key)
+    index; app/core/pagination.py)."""
     query: dict[str, Any] = {"app_id": task.app_id, "dataset_ids": {"$in": [task.dataset_id]}}
     if after:
-        query["_id"] = {"$gt": after}
-    docs = await Input.get_pymongo_collection().find(query, {"_id": 1}).sort("_id", 1).limit(limit).to_list()
+        query[PAGE_KEY] = {"$gt": after}
+    coll = Input.get_pymongo_collection()
+    docs = await coll.find(query, {"_id": 1}).sort(PAGE_KEY, 1).limit(limit).to_list()
     return [d["_id"] for d in docs]
 
 
