@@ -83,8 +83,9 @@ class Settings(BaseSettings):
     task_seed_chunk: int = Field(default=1_000, ge=1, le=10_000)
     batch_inference_limit_s: float = Field(default=120.0, gt=0, le=3600)
     onnx_cpu_mem_arena: bool = True
-    # with the arena on: give its unused chunks back after every run (bench/worker_memory.py)
-    onnx_arena_shrink: bool = True
+    # with the arena on: give its unused chunks back after every run. Measured worse peaks
+    # than a growing arena on this box (bench/RESULTS.md), so off by default
+    onnx_arena_shrink: bool = False
     # progress while a batch runs: its results are written and announced every
     # progress_every_inputs inputs, or sooner, sized to take about progress_interval_s each
     progress_every_inputs: int = Field(default=50, ge=1, le=1024)

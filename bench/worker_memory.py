@@ -13,8 +13,8 @@ API in-process and one arq worker sharing its runtime, as in bench/pipeline.py: 
 loaded), its peak during the task (Linux VmHWM, reset through /proc/self/clear_refs just
 before), what it still holds after the task, and after the worker unloaded its idle models
 (``model_idle_unload_s``). onnxruntime's CPU arena variants (``LABELSTREAM_ONNX_*``):
-  grow    arena on, never shrunk (the old default)
-  shrink  arena on, unused chunks given back after every run (onnx_arena_shrink, the default)
+  grow    arena on, never shrunk (the default)
+  shrink  arena on, unused chunks given back after every run (onnx_arena_shrink=true)
   off     no arena (onnx_cpu_mem_arena=false)
 
 idle: ``labelstream worker`` as its own process, started, left to settle, then its CPU

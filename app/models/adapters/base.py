@@ -184,13 +184,14 @@ class ModelAdapter(abc.ABC):
 # --- process-wide onnxruntime options and the per-batch time bound ---------------------------
 
 # read when a session is made (worker: Settings). The CPU arena keeps every chunk it ever
-# grew to (a 200-image task left ~620 MiB); "arena_shrink" hands the unused ones back at the
-# end of each run (``memory.enable_memory_arena_shrinkage``), bounding the worker by one run.
-RUNTIME_OPTIONS = {"cpu_mem_arena": True, "arena_shrink": True}
+# grew to until its session is dropped (the adapter cache unloads idle models); "arena_shrink"
+# hands the unused ones back at the end of each run (``memory.enable_memory_arena_shrinkage``)
+# but measured higher peaks than a growing arena (bench/RESULTS.md), so it is opt-in.
+RUNTIME_OPTIONS = {"cpu_mem_arena": True, "arena_shrink": False}
 SHRINK_CPU_ARENA = ("memory.enable_memory_arena_shrinkage", "cpu:0")
 
 
-def configure_runtime(*, cpu_mem_arena: bool, arena_shrink: bool = True) -> None:
+def configure_runtime(*, cpu_mem_arena: bool, arena_shrink: bool = False) -> None:
     """Options for sessions made from now on (cached adapters keep theirs)."""
     RUNTIME_OPTIONS["cpu_mem_arena"] = cpu_mem_arena
     RUNTIME_OPTIONS["arena_shrink"] = arena_shrink
