@@ -69,6 +69,8 @@ class Settings(BaseSettings):
     worker_idle_wait_s: float = Field(default=1.0, gt=0, le=60)
     # a worker unloads a model nobody used for this long (0: never); the next batch reloads it
     model_idle_unload_s: float = Field(default=300.0, ge=0, le=86_400)
+    # glibc malloc arenas of a worker process (0: glibc's default, 8 per core); app/core/heap.py
+    worker_malloc_arenas: int = Field(default=2, ge=0, le=64)
     # durable scheduling: MongoDB holds the pending batches, Redis only wakes workers. A worker
     # renews its lease on a batch while it works; a lapsed lease (dead worker) is taken again
     # by the next reconciliation, every reconcile_interval_s (app/tasks/scheduler.py)

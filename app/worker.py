@@ -30,6 +30,7 @@ from arq.connections import RedisSettings
 from arq.worker import Function, func, get_kwargs
 
 from app.bootstrap import close_runtime, open_runtime
+from app.core.heap import limit_malloc_arenas
 from app.core.queue import QUEUE_NAME, redis_settings
 from app.core.waking import WakingWorker
 from app.models.adapters import unload_idle_forever
@@ -84,6 +85,7 @@ def job_functions() -> list[Function]:
 async def startup(ctx: dict[str, Any]) -> None:
     settings: Settings = ctx.get("settings") or Settings()
     logs.configure(settings.log_format)
+    limit_malloc_arenas(settings.worker_malloc_arenas)  # before the inference threads start
     ctx["runtime"] = runtime = await open_runtime(settings)
     # work that lost its wake-up (Redis emptied) or its worker (lease lapsed) is woken again
     ctx["reconciler"] = asyncio.create_task(scheduler.reconcile_forever(runtime))

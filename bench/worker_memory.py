@@ -71,8 +71,10 @@ def peak() -> int:
 async def measure(settings: Settings, model_name: str, images: int) -> dict[str, Any]:
     from pipeline import Bench, sample_images
 
+    from app.core.heap import limit_malloc_arenas, release_freed_memory
     from app.models.adapters import adapter_cache
-    from app.models.adapters.cache import _release_freed_memory
+
+    limit_malloc_arenas(settings.worker_malloc_arenas)  # as the worker's startup does
 
     task_type, concept_name, mapped = MODELS[model_name]
     async with Bench(settings) as bench:
@@ -93,7 +95,7 @@ async def measure(settings: Settings, model_name: str, images: int) -> dict[str,
         top = peak()
         after = psutil.Process().memory_info().rss
         adapter_cache.drop_idle(0)  # what the worker's unloader does after model_idle_unload_s
-        _release_freed_memory()
+        release_freed_memory()
         unloaded = psutil.Process().memory_info().rss
     return {
         "status": task["status"],

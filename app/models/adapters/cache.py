@@ -11,8 +11,6 @@ batch stays alive until that batch lets go of it.
 from __future__ import annotations
 
 import asyncio
-import ctypes
-import ctypes.util
 import json
 import logging
 import threading
@@ -20,6 +18,8 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import Any
+
+from app.core.heap import release_freed_memory
 
 from .base import ModelAdapter
 from .registry import adapter_class
@@ -103,23 +103,11 @@ def clear_cache() -> None:
     adapter_cache.clear()
 
 
-def _release_freed_memory() -> None:
-    """Hand memory freed by dropped sessions back to the OS (glibc keeps it otherwise)."""
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return
-    try:
-        trim = ctypes.CDLL(name).malloc_trim
-    except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to trim
-        return
-    trim(0)
-
-
 async def unload_idle_forever(idle_s: float, cache: AdapterCache = adapter_cache) -> None:
     """Every ``idle_s / 2`` seconds (at most every minute), drop the adapters idle ``idle_s``."""
     while True:
         await asyncio.sleep(min(idle_s / 2, 60.0))
         dropped = cache.drop_idle(idle_s)
         if dropped:
-            await asyncio.to_thread(_release_freed_memory)
+            await asyncio.to_thread(release_freed_memory)
             log.info("unloaded model(s) idle %.0f s: %s", idle_s, ", ".join(dropped))
