@@ -189,11 +189,10 @@ def worker(
     """Run one arq worker against REDIS_URL and MONGODB_URL."""
     import logging
 
-    from arq.worker import run_worker
     from pymongo.errors import PyMongoError
     from redis.exceptions import RedisError
 
-    from app.worker import worker_settings
+    from app.worker import create_worker
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s worker %(message)s")
     settings = _settings()
@@ -204,7 +203,7 @@ def worker(
     while True:  # a lost Redis or MongoDB is waited out, not a reason to exit (the work is durable)
         started = time.monotonic()
         try:
-            run_worker(worker_settings(settings), burst=burst)  # type: ignore[arg-type]
+            create_worker(settings, burst=burst).run()
             return  # burst done, or stopped by a signal
         except (ConnectionError, OSError, RedisError, PyMongoError) as exc:
             delay = 1.0 if time.monotonic() - started > 60 else min(delay * 2, 30.0)

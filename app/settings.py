@@ -64,6 +64,13 @@ class Settings(BaseSettings):
     task_batch_size: int = Field(default=32, ge=1, le=1024)
     worker_max_jobs: int = Field(default=2, ge=1, le=64)
     worker_poll_delay_s: float = Field(default=0.01, gt=0, le=5)
+    # an idle worker blocks on the queue's wake channel (app/core/waking.py) instead of
+    # polling; it reads the queue anyway every worker_idle_wait_s (a lost notification)
+    worker_idle_wait_s: float = Field(default=1.0, gt=0, le=60)
+    # a worker unloads a model nobody used for this long (0: never); the next batch reloads it
+    model_idle_unload_s: float = Field(default=300.0, ge=0, le=86_400)
+    # glibc malloc arenas of a worker process (0: glibc's default, 8 per core); app/core/heap.py
+    worker_malloc_arenas: int = Field(default=2, ge=0, le=64)
     # durable scheduling: MongoDB holds the pending batches, Redis only wakes workers. A worker
     # renews its lease on a batch while it works; a lapsed lease (dead worker) is taken again
     # by the next reconciliation, every reconcile_interval_s (app/tasks/scheduler.py)
@@ -78,6 +85,9 @@ class Settings(BaseSettings):
     task_seed_chunk: int = Field(default=1_000, ge=1, le=10_000)
     batch_inference_limit_s: float = Field(default=120.0, gt=0, le=3600)
     onnx_cpu_mem_arena: bool = True
+    # with the arena on: give its unused chunks back after every run. Measured worse peaks
+    # than a growing arena on this box (bench/RESULTS.md), so off by default
+    onnx_arena_shrink: bool = False
     # progress while a batch runs: its results are written and announced every
     # progress_every_inputs inputs, or sooner, sized to take about progress_interval_s each
     progress_every_inputs: int = Field(default=50, ge=1, le=1024)

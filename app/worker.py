@@ -4,6 +4,10 @@ The job functions are registered in ``FUNCTIONS``; the lifespan-like ``startup``
 same runtime the API uses (``app.bootstrap``: MongoDB via Beanie, blob store, the annotation
 listeners), ``shutdown`` closes it.
 
+Idle, a worker sleeps on its queue's wake channel (``WakingWorker``, app/core/waking.py) rather
+than polling Redis; ``create_worker`` builds it from the settings. It unloads models nobody used
+for ``model_idle_unload_s`` (``unload_idle_forever``), giving their memory back.
+
 Operations (app/observability): ``startup`` sets up logging (``log_format``), starts the
 heartbeat ``/readyz`` of the API looks for (every ``worker_heartbeat_interval_s``, in Redis),
 and, when ``worker_metrics_port`` is set, a small HTTP server answering ``/metrics``. Every job
@@ -23,10 +27,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar
 
 from arq.connections import RedisSettings
-from arq.worker import Function, func
+from arq.worker import Function, func, get_kwargs
 
 from app.bootstrap import close_runtime, open_runtime
+from app.core.heap import limit_malloc_arenas
 from app.core.queue import QUEUE_NAME, redis_settings
+from app.core.waking import WakingWorker
+from app.models.adapters import unload_idle_forever
 from app.observability import health, logs, metrics
 from app.settings import Settings
 from app.tasks import scheduler
@@ -78,9 +85,12 @@ def job_functions() -> list[Function]:
 async def startup(ctx: dict[str, Any]) -> None:
     settings: Settings = ctx.get("settings") or Settings()
     logs.configure(settings.log_format)
+    limit_malloc_arenas(settings.worker_malloc_arenas)  # before the inference threads start
     ctx["runtime"] = runtime = await open_runtime(settings)
     # work that lost its wake-up (Redis emptied) or its worker (lease lapsed) is woken again
     ctx["reconciler"] = asyncio.create_task(scheduler.reconcile_forever(runtime))
+    if settings.model_idle_unload_s > 0:
+        ctx["unloader"] = asyncio.create_task(unload_idle_forever(settings.model_idle_unload_s))
     identity = ctx.setdefault("worker_identity", worker_identity())
     ctx["heartbeat"] = asyncio.create_task(
         health.heartbeat_forever(runtime.redis, identity, settings.worker_heartbeat_interval_s)
@@ -96,7 +106,7 @@ async def startup(ctx: dict[str, Any]) -> None:
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
-    for name in ("reconciler", "heartbeat"):
+    for name in ("reconciler", "heartbeat", "unloader"):
         running = ctx.get(name)
         if running is not None:
             running.cancel()
@@ -134,3 +144,9 @@ def worker_settings(settings: Settings) -> type:
         ctx: ClassVar[dict[str, Any]] = {"settings": settings}
 
     return WorkerSettings
+
+
+def create_worker(settings: Settings, **overrides: Any) -> WakingWorker:
+    """The worker ``labelstream worker`` runs: ``worker_settings`` on a ``WakingWorker``."""
+    options: dict[str, Any] = {**get_kwargs(worker_settings(settings)), **overrides}
+    return WakingWorker(idle_wait_s=settings.worker_idle_wait_s, **options)

@@ -102,17 +102,26 @@ class Bench:
         data: dict[str, Any] = body["data"]
         return data
 
-    def worker(self, **options: Any) -> Any:
+    def worker(self, *, polling: bool = False, **options: Any) -> Any:
+        """The deployed worker class (``WakingWorker``; in burst mode it is arq's loop), or with
+        ``polling`` arq's own ``Worker`` (reads the queue every ``poll_delay``)."""
         from arq.worker import Worker
 
+        from app.core.waking import WakingWorker
+
         assert self.settings.redis_url
-        kwargs = {
-            "poll_delay": self.settings.worker_poll_delay_s,
-            "max_jobs": self.settings.worker_max_jobs,
-            "handle_signals": False,
-            "burst": True,
-        } | options
-        return Worker(
+        waking = {} if polling else {"idle_wait_s": self.settings.worker_idle_wait_s}
+        kwargs = (
+            {
+                "poll_delay": self.settings.worker_poll_delay_s,
+                "max_jobs": self.settings.worker_max_jobs,
+                "handle_signals": False,
+                "burst": True,
+            }
+            | waking
+            | options
+        )
+        return (Worker if polling else WakingWorker)(
             functions=[*FUNCTIONS, ping],
             queue_name=QUEUE_NAME,
             redis_settings=redis_settings(self.settings.redis_url),
@@ -306,9 +315,10 @@ async def throughput(settings: Settings) -> dict[str, float]:
     }
 
 
-async def latency(settings: Settings, jobs: int = 300) -> dict[str, float]:
+async def latency(settings: Settings, jobs: int = 300, polling: bool = False) -> dict[str, float]:
+    """Enqueue-to-start delays of ``jobs`` pings to an idle worker (``polling``: arq's loop)."""
     async with Bench(settings) as bench:
-        worker = bench.worker(burst=False)
+        worker = bench.worker(burst=False, polling=polling)
         running = asyncio.create_task(worker.async_run())
         await asyncio.sleep(0.3)
         handles = []
@@ -328,7 +338,9 @@ async def latency(settings: Settings, jobs: int = 300) -> dict[str, float]:
     delays.sort()
     return {
         "jobs": jobs,
+        "worker": "polling" if polling else "waking",
         "poll_delay_ms": settings.worker_poll_delay_s * 1000,
+        "idle_wait_ms": settings.worker_idle_wait_s * 1000,
         "p50_ms": delays[len(delays) // 2],
         "p99_ms": delays[int(len(delays) * 0.99) - 1],
         "max_ms": delays[-1],

@@ -21,7 +21,14 @@ from .base import (
     Polygon,
     Prediction,
 )
-from .cache import ADAPTER_CACHE_SIZE, AdapterCache, adapter_cache, clear_cache, get_adapter
+from .cache import (
+    ADAPTER_CACHE_SIZE,
+    AdapterCache,
+    adapter_cache,
+    clear_cache,
+    get_adapter,
+    unload_idle_forever,
+)
 from .config import MAX_THREADS, AdapterConfig
 from .errors import AdapterError, AdapterMismatch, InvalidConfig, ModelRejected, UnknownAdapter
 from .image_classifier import ImageClassifierAdapter
@@ -72,5 +79,6 @@ __all__ = [
     "describe_configs",
     "get_adapter",
     "register",
+    "unload_idle_forever",
     "validate_config",
 ]

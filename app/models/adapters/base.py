@@ -166,7 +166,11 @@ class ModelAdapter(abc.ABC):
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
-        opts.enable_cpu_mem_arena = RUNTIME_OPTIONS["cpu_mem_arena"]
+        arena = RUNTIME_OPTIONS["cpu_mem_arena"]
+        shrink = arena and RUNTIME_OPTIONS["arena_shrink"]
+        opts.enable_cpu_mem_arena = arena
+        if shrink:  # weights outside the arena: it only holds a run's tensors, given back after
+            opts.add_session_config_entry("session.use_device_allocator_for_initializers", "1")
         opts.intra_op_num_threads = self.num_threads
         opts.inter_op_num_threads = 1
         opts.log_severity_level = 3
@@ -177,17 +181,23 @@ class ModelAdapter(abc.ABC):
             opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         source = path if isinstance(path, bytes) else str(path)
         session = ort.InferenceSession(source, sess_options=opts, providers=["CPUExecutionProvider"])
-        return BoundedSession(session)
+        return BoundedSession(session, shrink_arena=shrink)
 
 
 # --- process-wide onnxruntime options and the per-batch time bound ---------------------------
 
-RUNTIME_OPTIONS = {"cpu_mem_arena": True}  # read when a session is made (worker: Settings)
+# read when a session is made (worker: Settings). The CPU arena keeps every chunk it ever
+# grew to until its session is dropped (the adapter cache unloads idle models); "arena_shrink"
+# hands the unused ones back at the end of each run (``memory.enable_memory_arena_shrinkage``)
+# but measured higher peaks than a growing arena (bench/RESULTS.md), so it is opt-in.
+RUNTIME_OPTIONS = {"cpu_mem_arena": True, "arena_shrink": False}
+SHRINK_CPU_ARENA = ("memory.enable_memory_arena_shrinkage", "cpu:0")
 
 
-def configure_runtime(*, cpu_mem_arena: bool) -> None:
+def configure_runtime(*, cpu_mem_arena: bool, arena_shrink: bool = False) -> None:
     """Options for sessions made from now on (cached adapters keep theirs)."""
     RUNTIME_OPTIONS["cpu_mem_arena"] = cpu_mem_arena
+    RUNTIME_OPTIONS["arena_shrink"] = arena_shrink
 
 
 class InferenceTimeLimit(Exception):
@@ -278,8 +288,9 @@ class BoundedSession:
     """An ``InferenceSession`` whose every ``run`` honours the current ``Deadline``: the one
     place adapters' runs get their ``RunOptions`` (adapters call ``run`` as usual)."""
 
-    def __init__(self, session: onnxruntime.InferenceSession) -> None:
+    def __init__(self, session: onnxruntime.InferenceSession, *, shrink_arena: bool = False) -> None:
         self.session = session
+        self.shrink_arena = shrink_arena
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.session, name)
@@ -287,8 +298,15 @@ class BoundedSession:
     def run(self, output_names: Any, input_feed: Any, run_options: Any = None) -> Any:
         deadline = _deadline.get()
         if deadline is None:
+            if self.shrink_arena and run_options is None:
+                import onnxruntime as ort
+
+                run_options = ort.RunOptions()
+                run_options.add_run_config_entry(*SHRINK_CPU_ARENA)
             return self.session.run(output_names, input_feed, run_options)
         with deadline.watching() as options:
+            if self.shrink_arena:
+                options.add_run_config_entry(*SHRINK_CPU_ARENA)
             try:
                 return self.session.run(output_names, input_feed, options)
             except Exception as exc:
