@@ -30,6 +30,7 @@ import numpy as np
 from pydantic import Field
 
 from ..base import AdapterInput, Box, ModelConcept, Polygon, Prediction, check_image
+from . import images
 from .base import RemoteAdapter
 from .config import RemoteConfig
 from .errors import ERROR, UNAVAILABLE, ServerFailure
@@ -66,16 +67,7 @@ def default_label_config(labels: Sequence[str]) -> str:
 
 
 def data_uri(img: np.ndarray, fmt: str, quality: int) -> str:
-    import cv2
-
-    bgr = np.ascontiguousarray(img[..., ::-1])
-    if fmt == "jpeg":
-        ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, quality])
-    else:
-        ok, buf = cv2.imencode(".png", bgr, [cv2.IMWRITE_PNG_COMPRESSION, 1])
-    if not ok:
-        raise ValueError("cannot encode the image for the backend")
-    return f"data:image/{fmt};base64," + base64.b64encode(buf.tobytes()).decode()
+    return f"data:image/{fmt};base64," + base64.b64encode(images.encode(img, fmt, quality)).decode()
 
 
 def _unit(v: float) -> float:
