@@ -9,8 +9,10 @@ from collections.abc import Iterator
 
 import numpy as np
 import pytest
+from beanie import init_beanie
 from starlette.applications import Starlette
 
+from app.documents import DOCUMENT_MODELS
 from app.models.adapters import AdapterCache, AdapterInput, adapter_cache, get_adapter, unload_idle_forever
 from app.models.adapters.base import RUNTIME_OPTIONS, configure_runtime, time_limit
 from app.settings import Settings
@@ -118,3 +120,10 @@ async def test_a_worker_unloads_models_idle_for_model_idle_unload_s(
             await running
         with contextlib.suppress(asyncio.CancelledError):
             await worker.close()
+        # The worker's startup bound the documents to a client of its own, which its shutdown
+        # closed: bind them to the session's client again for the tests that follow.
+        await init_beanie(
+            database=asgi_app.state.runtime.mongo[settings.mongodb_db],
+            document_models=DOCUMENT_MODELS,
+            skip_indexes=True,
+        )
