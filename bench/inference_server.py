@@ -47,24 +47,16 @@ BATCH = 32
 
 
 def images(n: int) -> list[AdapterInput]:
-    """``n`` JPEG files and their decoded arrays, as the worker's load step hands them over."""
+    """``n`` JPEG files (``bench/pipeline.py``'s samples) and their decoded arrays, as the
+    worker's load step hands them over."""
     from PIL import Image
-    from skimage import data
 
-    bases = [data.chelsea(), data.coffee(), data.astronaut(), data.rocket()]
-    rng = np.random.default_rng(0)
+    from bench.pipeline import sample_images
+
     out = []
-    for i in range(n):
-        base = bases[i % len(bases)]
-        h, w = base.shape[:2]
-        ch, cw = int(h * rng.uniform(0.6, 1.0)), int(w * rng.uniform(0.6, 1.0))
-        top, left = rng.integers(0, h - ch + 1), rng.integers(0, w - cw + 1)
-        img = Image.fromarray(base[top : top + ch, left : left + cw])
-        img.thumbnail((480, 480))
-        buf = io.BytesIO()
-        img.save(buf, format="JPEG", quality=90)
-        with Image.open(io.BytesIO(buf.getvalue())) as decoded:
-            out.append(AdapterInput(image=np.asarray(decoded.convert("RGB")), encoded=buf.getvalue()))
+    for raw in sample_images(n):
+        with Image.open(io.BytesIO(raw)) as decoded:
+            out.append(AdapterInput(image=np.asarray(decoded.convert("RGB")), encoded=raw))
     return out
 
 
