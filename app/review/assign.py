@@ -289,17 +289,28 @@ def _plan_review(
             plan.new(AssignmentKind.REVIEW, input_id, slot, user, **_summary(_waiting_for(anns, user)))
             slots[slot] = {"slot": slot, "user_id": user, "kind": kind, "state": "OPEN"}
             continue
-        mine = _waiting_for(anns, doc.get("user_id"))
         user = doc.get("user_id")
+        if doc["state"] == AssignmentState.DONE.value and any_waiting:
+            # new work on an input whose review was finished: it reopens for its reviewer if they
+            # still review the task, else for a current reviewer (as a new slot would be)
+            people, weights = plan.review_people
+            if user not in people:
+                taken = {d["user_id"] for s, d in slots.items() if s != slot and d.get("user_id")}
+                pick = partition.choose(people, weights, plan.review_open, exclude=taken)
+                user = pick[0] if pick else None
+                slots[slot] = {**doc, "user_id": user}
+        mine = _waiting_for(anns, user)
         if mine:
             state = AssignmentState(doc["state"])
+            extra = _summary(mine)
             if state is AssignmentState.DONE:
                 state = AssignmentState.OPEN  # new work on an input this reviewer had finished
+                extra["done_by"] = None
                 plan.changes.add(kind, user, input_id)
             plan.updates.append(
                 UpdateOne(
                     {"_id": doc["_id"]},
-                    {"$set": _set(kind, state, user, **_summary(mine)), "$currentDate": {"updated_at": True}},
+                    {"$set": _set(kind, state, user, **extra), "$currentDate": {"updated_at": True}},
                 )
             )
             plan.move(doc.get("bucket", 0), bucket(kind, state, user))
@@ -336,6 +347,10 @@ def _plan_label(
             plan.new(AssignmentKind.LABEL, input_id, 0, pick[0] if pick else None, reason=reason)
         elif doc["state"] == AssignmentState.DONE.value:
             user = doc.get("user_id")
+            people, weights = plan.label_people
+            if user not in people:  # they no longer label this task: a current labeler does
+                pick = partition.choose(people, weights, plan.label_open)
+                user = pick[0] if pick else None
             plan.updates.append(
                 UpdateOne(
                     {"_id": doc["_id"]},

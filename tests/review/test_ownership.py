@@ -286,3 +286,32 @@ async def test_the_creator_labels_what_the_model_left_empty_when_nobody_is_named
     }
     view = await task_view(api, s.w.owner, s.task_id)
     assert view["review"]["labelingActive"] is True and view["review"]["inputsToLabel"] == 2
+
+
+async def test_work_returning_to_a_finished_input_goes_to_a_current_reviewer(api: Api, drain: Drain) -> None:
+    """Found by the stateful test: the creator finished an input's review while the task named no
+    reviewers; reviewers were named; a re-run brought a removed prediction back, and the finished
+    item reopened for the creator, who no longer reviews the task."""
+    preds = [
+        {"concept": "cat", "confidence": 0.7},
+        {"concept": "bird", "confidence": 0.6},
+        {"concept": "dog", "confidence": 0.95},
+    ]
+    s = await review_setup(api, drain, inputs=1, reviewers=0, predictions=preds)
+    waiting = {a.concept_id: a for a in await annotations(s.task_id, status="AWAITING_REVIEW")}
+    removed = await api.gql(s.w.owner, REMOVE, ids=[waiting[s.concepts["cat"]].id])
+    assert removed["removeAnnotations"]["removedIds"]
+    done = await review(api, s.w.owner, s.task_id, "APPROVE", annotationIds=[waiting[s.concepts["bird"]].id])
+    assert done["approved"] == 1
+    reviewer = await api.member(s.w.owner, s.w.app_id, ["REVIEWER"])
+    updated = await api.gql(s.w.owner, UPDATE, i={"id": s.task_id, "reviewerIds": [reviewer.user_id]})
+    assert updated["updateLabelingTask"]["__typename"] == "LabelingTaskSuccess"
+    assert (await api.gql(s.w.owner, START, id=s.task_id))["startLabelingTask"]["__typename"] == "TaskRunSuccess"
+    await drain()
+    back = await annotations(s.task_id, status="AWAITING_REVIEW")
+    assert [a.concept_id for a in back] == [s.concepts["cat"]]
+    items = await Assignment.find({"task_id": s.task_id, "kind": "REVIEW"}).to_list()
+    assert [(i.state.value, i.user_id, i.done_by) for i in items] == [("OPEN", reviewer.user_id, None)]
+    assert [q["inputId"] for q in await queue_of(api, reviewer, s.task_id)] == s.inputs
+    assert await queue_of(api, s.w.owner, s.task_id) == []
+    await _no_ghosts(s.task_id)
