@@ -27,7 +27,7 @@ from app.live import execution as live_execution
 from app.live.hub import Hub
 from app.live.transport import ServerSendMiddleware
 from app.observability import logs
-from app.observability.graphql import OperationMetrics
+from app.observability.graphql import OperationMetrics, record_operation
 from app.observability.routes import RequestIdMiddleware
 from app.observability.routes import routes as ops_routes
 from app.runtime import Runtime
@@ -42,6 +42,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         logs.configure(settings.log_format)
     schema = build_schema(settings)
     schema.extensions = (*schema.extensions, OperationMetrics)  # requests, latency, errors by code
+    schema.observe = record_operation  # the same, for operations that skip the extensions
     live_execution.install(schema)  # a shared live event is executed once per distinct operation
     view = GraphQLView(
         schema,
@@ -100,4 +101,6 @@ def create_app(settings: Settings | None = None) -> Starlette:
         *export_routes,  # dataset-version exports and annotation crops (object mode)
     ]
     middleware = [Middleware(ServerSendMiddleware), Middleware(RequestIdMiddleware)]
-    return Starlette(routes=routes, lifespan=lifespan, middleware=middleware)
+    app = Starlette(routes=routes, lifespan=lifespan, middleware=middleware)
+    app.state.schema = schema
+    return app

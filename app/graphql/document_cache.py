@@ -26,11 +26,12 @@ import functools
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from graphql import DocumentNode
+from graphql import DocumentNode, get_operation_ast
 from strawberry.extensions import SchemaExtension, ValidationCache
+from strawberry.types.graphql import OperationType
 
 from app.graphql.limits import Accepted, DocumentLimits, Refusal
 
@@ -40,6 +41,7 @@ HEAVY_CHARS = 1024
 HEAVY_TOKENS = 100
 HEAVY_COMPLEXITY = 300
 PARSE_CACHE_SIZE = 128  # distinct query texts, as Strawberry's ParserCache
+LANES_PER_DOCUMENT = 16  # operation names remembered per document (a request names any)
 
 T = TypeVar("T")
 
@@ -50,6 +52,9 @@ class Checked:
     refusal: Refusal | None
     heavy: bool  # validated off the event loop the first time
     validated: bool = False  # a heavy document whose validation is in the validation cache
+    # operation name asked -> the type and name of the operation it runs once validated without
+    # errors, or None (invalid, or no such operation): the schema's direct path (``Schema.execute``)
+    lanes: dict[str | None, tuple[OperationType, str | None] | None] = field(default_factory=dict)
 
 
 class DocumentCache:
@@ -76,6 +81,27 @@ class DocumentCache:
             await self._off_loop(self._validate, schema, entry.document, rules)
             entry.validated = True
         return entry.refusal
+
+    def lane(
+        self, query: str, schema: Any, rules: tuple[Any, ...], operation_name: str | None
+    ) -> tuple[DocumentNode, OperationType, str | None] | None:
+        """The parsed document of ``query`` with the type and name of the operation it runs,
+        when the document is cached, valid (``rules`` as the request will have them) and has
+        that operation; None leaves the request to Strawberry's way, which reports what is wrong."""
+        entry = self._entries.get(query)
+        if entry is None or entry.document is None:
+            return None
+        try:
+            found = entry.lanes[operation_name]
+        except KeyError:
+            found = None
+            if not self._validate(schema, entry.document, rules):
+                node = get_operation_ast(entry.document, operation_name)
+                if node is not None:
+                    found = (OperationType(node.operation.value), node.name.value if node.name else None)
+            if len(entry.lanes) < LANES_PER_DOCUMENT:
+                entry.lanes[operation_name] = found
+        return (entry.document, *found) if found is not None else None
 
     async def check(self, query: str) -> Checked:
         refusal = self.limits.too_large(query)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from graphql import GraphQLError
@@ -38,25 +38,31 @@ def _operation_metrics(name: str, kind: str) -> tuple[Any, Any]:
     return metrics.graphql_requests.labels(name, kind), metrics.graphql_latency.labels(name, kind)
 
 
+def record_operation(
+    operation_name: str | None, kind: str, seconds: float, errors: Iterable[GraphQLError]
+) -> None:
+    """Count one operation, its time and its errors (also the schema's direct path's report)."""
+    count, latency = _operation_metrics(metrics.operation_label(operation_name), kind)
+    count.inc()
+    latency.observe(seconds)
+    for error in errors:
+        metrics.graphql_errors.labels(error_code(error)).inc()
+
+
 class OperationMetrics(SchemaExtension):
     def on_operation(self) -> Iterator[None]:
         started = time.perf_counter()
         yield
         ctx = self.execution_context
-        name = metrics.operation_label(ctx.operation_name)
         try:
             kind = ctx.operation_type.value
         except Exception:  # a document that does not parse has no operation type
             kind = "unknown"
-        count, latency = _operation_metrics(name, kind)
-        count.inc()
-        latency.observe(time.perf_counter() - started)
         errors = list(ctx.pre_execution_errors or [])
         result = ctx.result
         if result is not None and not errors:
             errors = list(getattr(result, "errors", None) or [])
-        for error in errors:
-            metrics.graphql_errors.labels(error_code(error)).inc()
+        record_operation(ctx.operation_name, kind, time.perf_counter() - started, errors)
 
 
 def count_http_error(code: str) -> None:

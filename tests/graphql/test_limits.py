@@ -140,11 +140,12 @@ async def test_big_legal_documents_work_and_are_parsed_and_validated_once(api: A
         before = validations.cache_info()
         first = await api.gql(caller, query, first=5)
         after = validations.cache_info()
-        # validated once (off the event loop, being big), then found by ValidationCache itself
+        # validated once (off the event loop, being big), then found in the validation cache
+        # by the schema's direct path, which remembers the outcome with the parsed document
         assert (after.misses - before.misses, after.hits - before.hits) == (1, 1)
         assert await api.gql(caller, query, first=5) == first
         again = validations.cache_info()
-        assert (again.misses, again.hits) == (after.misses, after.hits + 1)
+        assert (again.misses, again.hits) == (after.misses, after.hits)
     page = await api.gql(caller, documents.app_page(), first=5)
     assert page["me"]["user"]["email"] == caller.email
     introspection = await api.gql(caller, documents.full_introspection())
