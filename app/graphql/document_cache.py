@@ -29,7 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from graphql import DocumentNode, get_operation_ast
+from graphql import DocumentNode, OperationDefinitionNode, get_operation_ast
 from strawberry.extensions import SchemaExtension, ValidationCache
 from strawberry.types.graphql import OperationType
 
@@ -102,6 +102,17 @@ class DocumentCache:
             if len(entry.lanes) < LANES_PER_DOCUMENT:
                 entry.lanes[operation_name] = found
         return (entry.document, *found) if found is not None else None
+
+    def names_missing(self, query: str, operation_name: str | None) -> bool:
+        """Whether ``query`` has several operations and the request names none (graphql-core
+        3.3 would run the first one; the GraphQL spec says to refuse)."""
+        if operation_name is not None:
+            return False
+        entry = self._entries.get(query)
+        if entry is None or entry.document is None:
+            return False
+        operations = [d for d in entry.document.definitions if isinstance(d, OperationDefinitionNode)]
+        return len(operations) > 1
 
     async def check(self, query: str) -> Checked:
         refusal = self.limits.too_large(query)

@@ -110,6 +110,8 @@ class Schema(strawberry.Schema):
         refused = await self._refused(query, variable_values)
         if refused is not None:
             return PreExecutionError(data=None, errors=[refused])
+        if self.documents is not None and query and self.documents.names_missing(query, operation_name):
+            return PreExecutionError(data=None, errors=[_name_missing()])
         lane = self._lane(query, operation_name, allowed_operation_types)
         if lane is not None:
             document, kind, name = lane
@@ -207,6 +209,13 @@ class Schema(strawberry.Schema):
 async def _one_error(error: GraphQLError) -> AsyncGenerator[PreExecutionError, None]:
     # what Strawberry's stream yields for a document that fails validation
     yield PreExecutionError(data=None, errors=[error])
+
+
+def _name_missing() -> GraphQLError:
+    return GraphQLError(
+        "Must provide operation name if query contains multiple operations.",
+        extensions={"code": "GRAPHQL_VALIDATION_FAILED"},
+    )
 
 
 def build_schema(settings: Settings | None = None, *, document_limits: bool = True) -> Schema:
