@@ -144,8 +144,7 @@ class PlainFieldsExecutor(StrawberryGraphQLCoreExecutionContext):
                 return None
             name = field_details_list[0].node.name.value
             if name == "__typename":
-                type_name = parent_type.name
-                plan.append((response_name, lambda _source, n=type_name: n, _identity))
+                plan.append((response_name, _constant(parent_type.name), _identity))
                 continue
             field_def = self.schema.get_field(parent_type, name)
             if field_def is None or field_def.args:
@@ -158,8 +157,8 @@ class PlainFieldsExecutor(StrawberryGraphQLCoreExecutionContext):
         return tuple(plan)
 
     def _complete(self, type_: GraphQLOutputType, field_details_list: Any) -> Complete | None:
-        non_null = isinstance(type_, GraphQLNonNull)
-        inner: Any = type_.of_type if non_null else type_
+        inner: Any = type_.of_type if isinstance(type_, GraphQLNonNull) else type_
+        non_null = inner is not type_
         if is_leaf_type(inner):
             return _leaf(inner.coerce_output_value, non_null)
         if isinstance(inner, GraphQLList):
@@ -179,3 +178,7 @@ class PlainFieldsExecutor(StrawberryGraphQLCoreExecutionContext):
 
 def _identity(value: Any) -> Any:
     return value
+
+
+def _constant(value: str) -> Callable[[Any], str]:
+    return lambda _source: value
