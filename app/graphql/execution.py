@@ -19,6 +19,7 @@ Invariants:
   field, a coercion that fails or yields null, anything that raises) makes it hand the whole
   object back to graphql-core's normal path, which reports the error exactly as before.
   Reading a plain attribute has no side effect, so doing it twice is harmless.
+* A list of plain objects is completed in one step as well (``complete_list_value``).
 * Fields with resolvers (DataLoaders, ``Connection.nodes``), arguments, directives
   (``@include``/``@skip`` that survive collection, ``@defer``, ``@stream``) and abstract types
   always take the normal path, as does everything while a middleware (an extension with
@@ -126,6 +127,39 @@ class PlainFieldsExecutor(StrawberryGraphQLCoreExecutionContext):
             except Exception:  # the normal path below reports it
                 pass
         return super().execute_fields(parent_type, source_value, path, grouped_field_set, position_context)
+
+    def complete_list_value(
+        self,
+        return_type: GraphQLList[Any],
+        field_details_list: Any,
+        info: Any,
+        path: Any,
+        result: Any,
+        position_context: Any,
+    ) -> Any:
+        # A list of plain objects (a page's nodes) in one step too, without graphql-core's
+        # per-item completion; anything else, or any item it cannot complete, goes the usual way.
+        complete = (
+            self._plain_items(return_type.of_type, field_details_list) if type(result) is list else None
+        )
+        if complete is not None:
+            try:
+                return [complete(item) for item in result]
+            except Exception:  # the normal path below reports it
+                pass
+        return super().complete_list_value(
+            return_type, field_details_list, info, path, result, position_context
+        )
+
+    def _plain_items(self, item_type: Any, field_details_list: Any) -> Complete | None:
+        inner = item_type.of_type if isinstance(item_type, GraphQLNonNull) else item_type
+        if not isinstance(inner, GraphQLObjectType) or inner.is_type_of:
+            return None
+        if any(d.node.directives for d in field_details_list):  # @stream among them
+            return None
+        grouped, new_defer_usages, _ = self.collect_subfields(inner, field_details_list)
+        plan = None if new_defer_usages else self._plan(inner, grouped)
+        return None if plan is None else _object(plan, inner is not item_type)
 
     def _plan(self, parent_type: GraphQLObjectType, grouped_field_set: Any) -> Plan | None:
         key = (parent_type, id(grouped_field_set))
