@@ -336,7 +336,10 @@ RemoveAnnotationsResult = result_union("RemoveAnnotationsResult", RemoveAnnotati
 
 @strawberry.type
 class Query:
-    @strawberry.field(description="Annotations of an app, filtered with AND or OR.")
+    @strawberry.field(
+        description="Annotations of an app, filtered with AND or OR, oldest first; a page is one "
+        "database query."
+    )
     async def annotations(
         self,
         info: Info,
