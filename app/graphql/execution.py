@@ -58,6 +58,8 @@ def _leaf(coerce: Callable[[Any], Any], non_null: bool) -> Complete:
             if non_null:
                 raise _NotPlain
             return None
+        if isinstance(value, Exception):  # graphql-core raises it as the field's error
+            raise _NotPlain
         out = coerce(value)
         if out is None or out is Undefined:
             raise _NotPlain

@@ -136,6 +136,7 @@ async def test_plain_objects_complete_in_one_step_with_the_usual_result() -> Non
         {"tags": "ab"},  # a string is no list here
         {"box": Box(top=None, left=0.5)},  # type: ignore[arg-type]  # nested non-null null
         {"box": "not a box"},  # an object without the fields
+        {"name": ValueError("boom")},  # an exception as a value: graphql-core raises it
     ],
 )
 async def test_a_value_the_plain_path_cannot_complete_is_reported_as_usual(bad: dict[str, Any]) -> None:
