@@ -16,7 +16,9 @@ For each engine (the embedded nx-27017, and FerretDB 2 + DocumentDB built by
   millisecond of loopback and client decoding);
 * (a) one page of 100 annotations with 5 fields (id, conceptId, status, confidence, box):
   the first page and a page from the middle (after the 500th, i.e. with a cursor), each
-  requested ``--repeats`` times: median and p99;
+  requested ``--repeats`` times: median and p99, and the CPU time the API process (and, on the
+  embedded engine, the nx-27017 process) spent per page meanwhile, read from ``/proc``: a
+  figure that moves much less than wall time on a shared, busy machine;
 * (b) all annotations as pages of 100, following ``endCursor`` (``--walks`` walks: median);
 * (c) ``createLabelingTask`` over the ``--inputs`` dataset (people label it, so no model runs):
   time until the mutation returns, and until the task is seeded (``seeding: false``, polled
@@ -135,6 +137,17 @@ class Http:
         await self.client.aclose()
 
 
+def cpu_seconds(pid: int | None) -> float | None:
+    """User + system CPU time of a process so far (Linux ``/proc``), or None."""
+    if pid is None:
+        return None
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
@@ -199,7 +212,9 @@ async def seed(bench: Any, annotations: int, inputs: int) -> dict[str, Any]:
     return {"app_id": app_id, "concepts": concepts, "big": big}
 
 
-async def pages(http: Http, app_id: str, annotations: int, repeats: int, walks: int) -> dict[str, float]:
+async def pages(
+    http: Http, app_id: str, annotations: int, repeats: int, walks: int, pids: dict[str, int | None]
+) -> dict[str, float]:
     # the cursor of the 500th annotation, for a page from the middle
     middle, cursor = 0, None
     while middle < annotations // 2:
@@ -210,12 +225,18 @@ async def pages(http: Http, app_id: str, annotations: int, repeats: int, walks: 
         await http.gql(PAGE_QUERY, a=app_id, after=None)
     first: list[float] = []
     mid: list[float] = []
+    cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
     for _ in range(repeats):
         t, data = await http.gql(PAGE_QUERY, a=app_id, after=None)
         assert len(data["annotations"]["nodes"]) == min(100, annotations)
         first.append(t)
         t, data = await http.gql(PAGE_QUERY, a=app_id, after=cursor)
         mid.append(t)
+    cpu: dict[str, float] = {}
+    for name, pid in pids.items():
+        before, after = cpu_before[name], cpu_seconds(pid)
+        if before is not None and after is not None:
+            cpu[f"{name}_cpu_per_page_ms"] = (after - before) / (2 * repeats) * 1000
     walk_times: list[float] = []
     for _ in range(walks):
         seen, after, total = 0, None, 0.0
@@ -234,7 +255,7 @@ async def pages(http: Http, app_id: str, annotations: int, repeats: int, walks: 
         "middle_page_p50_ms": statistics.median(mid) * 1000,
         "middle_page_p99_ms": pct(mid, 0.99) * 1000,
         "all_pages_ms": statistics.median(walk_times) * 1000,
-    }
+    } | cpu
 
 
 async def create_task(bench: Any, http: Http, seeded: dict[str, Any], inputs: int) -> dict[str, float]:
@@ -321,7 +342,11 @@ async def bench_engine(engine: str, args: argparse.Namespace) -> dict[str, float
             proc, url = start_api(env, tmp / "api.log")
             http = Http(url, key)
             try:
-                figures = await pages(http, seeded["app_id"], args.annotations, args.repeats, args.walks)
+                mongo = getattr(servers.mongo, "_proc", None)  # the embedded nx-27017, if it runs
+                pids = {"api": proc.pid, "db": mongo.pid if mongo is not None else None}
+                figures = await pages(
+                    http, seeded["app_id"], args.annotations, args.repeats, args.walks, pids
+                )
                 if args.inputs:
                     figures |= await create_task(bench, http, seeded, args.inputs)
             finally:
@@ -336,6 +361,8 @@ ROWS = [
     ("middle page of 100, p50 (ms)", "middle_page_p50_ms", "{:.1f}"),
     ("middle page of 100, p99 (ms)", "middle_page_p99_ms", "{:.1f}"),
     ("all as pages of 100 (ms)", "all_pages_ms", "{:.0f}"),
+    ("API process CPU per page (ms)", "api_cpu_per_page_ms", "{:.1f}"),
+    ("nx-27017 CPU per page (ms)", "db_cpu_per_page_ms", "{:.1f}"),
     ("createLabelingTask returns (ms)", "create_returns_ms", "{:.0f}"),
     ("task seeded (s)", "seeded_s", "{:.2f}"),
 ]

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.access import CONTRIBUTORS, Principal, get_for, require_app
+from app.access import CONTRIBUTORS, Principal, check_membership, get_for, membership_of, require_app
 from app.annotations import geometry, store
 from app.annotations.models import Annotation, AnnotationStatus
 from app.apps.models import Membership
@@ -29,7 +29,7 @@ from app.core.errors import (
     PermissionDenied,
     ValidationFailed,
 )
-from app.core.pagination import PAGE_KEY, Page, PageArgs, paginate
+from app.core.pagination import PAGE_KEY, Page, PageArgs, paginate_stored
 from app.inputs.models import Input
 from app.tasks.models import LabelingTask
 
@@ -353,12 +353,24 @@ def with_region(query: dict[str, Any]) -> dict[str, Any]:
     return {"$and": [query, REGION]}
 
 
+async def _require_member(principal: Principal, app_id: str) -> None:
+    """The caller is a member of the app (``NotFound`` otherwise, like an unknown app).
+
+    The membership alone answers it, with no read of the app: deleting an app removes its
+    memberships before the app (``apps.service.delete_app``), so a membership names an app that
+    exists, and a read page costs the page query only (the membership is cached, app.access).
+    """
+    check_membership(await membership_of(principal, app_id), None, what="app", ident=app_id, field="appId")
+
+
 async def list_annotations(
     principal: Principal, app_id: str, args: PageArgs, filt: AnnotationFilter | None = None
-) -> Page[Annotation]:
-    await require_app(principal, app_id)
+) -> Page[dict[str, Any]]:
+    """One page of the app's annotations, filtered: the stored documents as read (one query,
+    no model validation; the GraphQL layer maps them with ``Annotation.from_stored``)."""
+    await _require_member(principal, app_id)
     query = filter_query(app_id, filt or AnnotationFilter())
-    return await paginate(Annotation, query, args, key=PAGE_KEY)
+    return await paginate_stored(Annotation.get_pymongo_collection().find, query, args, key=PAGE_KEY)
 
 
 REGION = {"$or": [{"box": {"$ne": None}}, {"polygon": {"$ne": None}}]}
@@ -366,11 +378,12 @@ REGION = {"$or": [{"box": {"$ne": None}}, {"polygon": {"$ne": None}}]}
 
 async def list_objects(
     principal: Principal, app_id: str, args: PageArgs, filt: AnnotationFilter | None = None
-) -> Page[Annotation]:
-    """Object mode: the filtered annotations that have a region."""
-    await require_app(principal, app_id)
+) -> Page[dict[str, Any]]:
+    """Object mode: the filtered annotations that have a region (stored documents, as
+    ``list_annotations``)."""
+    await _require_member(principal, app_id)
     query = with_region(filter_query(app_id, filt or AnnotationFilter()))
-    return await paginate(Annotation, query, args, key=PAGE_KEY)
+    return await paginate_stored(Annotation.get_pymongo_collection().find, query, args, key=PAGE_KEY)
 
 
 async def get_annotation(principal: Principal, annotation_id: str) -> Annotation:

@@ -93,6 +93,24 @@ async def paginate(model: type[T], query: dict[str, Any], args: PageArgs, *, key
         return Page(items=[], has_next=False, has_previous=args.after is not None)
     filt = after_filter(query, key, args.after) if args.after is not None else dict(query)
     docs = await model.find(filt).sort(key).limit(args.first + 1).to_list()  # type: ignore[attr-defined]
+    return _page(docs, args)
+
+
+async def paginate_stored(
+    find: Any, query: dict[str, Any], args: PageArgs, *, key: str = "_id"
+) -> Page[dict[str, Any]]:
+    """``paginate`` through a PyMongo collection's ``find``: the stored documents as read, one
+    query, no model validation. For hot read paths over a collection the application alone
+    writes (its documents have the model's shape); the caller maps them (``Page.cursor`` does
+    not apply: the id is ``item["_id"]``)."""
+    if args.first == 0:
+        return Page(items=[], has_next=False, has_previous=args.after is not None)
+    filt = after_filter(query, key, args.after) if args.after is not None else dict(query)
+    docs = await find(filt).sort(key, 1).limit(args.first + 1).to_list()
+    return _page(docs, args)
+
+
+def _page(docs: list[T], args: PageArgs) -> Page[T]:
     return Page(
         items=docs[: args.first],
         has_next=len(docs) > args.first,

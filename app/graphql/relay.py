@@ -36,8 +36,21 @@ class Connection(Generic[NodeT]):
         return [edge.node for edge in self.edges]
 
 
-def connection_from_page(page: Page[Any], convert: Callable[[Any], Any]) -> Any:
-    edges = [Edge(cursor=encode_cursor(doc.id), node=convert(doc)) for doc in page.items]
+def _doc_id(doc: Any) -> str:
+    return str(doc.id)
+
+
+def stored_id(doc: Any) -> str:
+    """The id of a stored document as read (``paginate_stored``)."""
+    return str(doc["_id"])
+
+
+def connection_from_page(
+    page: Page[Any], convert: Callable[[Any], Any], *, cursor_id: Callable[[Any], str] = _doc_id
+) -> Any:
+    """``cursor_id`` reads an item's id (``stored_id`` for the stored documents of
+    ``paginate_stored``)."""
+    edges = [Edge(cursor=encode_cursor(cursor_id(doc)), node=convert(doc)) for doc in page.items]
     return Connection(
         edges=edges,
         page_info=PageInfo(

@@ -26,6 +26,7 @@ from app.datasets import graphql as datasets
 from app.exports import graphql as exports
 from app.graphql.document_cache import DocumentCache
 from app.graphql.errors import ERROR_TYPES
+from app.graphql.execution import PlainFieldsExecutor
 from app.graphql.limits import DocumentLimits
 from app.graphql.variables import invalid_variables
 from app.inputs import graphql as inputs
@@ -233,6 +234,8 @@ def build_schema(settings: Settings | None = None, *, document_limits: bool = Tr
         mutation=mutation,
         subscription=merge_types("Subscription", subscriptions) if subscriptions else None,
         types=list(ERROR_TYPES),
+        # plain objects (a page's items) completed without per-field overhead (execution.py)
+        execution_context_class=PlainFieldsExecutor,
         extensions=[
             ParserCache if documents is None else documents.parser_cache(),
             ValidationCache,

@@ -32,7 +32,8 @@ import orjson
 from graphql import ExecutionResult
 from starlette.types import Message
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketDisconnected, WebSocketState
-from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+
+from app.graphql.execution import PlainFieldsExecutor
 
 CacheKey = tuple[int, str]
 
@@ -140,7 +141,7 @@ def message_prefix(operation_id: str, message_type: str) -> str:
     return '{"id":' + orjson.dumps(operation_id).decode() + ',"type":"' + message_type + '","payload":'
 
 
-class SharedEventExecutor(StrawberryGraphQLCoreExecutionContext):
+class SharedEventExecutor(PlainFieldsExecutor):  # plain objects completed in one step too
     def execute_operation(self, serially: bool | None = None) -> Any:
         root = self.root_value
         if not isinstance(root, SharedFrame):
