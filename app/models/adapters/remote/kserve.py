@@ -46,7 +46,7 @@ from .base import RemoteAdapter
 from .config import RemoteConfig
 from .errors import ERROR, UNAVAILABLE, ServerFailure
 from .generic import Fit, GenericSpec, classify, detect, placement, to_tensor
-from .images import image_file
+from .images import file_and_size
 from .tensors import HEADER, decode_response, encode_bytes_request, encode_request
 
 MAX_LABELS = 10_000
@@ -240,6 +240,10 @@ class KServeV2Adapter(RemoteAdapter):
     def encoded(self) -> bool:
         return self.options.input.format == "encoded_image"
 
+    @property
+    def wants_encoded(self) -> bool:
+        return self.encoded
+
     def _check_input_format(self) -> None:
         o = self.options
         name = o.input_name or (self.input_ports[0] if self.input_ports else None)
@@ -292,10 +296,13 @@ class KServeV2Adapter(RemoteAdapter):
     ) -> list[list[Prediction]]:
         if not batch:
             return []
+        if self.encoded:
+            o = self.options
+            files = [file_and_size(item, o.input.reencode, o.input.jpeg_quality, self.name) for item in batch]
+            self.ensure_loaded()
+            return self.in_chunks(files, self.per_request, self._encoded)
         images = [check_image(item, self.name) for item in batch]
         self.ensure_loaded()
-        if self.encoded:
-            return self.in_chunks(list(zip(batch, images, strict=True)), self.per_request, self._encoded)
         inner = self.inner
         if inner is not None:
             return self.in_chunks(
@@ -339,11 +346,12 @@ class KServeV2Adapter(RemoteAdapter):
             for i in range(n)
         ]
 
-    def _encoded(self, items: Sequence[tuple[AdapterInput, np.ndarray]]) -> list[list[Prediction]]:
-        """One request of image files; the server preprocesses, post-processing happens here."""
+    def _encoded(self, items: Sequence[tuple[bytes, tuple[int, int]]]) -> list[list[Prediction]]:
+        """One request of image files (with their sizes); the server preprocesses,
+        post-processing happens here."""
         o = self.options
-        files = [image_file(item, img, o.input.reencode, o.input.jpeg_quality) for item, img in items]
-        sizes = [(img.shape[1], img.shape[0]) for _, img in items]
+        files = [f for f, _ in items]
+        sizes = [size for _, size in items]
         inner = self.inner
         if isinstance(inner, ImageClassifierAdapter):
             (logits,) = self.infer_files(files, list(o.output_names or ["logits"]))
