@@ -22,6 +22,9 @@ processing, or ``generic``, whose geometry maps boxes back). A file is ~20-100x 
 float tensor, which is what keeps a Python server's data plane from dominating the time.
 The model's metadata must agree (a ``BYTES`` first input for ``encoded_image``, a numeric one
 for ``tensor``), or the batch fails with ``INFERENCE_SERVER_ERROR`` naming the mismatch.
+With ``encoded_image`` the adapter ``wants_encoded``: the task run then hands it JPEG and PNG
+originals undecoded, with their header's size (``app/tasks/run/load.py``), and only the size
+is used here (to map boxes back).
 """
 
 from __future__ import annotations
