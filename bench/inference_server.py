@@ -3,7 +3,7 @@ ways from the same image files to predictions.
 
     python bench/inference_server.py [--images 200] [--rounds 3] [--modes encoded,tensor]
         [--batch-size 4] [--concurrency 3] [--binary] [--server-threads 1]
-        [--sweep] [--no-task]
+        [--sweep] [--no-task] [--task-rounds 2]
 
 EfficientNet-Lite0 (the built-in classifier's ONNX file) on 200 JPEG files (``bench/pipeline.py``'s
 samples: crops of the scikit-image samples up to 480 px). Every way starts from the files and
@@ -27,14 +27,16 @@ Every way must give the built-in's top-1 for every image (checked before timing)
 alternate in each round; medians and ratios server / in process are printed.
 
 ``--sweep`` first times the encoded way once for each batch size in (4, 8, 16) and concurrency
-in (1, 2, 3, 4) and prints the figures. The defaults (4 a request, 3 in flight) are the best of
-the quiet runs recorded in bench/RESULTS.md (1.30x against 1.49x for 8 x 2 and 1.51x for
-8 x 4); on the shared box the sweep's single runs were too noisy to rank them. Unless ``--no-task``,
-a last line runs an actual labeling task over the same files twice, with the built-in model
-and with the served one (embedded MongoDB + valkey, one in-process worker, as
-``bench/pipeline.py overhead``; the inputs' own jobs drained first): seconds from
-createLabelingTask until the worker has run every job (the task's and the annotations' search
-embeddings), and the ratio. The machine's calibration ends the output; bench/RESULTS.md records the figures.
+in (1, 2, 3, 4) and prints the figures. The defaults (4 a request, 3 in flight) are the best
+of the quiet runs recorded in bench/RESULTS.md (1.30x against 1.49x for 8 x 2 and 1.51x for
+8 x 4); on the shared box the sweep's single runs were too noisy to rank them.
+
+Unless ``--no-task``, a last line runs actual labeling tasks over the same files with the
+built-in model and with the served one, ``--task-rounds`` each, which goes first alternating
+(embedded MongoDB + valkey, one in-process worker, as ``bench/pipeline.py overhead``; the
+inputs' own jobs drained first): seconds from createLabelingTask until the worker has run
+every job, and the ratio of the medians. The machine's calibration ends the output;
+bench/RESULTS.md records the figures.
 """
 
 from __future__ import annotations
@@ -179,7 +181,7 @@ def side_by_side(args: argparse.Namespace, files: list[bytes]) -> dict[str, list
     return times
 
 
-async def tasks(args: argparse.Namespace, files: list[bytes]) -> tuple[float, float]:
+async def tasks(args: argparse.Namespace, files: list[bytes]) -> tuple[list[float], list[float]]:
     """Seconds of a labeling task over ``files`` with the built-in classifier, then with the
     same model served (encoded files), each from createLabelingTask to the task closed."""
     from app.embedded import EmbeddedServers
@@ -229,8 +231,12 @@ async def tasks(args: argparse.Namespace, files: list[bytes]) -> tuple[float, fl
                     drained = bench.worker()  # the inputs' own jobs (search embeddings), untimed
                     await drained.async_run()
                     await drained.close()
-                    seconds = []
-                    for model_id in (builtin_id, served_id):
+                    seconds: dict[str, list[float]] = {builtin_id: [], served_id: []}
+                    order = [builtin_id, served_id]
+                    runs = []
+                    for r in range(args.task_rounds):  # alternating which goes first
+                        runs.extend(order if r % 2 == 0 else order[::-1])
+                    for model_id in runs:
                         elapsed, task = await bench.run_task(
                             {
                                 "appId": app_id,
@@ -244,10 +250,10 @@ async def tasks(args: argparse.Namespace, files: list[bytes]) -> tuple[float, fl
                         metrics = task["metrics"]
                         assert task["status"] == "DONE" and metrics["processed"] == len(files), task
                         assert metrics["failed"] == 0, task
-                        seconds.append(elapsed)
+                        seconds[model_id].append(elapsed)
         finally:
             kserve.stop()
-    return seconds[0], seconds[1]
+    return seconds[builtin_id], seconds[served_id]
 
 
 def main() -> None:
@@ -261,6 +267,7 @@ def main() -> None:
     parser.add_argument("--server-threads", type=int, default=1, help="onnxruntime threads a request")
     parser.add_argument("--sweep", action="store_true", help="time batch sizes x concurrency first")
     parser.add_argument("--no-task", action="store_true", help="skip the labeling-task line")
+    parser.add_argument("--task-rounds", type=int, default=2, help="labeling tasks of each model")
     args = parser.parse_args()
     for noisy in ("httpx", "arq"):  # one line per request or job otherwise
         logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -286,9 +293,12 @@ def main() -> None:
     print(f"  ratio in process / plain loop: {med['in process'] / med['plain loop']:.2f}x")
     if not args.no_task:
         builtin_s, served_s = asyncio.run(tasks(args, files))
+        b, sv = statistics.median(builtin_s), statistics.median(served_s)
         print(
-            f"  labeling task over the {args.images} files: built-in {builtin_s:.2f} s, served (encoded) "
-            f"{served_s:.2f} s, ratio {served_s / builtin_s:.2f}x (load average {os.getloadavg()[0]:.1f})"
+            f"  labeling task over the {args.images} files, {args.task_rounds} round(s): built-in median "
+            f"{b:.2f} s ({', '.join(f'{x:.2f}' for x in builtin_s)}), served (encoded) {sv:.2f} s "
+            f"({', '.join(f'{x:.2f}' for x in served_s)}), ratio {sv / b:.2f}x "
+            f"(load average {os.getloadavg()[0]:.1f})"
         )
     from bench.calibrate import calibration
 
