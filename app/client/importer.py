@@ -197,13 +197,17 @@ class Importer:
                     "inputId": entry["input_id"],
                     "conceptId": self.concept_ids[label.concept],
                 }
-                if label.box is not None:
+                if label.box is not None or label.polygon is not None:
                     if not entry.get("width") or not entry.get("height"):
                         self._fail(
-                            item, "the server did not report the image's size; its boxes were not added"
+                            item, "the server did not report the image's size; its regions were not added"
                         )
                         break
-                    ann["box"] = label.normalized(int(entry["width"]), int(entry["height"]))
+                    size = int(entry["width"]), int(entry["height"])
+                    if label.polygon is not None:
+                        ann["polygon"] = label.normalized_polygon(*size)
+                    else:
+                        ann["box"] = label.normalized(*size)
                 rows.append((item, index, ann))
         for start in range(0, len(rows), ANNOTATION_BATCH):
             chunk = rows[start : start + ANNOTATION_BATCH]

@@ -1,10 +1,20 @@
 """What ``labelstream import`` reads: a folder of images, a file of URLs, or a COCO / YOLO /
-VOC dataset with its labels, turned into neutral :class:`Item` s.
+VOC / JSON Lines dataset with its labels, turned into neutral :class:`Item` s.
 
-Boxes are kept in the unit each format uses (pixels for COCO and VOC, fractions for YOLO);
-:func:`Label.normalized` turns them into Labelstream's 0..1 ``top,left,bottom,right`` once the
-server has measured the image. Coordinates round-trip with the exports (``app/exports/writers.py``):
-COCO ``bbox = [x, y, w, h]``; VOC is 1-based (``xmin - 1``, ``xmax``); YOLO ``cls cx cy w h``.
+Boxes and polygons are kept in the unit each format uses (pixels for COCO and VOC, fractions for
+YOLO and JSON Lines); :func:`Label.normalized` and :func:`Label.normalized_polygon` turn them into
+Labelstream's 0..1 ``top,left,bottom,right`` and ``(row, col)`` points once the server has
+measured the image. Coordinates round-trip with the exports (``app/exports/writers.py``): COCO
+``bbox = [x, y, w, h]`` and ``segmentation = [[x0, y0, x1, y1, ...]]`` (pixels); VOC is 1-based
+(``xmin - 1``, ``xmax``); YOLO ``cls cx cy w h`` or ``cls x0 y0 x1 y1 ...`` (a polygon, fractions);
+JSON Lines (Labelstream's own export, ``data.jsonl``) ``box {top, left, bottom, right}`` and
+``polygon [{row, col}, ...]`` (fractions).
+
+A polygon becomes a polygon region annotation, as the built-in segmentation models make (a COCO
+annotation with both a ``bbox`` and a polygon ``segmentation`` keeps the polygon; one whose
+``segmentation`` has several parts becomes one polygon annotation per part; an RLE mask, not a
+polygon, keeps its ``bbox``). A polygon needs at least 3 points, at most ``MAX_POLYGON_POINTS``,
+finite coordinates and an area; anything else is refused before anything is imported.
 
 A malformed dataset raises :class:`SourceError` naming the file and the place in it.
 """
@@ -35,17 +45,33 @@ class SourceFormat(StrEnum):
     COCO = "coco"
     YOLO = "yolo"
     VOC = "voc"
+    JSONL = "jsonl"
 
 
 class SourceError(UsageError):
     """The dataset on disk cannot be read as the format says."""
 
 
+MAX_POLYGON_POINTS = 1_000  # the server's limit (app/annotations/geometry.py)
+
+Points = tuple[tuple[float, float], ...]
+
+
 @dataclass(frozen=True)
 class Label:
     concept: str
     box: tuple[float, float, float, float] | None = None  # x1, y1, x2, y2
-    unit_box: bool = False  # True: fractions of the image (YOLO); False: pixels
+    unit_box: bool = False  # True: fractions of the image (YOLO, JSONL); False: pixels
+    polygon: Points | None = None  # (x, y) points, in the same unit as a box
+
+    def normalized_polygon(self, width: int, height: int) -> list[dict[str, float]] | None:
+        """``[{row, col}, ...]`` in 0..1 of an image of this size (clamped to it)."""
+        if self.polygon is None:
+            return None
+        sx, sy = (1.0, 1.0) if self.unit_box else (1.0 / width, 1.0 / height)
+        return [
+            {"row": min(max(y * sy, 0.0), 1.0), "col": min(max(x * sx, 0.0), 1.0)} for x, y in self.polygon
+        ]
 
     def normalized(self, width: int, height: int) -> dict[str, float] | None:
         """``{top, left, bottom, right}`` in 0..1 of an image of this size (clamped to it)."""
@@ -81,7 +107,10 @@ class Source:
 
 def detect(path: Path) -> SourceFormat:
     if path.is_file():
-        return SourceFormat.COCO if path.suffix.lower() == ".json" else SourceFormat.URLS
+        suffix = path.suffix.lower()
+        if suffix == ".jsonl":
+            return SourceFormat.JSONL
+        return SourceFormat.COCO if suffix == ".json" else SourceFormat.URLS
     if not path.is_dir():
         raise SourceError(f"{path} does not exist")
     if (path / "Annotations").is_dir():
@@ -90,6 +119,8 @@ def detect(path: Path) -> SourceFormat:
         return SourceFormat.YOLO
     if (path / "annotations.json").is_file():
         return SourceFormat.COCO
+    if (path / "data.jsonl").is_file():
+        return SourceFormat.JSONL
     return SourceFormat.FOLDER
 
 
@@ -105,6 +136,7 @@ def read(path: Path, fmt: SourceFormat = SourceFormat.AUTO) -> Source:
         SourceFormat.COCO: _coco,
         SourceFormat.YOLO: _yolo,
         SourceFormat.VOC: _voc,
+        SourceFormat.JSONL: _jsonl,
     }[fmt]
     return reader(path)
 
@@ -144,6 +176,40 @@ def _number(value: Any, where: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise SourceError(f"{where}: expected a number, got {value!r}")
     return float(value)
+
+
+def polygon(points: list[tuple[float, float]], where: str) -> Points:
+    """``points`` as a polygon, or ``SourceError``: at least 3 and at most ``MAX_POLYGON_POINTS``
+    points, with an area (not all on one line)."""
+    if len(points) < 3:
+        raise SourceError(f"{where}: a polygon needs at least 3 points, got {len(points)}")
+    if len(points) > MAX_POLYGON_POINTS:
+        raise SourceError(
+            f"{where}: a polygon may have at most {MAX_POLYGON_POINTS} points, got {len(points)}"
+        )
+    twice_area = sum(
+        x0 * y1 - x1 * y0 for (x0, y0), (x1, y1) in zip(points, points[1:] + points[:1], strict=True)
+    )
+    if twice_area == 0:
+        raise SourceError(f"{where}: the polygon has no area (its points are on one line)")
+    return tuple(points)
+
+
+def _flat_polygon(values: Any, where: str) -> Points:
+    """A COCO / YOLO polygon ``[x0, y0, x1, y1, ...]``."""
+    if not isinstance(values, list) or len(values) % 2:
+        raise SourceError(f"{where}: a polygon is a list of x, y coordinates (an even count)")
+    coords = [_number(v, where) for v in values]
+    return polygon(list(zip(coords[::2], coords[1::2], strict=True)), where)
+
+
+def _coco_polygons(segmentation: Any, where: str) -> list[Points]:
+    """The polygons of a COCO ``segmentation`` (none for an RLE mask)."""
+    if segmentation is None or isinstance(segmentation, dict):  # RLE (iscrowd): not a polygon
+        return []
+    if not isinstance(segmentation, list):
+        raise SourceError(f"{where}: expected a list of polygons or an RLE object")
+    return [_flat_polygon(part, f"{where}[{k}]") for k, part in enumerate(segmentation)]
 
 
 def _coco(path: Path) -> Source:
@@ -192,7 +258,12 @@ def _coco(path: Path) -> Source:
             if w <= 0 or h <= 0:
                 raise SourceError(f"{where}.bbox: width and height must be positive")
             box = (x, y, x + w, y + h)
-        items[ann["image_id"]].labels.append(Label(categories[ann["category_id"]], box))
+        concept = categories[ann["category_id"]]
+        parts = _coco_polygons(ann.get("segmentation"), f"{where}.segmentation")
+        if parts:  # a polygon region, as the segmentation models make (no box besides)
+            items[ann["image_id"]].labels.extend(Label(concept, polygon=p) for p in parts)
+        else:
+            items[ann["image_id"]].labels.append(Label(concept, box))
     for k, label in enumerate(doc.get("image_labels", []) or []):  # Labelstream's whole-image labels
         if (
             isinstance(label, dict)
@@ -250,15 +321,23 @@ def _yolo(root: Path) -> Source:
                 if not fields:
                     continue
                 where = f"{label_file}:{number}"
-                if len(fields) != 5:
-                    raise SourceError(f"{where}: expected `class cx cy w h` (polygons are not imported)")
+                if len(fields) != 5 and (len(fields) < 7 or len(fields) % 2 == 0):
+                    raise SourceError(
+                        f"{where}: expected `class cx cy w h` or a polygon `class x0 y0 x1 y1 ...`"
+                    )
                 try:
                     cls = int(fields[0])
-                    cx, cy, w, h = (float(v) for v in fields[1:])
+                    values = [float(v) for v in fields[1:]]
                 except ValueError:
                     raise SourceError(f"{where}: not numbers: {line.strip()!r}") from None
                 if not 0 <= cls < len(names):
                     raise SourceError(f"{where}: class {cls} is not in the {len(names)} names")
+                if len(fields) > 5:
+                    item.labels.append(
+                        Label(names[cls], unit_box=True, polygon=_flat_polygon(values, f"{where}: polygon"))
+                    )
+                    continue
+                cx, cy, w, h = (_number(v, where) for v in values)
                 if w <= 0 or h <= 0:
                     raise SourceError(f"{where}: width and height must be positive")
                 box = (cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2)
@@ -305,3 +384,77 @@ def _voc(root: Path) -> Source:
             item.labels.append(Label(concept, region))
         items.append(item)
     return Source(SourceFormat.VOC, root, items, list(concepts))
+
+
+# -- JSON Lines (Labelstream's export) ------------------------------------------------------------
+
+
+def _jsonl_label(row: dict[str, Any], where: str, region: bool) -> Label:
+    concept = row.get("concept")
+    if not isinstance(concept, str) or not concept:
+        raise SourceError(f"{where}: needs a `concept` name")
+    if not region:
+        return Label(concept)
+    box, points = row.get("box"), row.get("polygon")
+    if (box is None) == (points is None):
+        raise SourceError(f"{where}: give a `box` or a `polygon` (not both)")
+    if points is not None:
+        if not isinstance(points, list) or not all(isinstance(p, dict) for p in points):
+            raise SourceError(f"{where}.polygon: expected a list of {{row, col}} points")
+        xy = [
+            (
+                _number(p.get("col"), f"{where}.polygon[{k}].col"),
+                _number(p.get("row"), f"{where}.polygon[{k}].row"),
+            )
+            for k, p in enumerate(points)
+        ]
+        return Label(concept, unit_box=True, polygon=polygon(xy, f"{where}.polygon"))
+    if not isinstance(box, dict):
+        raise SourceError(f"{where}.box: expected {{top, left, bottom, right}}")
+    top, left, bottom, right = (
+        _number(box.get(k), f"{where}.box.{k}") for k in ("top", "left", "bottom", "right")
+    )
+    if bottom <= top or right <= left:
+        raise SourceError(f"{where}.box: bottom and right must be past top and left")
+    return Label(concept, (left, top, right, bottom), unit_box=True)
+
+
+def _jsonl(path: Path) -> Source:
+    """Labelstream's JSON Lines export: one image a line (``file_name`` relative to the file),
+    its ``annotations`` (box or polygon, 0..1) and whole-image ``labels``."""
+    file = path / "data.jsonl" if path.is_dir() else path
+    try:
+        lines = file.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SourceError(f"cannot read {file}: {exc}") from None
+    items: list[Item] = []
+    concepts: dict[str, None] = {}
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        where = f"{file}:{number}"
+        try:
+            row = json.loads(line)
+        except ValueError as exc:
+            raise SourceError(f"{where}: not valid JSON: {exc}") from None
+        if not isinstance(row, dict):
+            raise SourceError(f"{where}: expected a JSON object")
+        if row.get("kind", "IMAGE") != "IMAGE":
+            raise SourceError(f"{where}: a {row.get('kind')} input: only images are imported")
+        name = row.get("file_name")
+        if not isinstance(name, str) or not name:
+            raise SourceError(f"{where}: needs a `file_name`")
+        item = Item(key=name, path=file.parent / name)
+        for field_name, region in (("annotations", True), ("labels", False)):
+            rows = row.get(field_name) or []
+            if not isinstance(rows, list):
+                raise SourceError(f"{where}: `{field_name}` must be a list")
+            for k, ann in enumerate(rows):
+                at = f"{where}: {field_name}[{k}]"
+                if not isinstance(ann, dict):
+                    raise SourceError(f"{at}: expected an object")
+                label = _jsonl_label(ann, at, region)
+                concepts[label.concept] = None
+                item.labels.append(label)
+        items.append(item)
+    return Source(SourceFormat.JSONL, file.parent, items, list(concepts))

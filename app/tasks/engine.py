@@ -42,7 +42,7 @@ from app.tasks import progress
 from app.tasks.models import FailureCode, LabelingTask, TaskStatus
 from app.tasks.routing import Router, build_router
 from app.tasks.run.load import InputFailure, decode_all, load_inputs
-from app.tasks.run.predict import RunModel, inference_lock, predict, task_models
+from app.tasks.run.predict import RunModel, files_suffice, inference_lock, predict, task_models
 from app.tasks.run.write import (
     Outcome,
     candidates,
@@ -99,7 +99,9 @@ async def _label(
     # (onnxruntime already uses every core), while other jobs do their I/O meanwhile.
     try:
         async with inference_lock():
-            loaded, undecodable = await asyncio.to_thread(decode_all, loaded, settings.max_image_pixels)
+            loaded, undecodable = await asyncio.to_thread(
+                decode_all, loaded, settings.max_image_pixels, files_suffice=files_suffice(models)
+            )
             outputs, unsupported = await predict(
                 models,
                 loaded,

@@ -12,12 +12,14 @@ import numpy as np
 import pytest
 from PIL import Image
 from skimage import data as samples
+from starlette.applications import Starlette
 
 from app.annotations.models import Annotation
 from app.inputs.models import Input, InputKind
 from app.models.adapters import AdapterInput, get_adapter
 from app.settings import Settings
 from app.tasks.models import TaskInput
+from app.tasks.run import load
 from app.tasks.run.load import Loaded
 from app.tasks.run.predict import RunModel, predict
 from tests.factories import Api, Caller, world
@@ -53,6 +55,12 @@ def variant(i: int) -> np.ndarray:
     crop = base[k * 3 :, k * 2 :, :3]
     img = Image.fromarray(np.ascontiguousarray(crop)).resize((240, 180 + (k % 7) * 10))
     return np.asarray(img)
+
+
+def jpeg(pixels: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="JPEG", quality=90)
+    return buf.getvalue()
 
 
 def png(pixels: np.ndarray) -> bytes:
@@ -237,16 +245,29 @@ async def test_a_task_survives_a_failing_server_killed_and_restarted(
 
 
 async def test_a_served_model_on_encoded_images_labels_like_the_builtin(
-    api: Api, drain: Drain, server: ServerProcess
+    api: Api,
+    asgi_app: Starlette,
+    drain: Drain,
+    server: ServerProcess,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """``input.format: encoded_image``: the uploaded PNG files go to the server as they are
-    (the worker decoded them at their own size), the server decodes and preprocesses."""
+    """``input.format: encoded_image``: the uploaded PNG and JPEG files go to the server as
+    they are, undecoded by the worker (it reads their headers only); the server decodes and
+    preprocesses. A file damaged after upload fails alone, with the same code both ways."""
     w = await world(api)
     models = await builtin_ids(api, w.owner, w.app_id)
     ds = await create_dataset(api, w.owner, w.app_id)
-    await add_inputs(
-        api, w.owner, w.app_id, [{"imageBase64": b64(png(variant(i))), "datasetIds": [ds]} for i in range(8)]
+    files = [png(variant(i)) if i % 2 else jpeg(variant(i)) for i in range(9)]
+    added = await add_inputs(
+        api, w.owner, w.app_id, [{"imageBase64": b64(f), "datasetIds": [ds]} for f in files]
     )
+    damaged = added[8]
+    doc = await Input.get(damaged)
+    assert doc is not None and doc.blob_key
+    asgi_app.state.runtime.blobs._path(doc.blob_key).write_bytes(files[8][: len(files[8]) // 2])
+    decoded: list[int] = []
+    decode_image = load.decode_image
+    monkeypatch.setattr(load, "decode_image", lambda *a: decoded.append(1) or decode_image(*a))
     config = {
         "url": server.url,
         "model_name": "efficientnet-image",
@@ -262,11 +283,18 @@ async def test_a_served_model_on_encoded_images_labels_like_the_builtin(
         "conceptIds": concepts,
         "thresholds": {"lower": 0.05, "upper": 0.6},
     }
-    local = await create_task(api, w.owner, modelId=models["general-image-classifier"], **fields)
     remote = await create_task(api, w.owner, modelId=model, **fields)
     await drain()
+    assert decoded == []  # the worker decoded none of them
+    local = await create_task(api, w.owner, modelId=models["general-image-classifier"], **fields)
+    await drain()
+    assert len(decoded) == 9
     for task in (local, remote):
-        assert (await get_task(api, w.owner, task["id"]))["status"] == "DONE"
+        done = await get_task(api, w.owner, task["id"])
+        assert done["status"] == "DONE"
+        assert (done["metrics"]["processed"], done["metrics"]["failed"]) == (9, 1)
+        failed = await TaskInput.find({"task_id": task["id"], "state": "FAILED"}).to_list()
+        assert [(t.input_id, t.code) for t in failed] == [(damaged, "IMAGE_UNDECODABLE")]
     want = await annotations_of(local["id"])
     assert want
     assert_same_labels(await annotations_of(remote["id"]), want)

@@ -1,5 +1,5 @@
-"""``labelstream import PATH``: a folder of images, a file of URLs, or a COCO / YOLO / VOC
-dataset with its labels, into a dataset of an app, through the API.
+"""``labelstream import PATH``: a folder of images, a file of URLs, or a COCO / YOLO / VOC /
+JSON Lines dataset with its labels (boxes, polygons), into a dataset of an app, through the API.
 
 The concepts the labels name are found by name in the app, or created. A state file (printed at
 the end; ``--state`` to choose it) remembers what was imported: running the same command again
@@ -69,7 +69,10 @@ def _state_path(about: dict[str, str]) -> Path:
 def import_command(
     path: Annotated[
         Path,
-        typer.Argument(help="A folder of images, a file of URLs, a COCO JSON file, or a YOLO / VOC folder."),
+        typer.Argument(
+            help="A folder of images, a file of URLs, a COCO JSON file, a YOLO / VOC folder, or a "
+            "JSON Lines export (data.jsonl)."
+        ),
     ],
     format: Annotated[
         sources.SourceFormat, typer.Option("--format", "-f", help="What PATH is (auto: guessed).")

@@ -75,11 +75,15 @@ class Prediction:
 class AdapterInput:
     """One input: an ``H x W x 3`` uint8 RGB image, or a text. ``encoded`` is the image's
     original file (JPEG, PNG, ...) when the worker has it: adapters that send images elsewhere
-    may send it instead of re-encoding ``image`` (``remote.images``)."""
+    may send it instead of re-encoding ``image`` (``remote.images``).
+
+    For an adapter that ``wants_encoded``, the worker may hand over the file alone, not decoded:
+    ``image`` None, ``encoded`` the file and ``size`` its (width, height) from its header."""
 
     image: np.ndarray | None = None
     text: str | None = None
     encoded: bytes | None = None
+    size: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -129,6 +133,13 @@ class ModelAdapter(abc.ABC):
                 f"adapter {cls.name!r} cannot score concept names given at run time (zero-shot)",
                 field="zeroShot",
             )
+
+    @property
+    def wants_encoded(self) -> bool:
+        """Whether this model reads image files, not pixels: the worker then skips decoding
+        and hands it ``AdapterInput(encoded=file, size=(width, height))`` when the file is
+        what it would have sent anyway (``remote.images``)."""
+        return False
 
     @abc.abstractmethod
     def concepts(self) -> list[ModelConcept]:

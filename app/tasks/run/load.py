@@ -19,6 +19,15 @@ Images are decoded within a memory budget:
 
 Regions are normalised (0..1), so the size an image is decoded to never changes where an
 annotation lands.
+
+Models that read image files, not pixels (``ModelAdapter.wants_encoded``: a ``kserve-v2`` model
+with ``input.format: encoded_image``), need no decoding at all when the file is what the adapter
+would send anyway: a JPEG or PNG the plan keeps at its own size. With ``files_suffice``,
+``decode_all`` hands such a file over undecoded with its header's size, after a structural check
+that costs no pixel decoding (``file_problem``: a JPEG's scan must end with its end-of-image
+marker, a PNG's chunks must be whole with right CRCs up to its image data), so a truncated or damaged
+file still fails alone with ``IMAGE_UNDECODABLE`` before the server sees it. Orientation is the
+same both ways: neither the worker's decoder nor the file's reader applies EXIF orientation.
 """
 
 from __future__ import annotations
@@ -26,7 +35,9 @@ from __future__ import annotations
 import asyncio
 import io
 import math
+import struct
 import warnings
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -63,6 +74,8 @@ class Loaded:
     adapter_input: AdapterInput | None = None
     raw: bytes | None = None
     size: tuple[int, int] | None = None
+    format: str | None = None  # the file's format, read from its header by ``plan_sizes``
+    full_size: tuple[int, int] | None = None  # the file's own (width, height), from its header
 
 
 @dataclass(frozen=True)
@@ -172,17 +185,34 @@ def plan_sizes(
     share = budget.batch_pixels // max(1, len(headers))
     for item, header in headers:
         item.size = budget.size_for(header.width, header.height, share)
+        item.format, item.full_size = header.format, (header.width, header.height)
     return failures
 
 
-def decode_all(loaded: Sequence[Loaded], max_pixels: int) -> tuple[list[Loaded], dict[str, InputFailure]]:
+SENT_AS_FILES = frozenset({"JPEG", "PNG"})  # the files remote.images sends as they are
+
+
+def decode_all(
+    loaded: Sequence[Loaded], max_pixels: int, *, files_suffice: bool = False
+) -> tuple[list[Loaded], dict[str, InputFailure]]:
     """Decode the images, one at a time, each to its planned size (CPU-bound: called in a
-    thread, right before the model runs)."""
+    thread, right before the model runs). With ``files_suffice`` (every image model of the
+    task reads files), a JPEG or PNG planned at its own size is checked, not decoded, and
+    handed over as ``AdapterInput(encoded=file, size=its size)``."""
     ready: list[Loaded] = []
     failures: dict[str, InputFailure] = {}
     for item in loaded:
         if item.raw is None:
             ready.append(item)
+            continue
+        if files_suffice and item.format in SENT_AS_FILES and item.size == item.full_size:
+            problem = file_problem(item.raw, item.format or "")
+            if problem is not None:
+                failures[item.doc.id] = InputFailure(
+                    "IMAGE_UNDECODABLE", f"cannot decode the image: {problem}"
+                )
+            else:
+                ready.append(Loaded(item.doc, AdapterInput(encoded=item.raw, size=item.size)))
             continue
         try:
             array = decode_image(item.raw, item.size, max_pixels)
@@ -194,6 +224,65 @@ def decode_all(loaded: Sequence[Loaded], max_pixels: int) -> tuple[list[Loaded],
             continue
         ready.append(Loaded(item.doc, AdapterInput(image=array, encoded=item.raw)))
     return ready, failures
+
+
+def file_problem(data: bytes, fmt: str) -> str | None:
+    """What makes a JPEG or PNG file undecodable as seen from its structure alone (no pixel
+    decoded), or None: the truncations and damage Pillow's decoder would refuse."""
+    try:
+        return _jpeg_problem(data) if fmt == "JPEG" else _png_problem(data)
+    except (struct.error, IndexError):
+        return f"the {fmt} file ends inside a header"
+
+
+def _jpeg_problem(data: bytes) -> str | None:
+    """The markers up to the first scan must be whole, and an end-of-image marker must follow
+    it (0xFFD9 cannot occur inside entropy-coded data: 0xFF is stuffed there)."""
+    if data[:2] != b"\xff\xd8":
+        return "not a JPEG file (no start-of-image marker)"
+    pos = 2
+    while True:
+        if data[pos] != 0xFF:
+            return f"JPEG marker expected at byte {pos}"
+        while data[pos] == 0xFF:  # fill bytes
+            pos += 1
+        marker = data[pos]
+        pos += 1
+        if marker == 0x01 or 0xD0 <= marker <= 0xD7:
+            continue
+        if marker == 0xD9:
+            return "the JPEG file ends before its image data"
+        (length,) = struct.unpack_from(">H", data, pos)
+        if length < 2 or pos + length > len(data):
+            return "the JPEG file is truncated inside a header segment"
+        pos += length
+        if marker == 0xDA:  # start of scan: entropy-coded data follows
+            break
+    if data.rfind(b"\xff\xd9", pos) < 0:
+        return "the JPEG file is truncated (no end-of-image marker after its image data)"
+    return None
+
+
+def _png_problem(data: bytes) -> str | None:
+    """Every chunk up to the last image data (IDAT) whole, with a right CRC; what follows the
+    image data may be cut (Pillow's decoder never reads it)."""
+    if data[:8] != b"\x89PNG\r\n\x1a\n":
+        return "not a PNG file (bad signature)"
+    pos, idat, view = 8, False, memoryview(data)
+    while pos + 8 <= len(data):
+        length, kind = struct.unpack_from(">I4s", data, pos)
+        if idat and kind != b"IDAT":
+            return None  # the image data is whole
+        end = pos + 8 + length
+        name = kind.decode("latin-1")
+        if end + 4 > len(data):
+            return f"the PNG file is truncated inside its {name!r} chunk"
+        (crc,) = struct.unpack_from(">I", data, end)
+        if zlib.crc32(view[pos + 4 : end]) != crc:
+            return f"the PNG file's {name!r} chunk is damaged (CRC mismatch)"
+        idat = idat or kind == b"IDAT"
+        pos = end + 4
+    return None if idat else "the PNG file is truncated before or inside its image data"
 
 
 def decode_image(data: bytes, size: tuple[int, int] | None, max_pixels: int) -> np.ndarray:

@@ -140,11 +140,18 @@ def inference_lock() -> asyncio.Lock:
     return lock
 
 
+def files_suffice(models: Sequence[RunModel]) -> bool:
+    """Whether every image model of the task reads image files, not pixels
+    (``ModelAdapter.wants_encoded``): its images then need no decoding (``load.decode_all``)."""
+    image_models = [m for m in models if m.kind != "TEXT_CLASSIFIER"]
+    return bool(image_models) and all(get_adapter(m.adapter, m.config).wants_encoded for m in image_models)
+
+
 def _accepts(model: RunModel, item: AdapterInput | None) -> bool:
     if item is None:
         return False
     wants_text = model.kind == "TEXT_CLASSIFIER"
-    return (item.text is not None) if wants_text else (item.image is not None)
+    return (item.text is not None) if wants_text else (item.image is not None or item.encoded is not None)
 
 
 Outputs = dict[str, list[tuple[RunModel, RawPrediction]]]

@@ -22,6 +22,9 @@ processing, or ``generic``, whose geometry maps boxes back). A file is ~20-100x 
 float tensor, which is what keeps a Python server's data plane from dominating the time.
 The model's metadata must agree (a ``BYTES`` first input for ``encoded_image``, a numeric one
 for ``tensor``), or the batch fails with ``INFERENCE_SERVER_ERROR`` naming the mismatch.
+With ``encoded_image`` the adapter ``wants_encoded``: the task run then hands it JPEG and PNG
+originals undecoded, with their header's size (``app/tasks/run/load.py``), and only the size
+is used here (to map boxes back).
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ from .base import RemoteAdapter
 from .config import RemoteConfig
 from .errors import ERROR, UNAVAILABLE, ServerFailure
 from .generic import Fit, GenericSpec, classify, detect, placement, to_tensor
-from .images import image_file
+from .images import file_and_size
 from .tensors import HEADER, decode_response, encode_bytes_request, encode_request
 
 MAX_LABELS = 10_000
@@ -240,6 +243,10 @@ class KServeV2Adapter(RemoteAdapter):
     def encoded(self) -> bool:
         return self.options.input.format == "encoded_image"
 
+    @property
+    def wants_encoded(self) -> bool:
+        return self.encoded
+
     def _check_input_format(self) -> None:
         o = self.options
         name = o.input_name or (self.input_ports[0] if self.input_ports else None)
@@ -292,10 +299,13 @@ class KServeV2Adapter(RemoteAdapter):
     ) -> list[list[Prediction]]:
         if not batch:
             return []
+        if self.encoded:
+            o = self.options
+            files = [file_and_size(item, o.input.reencode, o.input.jpeg_quality, self.name) for item in batch]
+            self.ensure_loaded()
+            return self.in_chunks(files, self.per_request, self._encoded)
         images = [check_image(item, self.name) for item in batch]
         self.ensure_loaded()
-        if self.encoded:
-            return self.in_chunks(list(zip(batch, images, strict=True)), self.per_request, self._encoded)
         inner = self.inner
         if inner is not None:
             return self.in_chunks(
@@ -339,11 +349,12 @@ class KServeV2Adapter(RemoteAdapter):
             for i in range(n)
         ]
 
-    def _encoded(self, items: Sequence[tuple[AdapterInput, np.ndarray]]) -> list[list[Prediction]]:
-        """One request of image files; the server preprocesses, post-processing happens here."""
+    def _encoded(self, items: Sequence[tuple[bytes, tuple[int, int]]]) -> list[list[Prediction]]:
+        """One request of image files (with their sizes); the server preprocesses,
+        post-processing happens here."""
         o = self.options
-        files = [image_file(item, img, o.input.reencode, o.input.jpeg_quality) for item, img in items]
-        sizes = [(img.shape[1], img.shape[0]) for _, img in items]
+        files = [f for f, _ in items]
+        sizes = [size for _, size in items]
         inner = self.inner
         if isinstance(inner, ImageClassifierAdapter):
             (logits,) = self.infer_files(files, list(o.output_names or ["logits"]))
