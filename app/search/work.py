@@ -98,7 +98,8 @@ async def embed_inputs(runtime: Any, ids: Sequence[str]) -> int:
     return stored
 
 
-def _input_source(doc: Input) -> str | None:
+def input_source(doc: Input) -> str | None:
+    """What an input's vector is made from: its image's content address, or its text's hash."""
     if doc.kind == InputKind.TEXT:
         return None if doc.text is None else "text:" + hashlib.sha1(doc.text.encode()).hexdigest()
     return doc.blob_key
@@ -107,12 +108,12 @@ def _input_source(doc: Input) -> str | None:
 async def _embed_input_docs(runtime: Any, docs: Sequence[Input]) -> int:
     stored = 0
     for kind, model in ((InputKind.IMAGE, embed.IMAGE_MODEL), (InputKind.TEXT, embed.TEXT_MODEL)):
-        group = [d for d in docs if d.kind == kind and _input_source(d) is not None]
+        group = [d for d in docs if d.kind == kind and input_source(d) is not None]
         todo: list[tuple[Input, str]] = []
         for app_id in sorted({d.app_id for d in group}):
             mine = [d for d in group if d.app_id == app_id]
             have = await store.sources(app_id, model.key, RefKind.INPUT, [d.id for d in mine])
-            todo += [(d, s) for d in mine if (s := _input_source(d)) is not None and have.get(d.id) != s]
+            todo += [(d, s) for d in mine if (s := input_source(d)) is not None and have.get(d.id) != s]
         if not todo:
             continue
         if kind == InputKind.TEXT:

@@ -27,6 +27,7 @@ from .errors import InvalidConfig
 
 MINILM_FILE = WEIGHTS_DIR / "minilm_l6_v2.onnx"
 TOKENIZER_FILE = WEIGHTS_DIR / "minilm_tokenizer.json"
+EMBEDDING_DIM = 384
 MAX_TOKENS = 256  # all-MiniLM-L6-v2's max_seq_length
 MAX_TOPICS = 1_000  # config concepts: each one is embedded once per adapter
 MAX_TEMPLATE = 500
@@ -135,7 +136,7 @@ class TextTopicAdapter(ModelAdapter):
         """L2-normalised sentence embeddings, shape ``(len(texts), 384)``."""
         self.ensure_loaded()
         if not texts:
-            return np.zeros((0, 384), np.float32)
+            return np.zeros((0, EMBEDDING_DIM), np.float32)
         enc = self._tokenizer.encode_batch(list(texts))
         ids = np.array([e.ids for e in enc], np.int64)
         mask = np.array([e.attention_mask for e in enc], np.int64)
@@ -155,13 +156,21 @@ class TextTopicAdapter(ModelAdapter):
     def predict(
         self, batch: Sequence[AdapterInput], concepts: Sequence[str] | None = None
     ) -> list[list[Prediction]]:
+        return self.predict_with_features(batch, concepts)[0]
+
+    def predict_with_features(
+        self, batch: Sequence[AdapterInput], concepts: Sequence[str] | None = None
+    ) -> tuple[list[list[Prediction]], np.ndarray]:
+        """``predict`` and the texts' sentence embeddings it scored with (``embed``: the same
+        session run, so a caller that wants both pays once)."""
         if not batch:
-            return []
+            return [], np.zeros((0, EMBEDDING_DIM), np.float32)
         texts = [check_text(item, self.name) for item in batch]
         names = list(dict.fromkeys(str(c) for c in (concepts or self.default_concepts)))
         if not names:
             raise ValueError(f"{self.name}: zero-shot model needs concept names to score")
-        sims = self.embed(texts) @ self._concept_embeddings(names).T  # (texts, concepts)
+        embedded = self.embed(texts)
+        sims = embedded @ self._concept_embeddings(names).T  # (texts, concepts)
         if self.scoring == "softmax" and len(names) > 1:
             conf = softmax(sims.astype(np.float64) / self.temperature, axis=1)
         else:
@@ -181,7 +190,7 @@ class TextTopicAdapter(ModelAdapter):
                     for i in order
                 ]
             )
-        return out
+        return out, embedded
 
 
 class SentimentAdapter(ModelAdapter):
