@@ -198,3 +198,12 @@ def test_one_session_gives_the_scores_and_the_features_of_any_config() -> None:
     assert len(preds[0]) == 2
     np.testing.assert_allclose(features, plain.features(images), rtol=1e-4, atol=1e-4)
     assert other._session is plain._session
+
+
+def test_topic_models_of_any_config_share_one_minilm_session() -> None:
+    plain = get_adapter("text-topic-classifier")
+    other = get_adapter("text-topic-classifier", {"temperature": 0.1, "template": "About {name}."})
+    texts = ["The striker scored twice.", "Shares fell sharply."]
+    _, embedded = other.predict_with_features([AdapterInput(text=t) for t in texts], ["sports", "finance"])
+    np.testing.assert_allclose(embedded, plain.embed(texts), rtol=1e-5, atol=1e-5)
+    assert other._session is plain._session
