@@ -19,6 +19,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from app.tasks import scheduler
 from app.tasks.models import BatchState, TaskBatch
 
 ANNOTATIONS = "labelstream:search:embed:annotations"
@@ -55,26 +56,35 @@ async def schedule(redis: Any, slots_ahead: int = 0) -> None:
     await redis.enqueue_job(JOB, _job_id=job_id, _defer_by=delay)
 
 
-async def tasks_busy() -> bool:
-    """Whether a labeling-task batch is claimable now or held by a live lease (two indexed
-    reads rather than one ``$or``, which not every engine answers from an index)."""
+async def tasks_busy() -> str | None:
+    """``"running"`` when a labeling-task batch is held by a live lease, ``"claimable"`` when
+    one waits for a worker, else None (two or three indexed reads rather than one ``$or``,
+    which not every engine answers from an index)."""
     now = time.time()
     coll = TaskBatch.get_pymongo_collection()
-    for query in (
-        {"state": BatchState.PENDING.value, "available_at": {"$lte": now}},
-        {"state": BatchState.LEASED.value, "lease_until": {"$gt": now}},
-    ):
-        if await coll.find_one(query, {"_id": 1}) is not None:
-            return True
-    return False
+    if await coll.find_one({"state": BatchState.LEASED.value, "lease_until": {"$gt": now}}, {"_id": 1}):
+        return "running"
+    if await coll.find_one({"state": BatchState.PENDING.value, "available_at": {"$lte": now}}, {"_id": 1}):
+        return "claimable"
+    return None
 
 
-async def should_wait(redis: Any) -> bool:
-    """Put the job back a slot while tasks are busy, unless the oldest id waited too long."""
+async def should_wait(runtime: Any) -> bool:
+    """Put the job back a slot while tasks are busy, unless the oldest id waited too long.
+
+    The job waiting in the queue looks like a wake-up to the scheduler (it counts queued jobs),
+    so when a batch is claimable and nobody runs one, it also sends a wake-up: a batch whose
+    own wake-up was lost is never left waiting behind this job."""
+    redis = runtime.redis
     since = await redis.get(SINCE)
     waited = time.time() - float(since) if since else 0.0
-    if waited >= MAX_WAIT_S or not await tasks_busy():
+    if waited >= MAX_WAIT_S:
         return False
+    busy = await tasks_busy()
+    if busy is None:
+        return False
+    if busy == "claimable":
+        await scheduler.wake(runtime, 1)
     await schedule(redis, slots_ahead=1)
     return True
 

@@ -145,7 +145,7 @@ async def embed_pending(runtime: Any) -> dict[str, int]:
     embedded because of an error go back to wait."""
     redis = runtime.redis
     done = {"annotations": 0, "inputs": 0, "deferred": 0}
-    if await pending.should_wait(redis):
+    if await pending.should_wait(runtime):
         done["deferred"] = 1
         return done
     while True:
@@ -159,7 +159,7 @@ async def embed_pending(runtime: Any) -> dict[str, int]:
         except BaseException:
             await pending.put_back(redis, annotation_ids, input_ids)
             raise
-        if await pending.should_wait(redis):  # a task started meanwhile: it goes first
+        if await pending.should_wait(runtime):  # a task started meanwhile: it goes first
             done["deferred"] = 1
             return done
     await pending.done_if_empty(redis)

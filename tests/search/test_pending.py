@@ -46,7 +46,7 @@ async def test_change_sets_within_a_slot_share_one_embedding_job(
     assert not await redis.scard(pending.ANNOTATIONS) and not await redis.scard(pending.INPUTS)
 
 
-async def test_embedding_waits_while_a_task_batch_is_waiting_then_catches_up(
+async def test_embedding_waits_while_a_task_batch_runs_then_catches_up(
     api: Api, drain: Drain, asgi_app: Starlette
 ) -> None:
     w = await world(api)
@@ -55,8 +55,8 @@ async def test_embedding_waits_while_a_task_batch_is_waiting_then_catches_up(
     stamp = utcnow()
     batch = {
         "_id": "some-task:1:inputs:0", "app_id": w.app_id, "task_id": "some-task", "run": 1, "kind": "INPUTS",
-        "input_ids": [], "retry": False, "priority": 1, "rank": 0, "seq": "0", "state": BatchState.PENDING.value,
-        "available_at": time.time(), "lease_owner": None, "lease_until": 0.0, "attempts": 0,
+        "input_ids": [], "retry": False, "priority": 1, "rank": 0, "seq": "0", "state": BatchState.LEASED.value,
+        "available_at": 0.0, "lease_owner": "a-worker", "lease_until": time.time() + 3600, "attempts": 1,
         "cursor": "", "seeded": 0, "chunks": 0, "created_at": stamp, "updated_at": stamp,
     }  # fmt: skip
     await TaskBatch.get_pymongo_collection().insert_one(batch)
@@ -120,3 +120,42 @@ async def test_ids_that_waited_too_long_are_embedded_despite_busy_tasks(
     await redis.set(pending.SINCE, repr(time.time() - pending.MAX_WAIT_S - 1))  # added long ago
     await drain()
     assert (RefKind.ANNOTATION, made[0]) in await embedded(w.app_id)
+
+
+async def test_a_waiting_job_wakes_a_claimable_batch_whose_wake_up_was_lost(
+    api: Api, asgi_app: Starlette
+) -> None:
+    """The scheduler counts queued jobs as wake-ups: a waiting embedding job must not stand in
+    for the wake-up of a batch nobody runs."""
+    w = await world(api)
+    runtime = asgi_app.state.runtime
+    await runtime.redis.flushdb()
+    stamp = utcnow()
+    await TaskBatch.get_pymongo_collection().insert_one(
+        {
+            "_id": "lost:1:inputs:0",
+            "app_id": w.app_id,
+            "task_id": "lost",
+            "run": 1,
+            "kind": "INPUTS",
+            "input_ids": [],
+            "retry": False,
+            "priority": 1,
+            "rank": 0,
+            "seq": "0",
+            "state": BatchState.PENDING.value,
+            "available_at": time.time(),
+            "lease_owner": None,
+            "lease_until": 0.0,
+            "attempts": 0,
+            "cursor": "",
+            "seeded": 0,
+            "chunks": 0,
+            "created_at": stamp,
+            "updated_at": stamp,
+        }
+    )
+    await pending.add(runtime.redis, ["some-annotation"], [])
+    assert await pending.should_wait(runtime)
+    queued = [j.function for j in await runtime.redis.queued_jobs()]
+    assert sorted(queued) == ["process_next", "search_embed", "search_embed"]

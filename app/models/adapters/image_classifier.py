@@ -164,7 +164,11 @@ _sessions_lock = threading.Lock()
 
 
 def _shared_session(adapter: ImageClassifierAdapter) -> Any:
+    if type(adapter).make_session is not ModelAdapter.make_session:
+        # a subclass answers runs elsewhere (an inference server's session): never shared
+        return adapter.make_session(with_features_output(MODEL_FILE))
     key = (
+        type(adapter),
         adapter.num_threads,
         bool(getattr(adapter.options, "allow_spinning", False)),
         tuple(sorted(RUNTIME_OPTIONS.items())),

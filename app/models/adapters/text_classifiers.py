@@ -203,7 +203,11 @@ _sessions_lock = threading.Lock()
 
 
 def _shared_session(adapter: TextTopicAdapter) -> Any:
+    if type(adapter).make_session is not ModelAdapter.make_session:
+        # a subclass answers runs elsewhere (an inference server's session): never shared
+        return adapter.make_session(MINILM_FILE)
     key = (
+        type(adapter),
         adapter.num_threads,
         bool(getattr(adapter.options, "allow_spinning", False)),
         tuple(sorted(RUNTIME_OPTIONS.items())),
