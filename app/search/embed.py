@@ -25,7 +25,10 @@ from app.annotations.crops import Box, crop_image
 from app.models.adapters import ImageClassifierAdapter, TextTopicAdapter, get_adapter
 from app.search.codec import normalise
 
-BATCH = 16
+# Images per classifier run: onnxruntime's arena keeps the largest run's activations, and 8
+# crops kept the detector task's worker peak at 451 MiB against 537 with 16 (bench/RESULTS.md).
+BATCH = 8
+TEXT_BATCH = 16  # MiniLM: faster than 64 or 256 on short texts (less padding)
 # Decoded images are reduced to this long side first: the classifier looks at 224x224, and a
 # crop of a small region of a big photo keeps enough pixels at this size.
 MAX_SIDE = 1024
@@ -72,7 +75,7 @@ def embed_texts(texts: Sequence[str]) -> np.ndarray:
     if not texts:
         return np.zeros((0, TEXT_MODEL.dim), np.float32)
     adapter = _text_model()
-    parts = [adapter.embed(texts[k : k + BATCH]) for k in range(0, len(texts), BATCH)]
+    parts = [adapter.embed(texts[k : k + TEXT_BATCH]) for k in range(0, len(texts), TEXT_BATCH)]
     return normalise(np.concatenate(parts))
 
 
