@@ -1,15 +1,17 @@
-"""Embedding work waiting for a worker: two Redis sets of ids, drained by one job at a time.
+"""Embedding work waiting for a worker: two Redis sets of ids, drained by one job a second.
 
 The annotation listener (``follow``) adds the ids a change set wants embedded and asks for the
 job of the current time slot (``SLOT_S``). The job is due at the end of its slot and its arq id
 names the slot, so however many change sets arrive within a slot they share one job, and a job
 always starts after every id of its slot was added (no id is left behind by a job that already
-looked). The job then takes the ids in large chunks (``TAKE``): many inputs per job, few reads.
+looked). The job then takes the ids in large chunks (``TAKE``, ``SPOP``: two jobs that overlap
+never take the same id): many inputs per job, few reads.
 
-Task batches go first: while any labeling-task batch is waiting or running, the job puts itself
-back one slot later (a single indexed read each time), so embedding never takes the CPU from
-the task it follows; once the oldest waiting id has waited ``MAX_WAIT_S`` it runs anyway (search
-catches up even under a constant stream of tasks).
+Task batches go first: while a labeling-task batch is claimable or running, the job puts itself
+back one slot later (one or two indexed reads each time), so embedding does not take the CPU
+from the task it follows; once the oldest waiting id has waited ``MAX_WAIT_S`` it runs anyway
+(search catches up even under a constant stream of tasks). A job put back stays in the arq
+queue, where the scheduler counts it as a wake-up: ``should_wait`` makes up for that.
 """
 
 from __future__ import annotations
