@@ -25,7 +25,10 @@ from app.annotations.crops import Box, crop_image
 from app.models.adapters import ImageClassifierAdapter, TextTopicAdapter, get_adapter
 from app.search.codec import normalise
 
-BATCH = 16
+# Images per classifier run: onnxruntime's arena keeps the largest run's activations, and 8
+# crops kept the detector task's worker peak at 451 MiB against 537 with 16 (bench/RESULTS.md).
+BATCH = 8
+TEXT_BATCH = 16  # MiniLM: faster than 64 or 256 on short texts (less padding)
 # Decoded images are reduced to this long side first: the classifier looks at 224x224, and a
 # crop of a small region of a big photo keeps enough pixels at this size.
 MAX_SIDE = 1024
@@ -72,14 +75,29 @@ def embed_texts(texts: Sequence[str]) -> np.ndarray:
     if not texts:
         return np.zeros((0, TEXT_MODEL.dim), np.float32)
     adapter = _text_model()
-    parts = [adapter.embed(texts[k : k + BATCH]) for k in range(0, len(texts), BATCH)]
+    parts = [adapter.embed(texts[k : k + TEXT_BATCH]) for k in range(0, len(texts), TEXT_BATCH)]
     return normalise(np.concatenate(parts))
 
 
-def open_image(data: bytes) -> Image.Image:
-    """Decode, reduced at once for JPEG (the decoder's own scaling), to at most ``MAX_SIDE``."""
+# A region is decoded so that it is at least this many pixels each way (the classifier's 224
+# px input, twice over: its area filter then gives about what it gives from a full-size
+# decode), the whole image being at most ``MAX_SIDE``: JPEGs are decoded smaller at once.
+EMBED_SIDE = 448
+
+
+def decode_size(box: Box | None) -> tuple[int, int]:
+    """The size (w, h) a JPEG's decoder may scale down to for ``box`` (the whole image: None)."""
+    top, left, bottom, right = box if box is not None else (0.0, 0.0, 1.0, 1.0)
+    w = EMBED_SIDE / max(right - left, 1e-3)
+    h = EMBED_SIDE / max(bottom - top, 1e-3)
+    return min(MAX_SIDE, int(w) + 1), min(MAX_SIDE, int(h) + 1)
+
+
+def open_image(data: bytes, size: tuple[int, int] = (MAX_SIDE, MAX_SIDE)) -> Image.Image:
+    """Decode, reduced at once for JPEG (the decoder's own scaling, never below ``size``), to
+    at most ``MAX_SIDE``."""
     img: Image.Image = Image.open(io.BytesIO(data))
-    img.draft("RGB", (MAX_SIDE, MAX_SIDE))  # type: ignore[attr-defined]
+    img.draft("RGB", size)  # type: ignore[attr-defined]
     img = img.convert("RGB")
     img.thumbnail((MAX_SIDE, MAX_SIDE))
     return img
@@ -87,10 +105,37 @@ def open_image(data: bytes) -> Image.Image:
 
 def image_array(data: bytes, box: Box | None = None) -> np.ndarray:
     """The whole image, or the region ``box`` of it, as an RGB array."""
-    with open_image(data) as img:
+    with open_image(data, decode_size(box)) as img:
         return np.asarray(crop_image(img, box) if box is not None else img, np.uint8)
 
 
+def _arrays(items: Sequence[tuple[bytes, Box | None]]) -> list[np.ndarray]:
+    """Each item's pixels; an image with several regions here is decoded once, at the size its
+    smallest region needs."""
+    sizes: dict[int, tuple[int, int]] = {}
+    for data, box in items:
+        w, h = decode_size(box)
+        old = sizes.get(id(data), (0, 0))
+        sizes[id(data)] = (max(old[0], w), max(old[1], h))
+    decoded: dict[int, Image.Image] = {}
+    try:
+        out = []
+        for data, box in items:
+            img = decoded.get(id(data))
+            if img is None:
+                img = decoded[id(data)] = open_image(data, sizes[id(data)])
+            out.append(np.asarray(crop_image(img, box) if box is not None else img, np.uint8))
+        return out
+    finally:
+        for img in decoded.values():
+            img.close()
+
+
 def embed_images(items: Sequence[tuple[bytes, Box | None]]) -> np.ndarray:
-    """Encoded images, each whole (None) or cropped to a normalised box."""
-    return embed_arrays([image_array(data, box) for data, box in items])
+    """Encoded images, each whole (None) or cropped to a normalised box. Decoded ``BATCH`` at a
+    time, so no more than one batch of pixels is held."""
+    if not items:
+        return np.zeros((0, IMAGE_MODEL.dim), np.float32)
+    adapter = _classifier()
+    parts = [adapter.features(_arrays(items[k : k + BATCH])) for k in range(0, len(items), BATCH)]
+    return normalise(np.concatenate(parts))

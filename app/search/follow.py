@@ -2,7 +2,9 @@
 
 * a region annotation created, routed or edited: its crop is (re-)embedded by a worker job
   (``search_embed``; the job skips an unchanged source, so a status-only change costs a read),
-  and so are the inputs a task looked at or a person labeled (whole image or text);
+  and so are the inputs a task looked at or a person labeled (whole image or text). The ids
+  wait in Redis (``app.search.pending``) for one job per second, which lets task batches go
+  first;
 * an annotation removed: its vectors become tombstones at once;
 * an input deleted: likewise for the input's vectors.
 
@@ -17,13 +19,12 @@ import logging
 from typing import Any
 
 from app.annotations.changes import ChangeSet, Reason
-from app.search import store, work
+from app.search import pending, store
 from app.search.models import RefKind
 
 log = logging.getLogger("labelstream.search")
 
 EMBED_REASONS = (Reason.LABELED, Reason.ROUTED, Reason.EDITED)
-MAX_IDS_PER_JOB = 500
 
 
 async def on_changes(runtime: Any, changes: ChangeSet) -> None:
@@ -51,9 +52,4 @@ async def _follow(runtime: Any, changes: ChangeSet) -> None:
     redis = getattr(runtime, "redis", None)
     if redis is None or not (annotations or inputs):
         return
-    for k in range(0, max(len(annotations), len(inputs)), MAX_IDS_PER_JOB):
-        await redis.enqueue_job(
-            work.JOB,
-            annotations[k : k + MAX_IDS_PER_JOB],
-            inputs[k : k + MAX_IDS_PER_JOB],
-        )
+    await pending.add(redis, annotations, inputs)

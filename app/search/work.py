@@ -2,7 +2,12 @@
 
 * ``embed_annotations``: the crop of each region annotation (a polygon's bounding box);
 * ``embed_inputs``: each whole image, or each text;
+* ``embed_pending``: both for the ids waiting in Redis (``app.search.pending``), once the
+  labeling tasks' batches are done;
 * ``run_backfill``: both for every annotation and input of an app, with progress.
+
+Ids are read ``READ`` at a time (only the fields needed); images are embedded ``CHUNK`` at a
+time (their bytes fetched for that many), texts all at once.
 
 Each vector records its ``source`` (the image's content address and the region), so work
 whose source did not change is skipped: re-running a job, or a review that only changed a
@@ -15,18 +20,20 @@ import asyncio
 import hashlib
 import logging
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from app.annotations.crops import Box, region_of
 from app.annotations.models import Annotation
 from app.inputs.models import Input, InputKind
-from app.search import embed, store
+from app.search import embed, pending, store
 from app.search.models import Backfill, BackfillStatus, RefKind
 
 log = logging.getLogger("labelstream.search")
 
 CHUNK = 64
-JOB = "search_embed"
+READ = 500
+JOB = pending.JOB
 BACKFILL_JOB = "search_backfill"
 
 
@@ -44,16 +51,50 @@ async def _blobs(runtime: Any, inputs: dict[str, Input]) -> dict[str, bytes]:
     return out
 
 
+class Region(Protocol):
+    """What embedding a region reads of an annotation (a document, or a projection of one)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def app_id(self) -> str: ...
+    @property
+    def input_id(self) -> str: ...
+    @property
+    def box(self) -> list[float] | None: ...
+    @property
+    def polygon(self) -> list[float] | None: ...
+
+
+@dataclass(frozen=True)
+class RegionRow:
+    id: str
+    app_id: str
+    input_id: str
+    box: list[float] | None
+    polygon: list[float] | None
+
+
+REGION_FIELDS = {"app_id": 1, "input_id": 1, "box": 1, "polygon": 1}
+
+
 async def embed_annotations(runtime: Any, ids: Sequence[str]) -> int:
     """Embed the region crops of ``ids`` that have a region and a changed source."""
     stored = 0
-    for k in range(0, len(ids), CHUNK):
-        docs = await Annotation.find({"_id": {"$in": list(ids[k : k + CHUNK])}}).to_list()
-        stored += await _embed_annotation_docs(runtime, docs)
+    coll = Annotation.get_pymongo_collection()
+    for k in range(0, len(ids), READ):
+        rows = await coll.find({"_id": {"$in": list(ids[k : k + READ])}}, REGION_FIELDS).to_list()
+        regions = [
+            RegionRow(r["_id"], r["app_id"], r["input_id"], r.get("box"), r.get("polygon"))
+            for r in rows
+            if region_of(r.get("box"), r.get("polygon")) is not None
+        ]
+        for j in range(0, len(regions), CHUNK):
+            stored += await _embed_annotation_docs(runtime, regions[j : j + CHUNK])
     return stored
 
 
-async def _embed_annotation_docs(runtime: Any, docs: Sequence[Annotation]) -> int:
+async def _embed_annotation_docs(runtime: Any, docs: Sequence[Region]) -> int:
     regions = {d.id: region_of(d.box, d.polygon) for d in docs}
     docs = [d for d in docs if regions[d.id] is not None]
     if not docs:
@@ -62,10 +103,10 @@ async def _embed_annotation_docs(runtime: Any, docs: Sequence[Annotation]) -> in
         i.id: i for i in await Input.find({"_id": {"$in": sorted({d.input_id for d in docs})}}).to_list()
     }
     model = embed.IMAGE_MODEL.key
-    by_app: dict[str, list[Annotation]] = {}
+    by_app: dict[str, list[Region]] = {}
     for d in docs:
         by_app.setdefault(d.app_id, []).append(d)
-    todo: list[tuple[Annotation, str]] = []
+    todo: list[tuple[Region, str]] = []
     for app_id, group in by_app.items():
         have = await store.sources(app_id, model, RefKind.ANNOTATION, [d.id for d in group])
         for d in group:
@@ -92,13 +133,41 @@ async def _embed_annotation_docs(runtime: Any, docs: Sequence[Annotation]) -> in
 
 async def embed_inputs(runtime: Any, ids: Sequence[str]) -> int:
     stored = 0
-    for k in range(0, len(ids), CHUNK):
-        docs = await Input.find({"_id": {"$in": list(ids[k : k + CHUNK])}}).to_list()
+    for k in range(0, len(ids), READ):
+        docs = await Input.find({"_id": {"$in": list(ids[k : k + READ])}}).to_list()
         stored += await _embed_input_docs(runtime, docs)
     return stored
 
 
-def _input_source(doc: Input) -> str | None:
+async def embed_pending(runtime: Any) -> dict[str, int]:
+    """Embed the waiting ids, ``pending.TAKE`` of each kind at a time, unless task batches are
+    waiting or running (then the job is put back: ``pending.should_wait``). Ids taken and not
+    embedded because of an error go back to wait."""
+    redis = runtime.redis
+    done = {"annotations": 0, "inputs": 0, "deferred": 0}
+    if await pending.should_wait(runtime):
+        done["deferred"] = 1
+        return done
+    while True:
+        annotation_ids = await pending.take(redis, pending.ANNOTATIONS)
+        input_ids = await pending.take(redis, pending.INPUTS)
+        if not (annotation_ids or input_ids):
+            break
+        try:
+            done["annotations"] += await embed_annotations(runtime, annotation_ids)
+            done["inputs"] += await embed_inputs(runtime, input_ids)
+        except BaseException:
+            await pending.put_back(redis, annotation_ids, input_ids)
+            raise
+        if await pending.should_wait(runtime):  # a task started meanwhile: it goes first
+            done["deferred"] = 1
+            return done
+    await pending.done_if_empty(redis)
+    return done
+
+
+def input_source(doc: Input) -> str | None:
+    """What an input's vector is made from: its image's content address, or its text's hash."""
     if doc.kind == InputKind.TEXT:
         return None if doc.text is None else "text:" + hashlib.sha1(doc.text.encode()).hexdigest()
     return doc.blob_key
@@ -107,28 +176,36 @@ def _input_source(doc: Input) -> str | None:
 async def _embed_input_docs(runtime: Any, docs: Sequence[Input]) -> int:
     stored = 0
     for kind, model in ((InputKind.IMAGE, embed.IMAGE_MODEL), (InputKind.TEXT, embed.TEXT_MODEL)):
-        group = [d for d in docs if d.kind == kind and _input_source(d) is not None]
+        group = [d for d in docs if d.kind == kind and input_source(d) is not None]
         todo: list[tuple[Input, str]] = []
         for app_id in sorted({d.app_id for d in group}):
             mine = [d for d in group if d.app_id == app_id]
             have = await store.sources(app_id, model.key, RefKind.INPUT, [d.id for d in mine])
-            todo += [(d, s) for d in mine if (s := _input_source(d)) is not None and have.get(d.id) != s]
-        if not todo:
-            continue
-        if kind == InputKind.TEXT:
+            todo += [(d, s) for d in mine if (s := input_source(d)) is not None and have.get(d.id) != s]
+        if kind == InputKind.TEXT and todo:
             vectors = await asyncio.to_thread(embed.embed_texts, [d.text or "" for d, _ in todo])
-        else:
-            blobs = await _blobs(runtime, {d.id: d for d, _ in todo})
-            todo = [(d, s) for d, s in todo if d.id in blobs]
-            vectors = await asyncio.to_thread(embed.embed_images, [(blobs[d.id], None) for d, _ in todo])
-        await store.put(
-            [
-                store.Vector(d.app_id, model.key, RefKind.INPUT, d.id, d.id, source, vec)
-                for (d, source), vec in zip(todo, vectors, strict=True)
-            ]
-        )
-        stored += len(todo)
+            await _put_inputs(model, todo, vectors)
+            stored += len(todo)
+            continue
+        for k in range(0, len(todo), CHUNK):  # image bytes fetched and decoded CHUNK at a time
+            part = todo[k : k + CHUNK]
+            blobs = await _blobs(runtime, {d.id: d for d, _ in part})
+            part = [(d, s) for d, s in part if d.id in blobs]
+            items = [(blobs[d.id], None) for d, _ in part]
+            del blobs
+            vectors = await asyncio.to_thread(embed.embed_images, items)
+            await _put_inputs(model, part, vectors)
+            stored += len(part)
     return stored
+
+
+async def _put_inputs(model: embed.EmbeddingModel, todo: Sequence[tuple[Input, str]], vectors: Any) -> None:
+    await store.put(
+        [
+            store.Vector(d.app_id, model.key, RefKind.INPUT, d.id, d.id, source, vec)
+            for (d, source), vec in zip(todo, vectors, strict=True)
+        ]
+    )
 
 
 REGION = {"$or": [{"box": {"$ne": None}}, {"polygon": {"$ne": None}}]}

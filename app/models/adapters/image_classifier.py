@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import weakref
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -10,6 +12,7 @@ import numpy as np
 from pydantic import Field
 
 from .base import (
+    RUNTIME_OPTIONS,
     WEIGHTS_DIR,
     AdapterInput,
     ModelAdapter,
@@ -25,6 +28,7 @@ CLASSES_FILE = WEIGHTS_DIR / "imagenet_classes.txt"
 INPUT_SIZE = 224
 NUM_CLASSES = 1000
 FEATURES = "features"  # extra graph output: the pooled tensor the final FC layer reads
+FEATURE_DIM = 1280
 
 
 def load_imagenet_concepts() -> list[ModelConcept]:
@@ -70,16 +74,35 @@ class ImageClassifierAdapter(ModelAdapter):
 
     def _load(self) -> None:
         self.concepts()
-        self._session = self.make_session(with_features_output(MODEL_FILE))
+        self._session = _shared_session(self)
+
+    @property
+    def default_features(self) -> bool:
+        """Whether ``features`` equal those of the default configuration (preprocessing is the
+        only option that changes them): a task's own pass can then stand for the search's."""
+        return not self.center_crop
 
     def features(self, images: Sequence[np.ndarray]) -> np.ndarray:
         """Pooled penultimate features (``(n, 1280)`` float32, not normalised) of ``H x W x 3``
         uint8 images, from the same session as ``predict``."""
         self.ensure_loaded()
         if not images:
-            return np.zeros((0, 0), np.float32)
+            return np.zeros((0, FEATURE_DIM), np.float32)
         x = np.stack([self.preprocess(img) for img in images])
         return np.asarray(self._session.run([FEATURES], {"input": x})[0], np.float32)
+
+    def predict_with_features(
+        self, batch: Sequence[AdapterInput], concepts: Sequence[str] | None = None
+    ) -> tuple[list[list[Prediction]], np.ndarray]:
+        """``predict`` and ``features`` of the same images from one session run (both graph
+        outputs at once: the features cost nothing extra)."""
+        if not batch:
+            return [], np.zeros((0, FEATURE_DIM), np.float32)
+        images = [check_image(item, self.name) for item in batch]
+        self.ensure_loaded()
+        x = np.stack([self.preprocess(img) for img in images])
+        logits, features = self._session.run(["logits", FEATURES], {"input": x})
+        return self.predictions(logits), np.asarray(features, np.float32)
 
     def preprocess(self, img: np.ndarray) -> np.ndarray:
         import cv2
@@ -131,6 +154,31 @@ class ImageClassifierAdapter(ModelAdapter):
                 preds.append(Prediction(concept=c.id, confidence=conf, extra={"name": c.name}))
             out.append(preds)
         return out
+
+
+# One session per set of session options, whatever the rest of the config (``top_k``, ...):
+# adapters of the same model with different configs, and the search's embeddings, share it.
+# Held weakly: it goes when the last adapter holding it is dropped (idle unload).
+_sessions: weakref.WeakValueDictionary[tuple[Any, ...], Any] = weakref.WeakValueDictionary()
+_sessions_lock = threading.Lock()
+
+
+def _shared_session(adapter: ImageClassifierAdapter) -> Any:
+    if type(adapter).make_session is not ModelAdapter.make_session:
+        # a subclass answers runs elsewhere (an inference server's session): never shared
+        return adapter.make_session(with_features_output(MODEL_FILE))
+    key = (
+        type(adapter),
+        adapter.num_threads,
+        bool(getattr(adapter.options, "allow_spinning", False)),
+        tuple(sorted(RUNTIME_OPTIONS.items())),
+    )
+    with _sessions_lock:
+        session = _sessions.get(key)
+        if session is None:
+            session = adapter.make_session(with_features_output(MODEL_FILE))
+            _sessions[key] = session
+        return session
 
 
 def with_features_output(path: Path) -> bytes:

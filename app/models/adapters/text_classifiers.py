@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import string
 import threading
+import weakref
 from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal
 
@@ -14,6 +15,7 @@ from pydantic_core import PydanticCustomError
 from app.core.errors import ErrorCode
 
 from .base import (
+    RUNTIME_OPTIONS,
     WEIGHTS_DIR,
     AdapterInput,
     ModelAdapter,
@@ -27,6 +29,7 @@ from .errors import InvalidConfig
 
 MINILM_FILE = WEIGHTS_DIR / "minilm_l6_v2.onnx"
 TOKENIZER_FILE = WEIGHTS_DIR / "minilm_tokenizer.json"
+EMBEDDING_DIM = 384
 MAX_TOKENS = 256  # all-MiniLM-L6-v2's max_seq_length
 MAX_TOPICS = 1_000  # config concepts: each one is embedded once per adapter
 MAX_TEMPLATE = 500
@@ -129,13 +132,13 @@ class TextTopicAdapter(ModelAdapter):
         tok.enable_truncation(MAX_TOKENS)
         tok.enable_padding(pad_id=0, pad_token="[PAD]")
         self._tokenizer = tok
-        self._session = self.make_session(MINILM_FILE)
+        self._session = _shared_session(self)
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """L2-normalised sentence embeddings, shape ``(len(texts), 384)``."""
         self.ensure_loaded()
         if not texts:
-            return np.zeros((0, 384), np.float32)
+            return np.zeros((0, EMBEDDING_DIM), np.float32)
         enc = self._tokenizer.encode_batch(list(texts))
         ids = np.array([e.ids for e in enc], np.int64)
         mask = np.array([e.attention_mask for e in enc], np.int64)
@@ -155,13 +158,21 @@ class TextTopicAdapter(ModelAdapter):
     def predict(
         self, batch: Sequence[AdapterInput], concepts: Sequence[str] | None = None
     ) -> list[list[Prediction]]:
+        return self.predict_with_features(batch, concepts)[0]
+
+    def predict_with_features(
+        self, batch: Sequence[AdapterInput], concepts: Sequence[str] | None = None
+    ) -> tuple[list[list[Prediction]], np.ndarray]:
+        """``predict`` and the texts' sentence embeddings it scored with (``embed``: the same
+        session run, so a caller that wants both pays once)."""
         if not batch:
-            return []
+            return [], np.zeros((0, EMBEDDING_DIM), np.float32)
         texts = [check_text(item, self.name) for item in batch]
         names = list(dict.fromkeys(str(c) for c in (concepts or self.default_concepts)))
         if not names:
             raise ValueError(f"{self.name}: zero-shot model needs concept names to score")
-        sims = self.embed(texts) @ self._concept_embeddings(names).T  # (texts, concepts)
+        embedded = self.embed(texts)
+        sims = embedded @ self._concept_embeddings(names).T  # (texts, concepts)
         if self.scoring == "softmax" and len(names) > 1:
             conf = softmax(sims.astype(np.float64) / self.temperature, axis=1)
         else:
@@ -181,7 +192,31 @@ class TextTopicAdapter(ModelAdapter):
                     for i in order
                 ]
             )
-        return out
+        return out, embedded
+
+
+# One MiniLM session per set of session options, whatever the rest of the config (template,
+# scoring, concepts): topic models of different configs and the search's text embeddings share
+# it. Held weakly: it goes when the last adapter holding it is dropped (idle unload).
+_sessions: weakref.WeakValueDictionary[tuple[Any, ...], Any] = weakref.WeakValueDictionary()
+_sessions_lock = threading.Lock()
+
+
+def _shared_session(adapter: TextTopicAdapter) -> Any:
+    if type(adapter).make_session is not ModelAdapter.make_session:
+        # a subclass answers runs elsewhere (an inference server's session): never shared
+        return adapter.make_session(MINILM_FILE)
+    key = (
+        type(adapter),
+        adapter.num_threads,
+        bool(getattr(adapter.options, "allow_spinning", False)),
+        tuple(sorted(RUNTIME_OPTIONS.items())),
+    )
+    with _sessions_lock:
+        session = _sessions.get(key)
+        if session is None:
+            session = _sessions[key] = adapter.make_session(MINILM_FILE)
+        return session
 
 
 class SentimentAdapter(ModelAdapter):

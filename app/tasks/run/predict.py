@@ -20,6 +20,7 @@ from app.models.adapters.base import time_limit
 from app.models.adapters.remote import PartialFailure, RemoteAdapter
 from app.models.models import ModelEntry, ModelVersion, TaskModelVersion, Workflow, decode_config
 from app.observability import metrics
+from app.search import batch as search_batch
 from app.settings import Settings
 from app.tasks.models import LabelingTask
 from app.tasks.run.load import InputFailure, Loaded
@@ -171,8 +172,13 @@ async def predict(
     A model on an inference server may only reach a non-public address when ``settings``
     allow it (``inference_allow_private_networks``). When only some of its requests failed
     (``PartialFailure``), the inputs they carried fail with the server's code and the others
-    keep their predictions."""
+    keep their predictions.
+
+    With search embeddings on (``search_embed_on_change``), a model whose session also returns
+    the search's input vectors (the built-in image classifier, the text topic classifier) gives
+    them from the same run; the write step stores them (``app.search.batch``)."""
     merged: Outputs = {x.doc.id: [] for x in loaded}
+    vectors = search_batch.collect() if settings is not None and settings.search_embed_on_change else None
     served: set[str] = set()
     server_failed: dict[str, InputFailure] = {}
     with time_limit(limit_s):
@@ -186,10 +192,18 @@ async def predict(
             names = list(concept_names) if model.zero_shot else None
             items = [x.adapter_input for x in batch if x.adapter_input is not None]
             started = time.perf_counter()
+            space = search_batch.feature_model(adapter) if vectors is not None else None
             try:
-                outputs: Sequence[list[RawPrediction] | None] = await asyncio.to_thread(
-                    adapter.predict, items, names
-                )
+                outputs: Sequence[list[RawPrediction] | None]
+                if space is not None and vectors is not None:
+                    outputs, features = await asyncio.to_thread(
+                        adapter.predict_with_features,  # type: ignore[attr-defined]
+                        items,
+                        names,
+                    )
+                    vectors.add(space, [x.doc for x in batch], features)
+                else:
+                    outputs = await asyncio.to_thread(adapter.predict, items, names)
             except PartialFailure as exc:
                 outputs = exc.results
                 for item, failure in zip(batch, exc.failures, strict=True):

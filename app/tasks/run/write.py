@@ -17,6 +17,7 @@ from app.core.documents import utcnow
 from app.models.adapters import Box, Polygon
 from app.models.adapters import Prediction as RawPrediction
 from app.predictions.models import Prediction
+from app.search import batch as search_batch
 from app.tasks.models import LabelingTask
 from app.tasks.routing import Route, Router
 from app.tasks.run.predict import RunModel
@@ -155,7 +156,11 @@ async def write_annotations(
     input_ids: Sequence[str],
 ) -> dict[str, Outcome]:  # fmt: skip
     """The annotation writer makes the task's machine annotations on ``input_ids`` equal
-    ``chosen``; returns, per input, how many candidates each route took."""
+    ``chosen``; returns, per input, how many candidates each route took.
+
+    The input vectors the predict step collected for search are stored first, so the embedding
+    job the annotation change records enqueue finds them current (``app.search.batch``)."""
+    await search_batch.flush(input_ids)
     outcomes = {i: Outcome() for i in input_ids}
     wanted: dict[str, store.MachineLabel] = {}
     for key, cand in chosen.items():
