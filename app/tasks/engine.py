@@ -94,7 +94,11 @@ async def _label(
     concepts, router, models = setup.concepts, setup.router, setup.models
     loaded, failures = await load_inputs(runtime, task, pending)
     settings = runtime.settings
-    configure_runtime(cpu_mem_arena=settings.onnx_cpu_mem_arena, arena_shrink=settings.onnx_arena_shrink)
+    configure_runtime(
+        cpu_mem_arena=settings.onnx_cpu_mem_arena,
+        arena_shrink=settings.onnx_arena_shrink,
+        run_chunk=settings.onnx_run_chunk,
+    )
     # Decoding and inference form the critical path; one batch at a time per process
     # (onnxruntime already uses every core), while other jobs do their I/O meanwhile.
     try:

@@ -201,14 +201,22 @@ class ModelAdapter(abc.ABC):
 # grew to until its session is dropped (the adapter cache unloads idle models); "arena_shrink"
 # hands the unused ones back at the end of each run (``memory.enable_memory_arena_shrinkage``)
 # but measured higher peaks than a growing arena (bench/RESULTS.md), so it is opt-in.
-RUNTIME_OPTIONS = {"cpu_mem_arena": True, "arena_shrink": False}
+# "run_chunk": the most images one run of a chunked session takes (``BoundedSession.run_chunked``;
+# 0: a whole batch at once). A run's activations grow with the images in it (EfficientNet-Lite0:
+# ~12 MiB an image at 224 px) while the time per image hardly changes past a few images.
+RUNTIME_OPTIONS: dict[str, Any] = {"cpu_mem_arena": True, "arena_shrink": False, "run_chunk": 8}
 SHRINK_CPU_ARENA = ("memory.enable_memory_arena_shrinkage", "cpu:0")
 
 
-def configure_runtime(*, cpu_mem_arena: bool, arena_shrink: bool = False) -> None:
-    """Options for sessions made from now on (cached adapters keep theirs)."""
+def configure_runtime(
+    *, cpu_mem_arena: bool, arena_shrink: bool = False, run_chunk: int | None = None
+) -> None:
+    """Options for sessions made from now on (cached adapters keep theirs; ``run_chunk`` holds
+    at once)."""
     RUNTIME_OPTIONS["cpu_mem_arena"] = cpu_mem_arena
     RUNTIME_OPTIONS["arena_shrink"] = arena_shrink
+    if run_chunk is not None:
+        RUNTIME_OPTIONS["run_chunk"] = run_chunk
 
 
 class InferenceTimeLimit(Exception):
@@ -305,6 +313,21 @@ class BoundedSession:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.session, name)
+
+    def run_chunked(self, output_names: Any, input_feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """``run`` over at most ``RUNTIME_OPTIONS["run_chunk"]`` items of the batch at a time,
+        the outputs joined again: for models whose every input and output has the batch first
+        (a classifier's scores and features, a text encoder's embeddings), so the result is
+        the same as one run while the run's memory stays that of a chunk."""
+        chunk = int(RUNTIME_OPTIONS["run_chunk"])
+        size = len(next(iter(input_feed.values())))
+        if chunk <= 0 or size <= chunk:
+            return list(self.run(output_names, input_feed))
+        parts = [
+            self.run(output_names, {name: value[k : k + chunk] for name, value in input_feed.items()})
+            for k in range(0, size, chunk)
+        ]
+        return [np.concatenate([part[i] for part in parts]) for i in range(len(parts[0]))]
 
     def run(self, output_names: Any, input_feed: Any, run_options: Any = None) -> Any:
         deadline = _deadline.get()

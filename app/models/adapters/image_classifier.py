@@ -89,7 +89,7 @@ class ImageClassifierAdapter(ModelAdapter):
         if not images:
             return np.zeros((0, FEATURE_DIM), np.float32)
         x = np.stack([self.preprocess(img) for img in images])
-        return np.asarray(self._session.run([FEATURES], {"input": x})[0], np.float32)
+        return np.asarray(self._run([FEATURES], x)[0], np.float32)
 
     def predict_with_features(
         self, batch: Sequence[AdapterInput], concepts: Sequence[str] | None = None
@@ -101,8 +101,17 @@ class ImageClassifierAdapter(ModelAdapter):
         images = [check_image(item, self.name) for item in batch]
         self.ensure_loaded()
         x = np.stack([self.preprocess(img) for img in images])
-        logits, features = self._session.run(["logits", FEATURES], {"input": x})
+        logits, features = self._run(["logits", FEATURES], x)
         return self.predictions(logits), np.asarray(features, np.float32)
+
+    def _run(self, names: list[str], x: np.ndarray) -> list[np.ndarray]:
+        """The session's outputs for a batch: the built-in session runs it in chunks
+        (``RUNTIME_OPTIONS["run_chunk"]``, the same results with a chunk's memory); a session
+        answered elsewhere (an inference server, ``remote.kserve``) takes the batch as it is."""
+        run_chunked = getattr(self._session, "run_chunked", None)
+        if run_chunked is not None:
+            return list(run_chunked(names, {"input": x}))
+        return list(self._session.run(names, {"input": x}))
 
     def preprocess(self, img: np.ndarray) -> np.ndarray:
         import cv2
@@ -134,7 +143,7 @@ class ImageClassifierAdapter(ModelAdapter):
         self.ensure_loaded()
         assert self._concepts is not None
         x = np.stack([self.preprocess(img) for img in images])
-        return self.predictions(self._session.run(["logits"], {"input": x})[0])
+        return self.predictions(self._run(["logits"], x)[0])
 
     def predictions(self, logits: np.ndarray) -> list[list[Prediction]]:
         """Each row of ``(n, 1000)`` logits as its best classes (``top_k``, ``min_confidence``)."""
