@@ -67,8 +67,12 @@ class ServerProcess:
                 self.kill()
 
 
-def kserve_server(log: Path, *, fail_every: int = 0, threads: int = 1) -> ServerProcess:
+def kserve_server(
+    log: Path, *, fail_every: int = 0, threads: int = 1, models: dict[str, Path] | None = None
+) -> ServerProcess:
+    """KServe's model server with the bundled models, plus ``models`` (name -> ONNX file)."""
     port = free_port()
+    extra = [a for name, path in (models or {}).items() for a in ("--model", f"{name}={path}")]
     argv = [
         str(python_of("kserve")),
         str(HERE / "kserve_onnx.py"),
@@ -80,6 +84,7 @@ def kserve_server(log: Path, *, fail_every: int = 0, threads: int = 1) -> Server
         "--fail-every", str(fail_every),
         "--threads", str(threads),
         "--enable_latency_logging", "false",
+        *extra,
     ]  # fmt: skip
     return ServerProcess(argv, "/v2/health/ready", port, log)
 

@@ -138,6 +138,18 @@ def test_one_concurrency_limit_per_server_and_model() -> None:
             "config.generic.output",
             ErrorCode.ADAPTER_MISMATCH,
         ),
+        (
+            "CLASSIFIER",
+            {"url": "http://h", "model_name": "m", "generic": {"output": "yolov8"}},
+            "config.generic.output",
+            ErrorCode.ADAPTER_MISMATCH,
+        ),
+        (
+            "DETECTOR",
+            {"url": "http://h", "model_name": "m", "generic": {"output": "yolov9"}},
+            "config.generic.output",
+            ErrorCode.INVALID,
+        ),
         ("SEGMENTER", {"url": "http://h", "model_name": "m"}, "adapter", ErrorCode.ADAPTER_MISMATCH),
         (
             "CLASSIFIER",

@@ -1,6 +1,7 @@
 """Declared pre- and post-processing for a model the built-in adapters do not know:
-resize or letterbox, mean/std, RGB/BGR, NCHW/NHWC in; classification scores or
-boxes + scores + labels out. Boxes come back normalised to the original image."""
+resize or letterbox, mean/std, RGB/BGR, NCHW/NHWC in; classification scores, boxes + scores +
+labels, or an ultralytics YOLO output (decoded as for uploaded ONNX files, ``onnx_layouts``)
+out. Boxes come back normalised to the original image."""
 
 from __future__ import annotations
 
@@ -27,8 +28,14 @@ class GenericSpec(AdapterConfig):
     std: Triple = Field((255.0, 255.0, 255.0), description="divided per channel, in channel_order")
     channel_order: Literal["RGB", "BGR"] = "RGB"
     layout: Literal["NCHW", "NHWC"] = "NCHW"
-    output: Literal["probabilities", "logits", "boxes_scores_labels"] = Field(
-        "logits", description="classification scores (softmax applied to logits), or detections"
+    output: Literal["probabilities", "logits", "boxes_scores_labels", "yolov5", "yolov8"] = Field(
+        "logits",
+        description=(
+            "classification scores (softmax applied to logits), or detections: three outputs "
+            "(boxes, scores, labels), or one ultralytics YOLO output (yolov5: N x (5 + C) with "
+            "objectness; yolov8, also YOLO11: (4 + C) x N or N x (4 + C); cx, cy, w, h in input "
+            "pixels)"
+        ),
     )
     box_format: Literal["xyxy", "xywh"] = Field("xyxy", description="detections: corners or corner+size")
     boxes_normalized: bool = Field(False, description="detections: boxes in 0..1 of the input, else pixels")
@@ -147,6 +154,54 @@ def detect(
         )
         for i in chosen
     ]
+
+
+DETECTIONS = ("boxes_scores_labels", "yolov5", "yolov8")
+YOLO = ("yolov5", "yolov8")
+
+
+def outputs_needed(spec: GenericSpec) -> int:
+    """How many output tensors the declared layout reads."""
+    return 3 if spec.output == "boxes_scores_labels" else 1
+
+
+def detect_yolo(
+    value: np.ndarray,
+    where: Fit,
+    spec: GenericSpec,
+    labels: list[str],
+    *,
+    min_confidence: float,
+    iou_threshold: float,
+    max_detections: int,
+) -> list[Prediction]:
+    """One image's YOLO output (``1 x a x b`` or ``a x b``) as predictions: candidates decoded
+    as for an uploaded model (``onnx_layouts``), then mapped back and reduced as ``detect``.
+    Without labels the class count is read from the shape (a ``ValueError`` names a mismatch)."""
+    from ..onnx_layouts import decode_yolo, yolo_orientation
+
+    rows = value if value.ndim == 3 else value[None]
+    a, b = int(rows.shape[1]), int(rows.shape[2])
+    if labels:
+        n_classes = len(labels)
+    else:  # yolov5: N x (5 + C); yolov8: (4 + C) x N, or N x (4 + C)
+        n_classes = b - 5 if spec.output == "yolov5" else min(a, b) - 4
+    if n_classes < 1:
+        raise ValueError(f"a {spec.output} output of shape {tuple(value.shape)} has no class scores")
+    layout, transposed = yolo_orientation(rows.shape, n_classes, spec.output)
+    found = decode_yolo(rows, layout, transposed, n_classes, min_confidence, limit=30_000)
+    pixels = spec.model_copy(update={"box_format": "xyxy", "boxes_normalized": False})
+    return detect(
+        found.boxes,
+        found.scores,
+        found.labels,
+        where,
+        pixels,
+        labels,
+        min_confidence=min_confidence,
+        iou_threshold=iou_threshold,
+        max_detections=max_detections,
+    )
 
 
 def label(labels: list[str], index: int) -> str:

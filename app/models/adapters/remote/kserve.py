@@ -48,7 +48,18 @@ from ..object_detector import MAX_DETECTIONS, ObjectDetectorAdapter
 from .base import RemoteAdapter
 from .config import RemoteConfig
 from .errors import ERROR, UNAVAILABLE, ServerFailure
-from .generic import Fit, GenericSpec, classify, detect, placement, to_tensor
+from .generic import (
+    DETECTIONS,
+    YOLO,
+    Fit,
+    GenericSpec,
+    classify,
+    detect,
+    detect_yolo,
+    outputs_needed,
+    placement,
+    to_tensor,
+)
 from .images import file_and_size
 from .tensors import HEADER, decode_response, encode_bytes_request, encode_request
 
@@ -183,7 +194,7 @@ class KServeV2Adapter(RemoteAdapter):
         wants = {"efficientnet_lite0": "CLASSIFIER", "nanodet": "DETECTOR"}.get(options.preprocess)
         if wants is None:
             spec = options.generic or GenericSpec()
-            wants = "DETECTOR" if spec.output == "boxes_scores_labels" else "CLASSIFIER"
+            wants = "DETECTOR" if spec.output in DETECTIONS else "CLASSIFIER"
             field = "config.generic.output"
         else:
             field = "config.preprocess"
@@ -317,23 +328,44 @@ class KServeV2Adapter(RemoteAdapter):
         o, spec = self.options, self.spec
         tensors, fits = zip(*(to_tensor(img, spec) for img in images), strict=True)
         input_name = o.input_name or self.input_ports[0]
-        detecting = spec.output == "boxes_scores_labels"
-        names = list(o.output_names or (self.output_ports[:3] if detecting else self.output_ports[:1]))
-        if len(names) != (3 if detecting else 1):
-            raise ServerFailure(ERROR, f"expected {3 if detecting else 1} output(s), the model names {names}")
+        names = self._output_names()
         outs = self.infer({input_name: np.stack(tensors)}, names)
         n = len(images)
         if any(len(a) != n for a in outs):
             raise ServerFailure(ERROR, f"outputs of {[a.shape for a in outs]} for a batch of {n}")
         return self._generic_predictions(outs, list(fits))
 
+    def _output_names(self) -> list[str]:
+        """The outputs the declared layout reads: as configured, else the model's first ones."""
+        needed = outputs_needed(self.spec)
+        names = list(self.options.output_names or self.output_ports[:needed])
+        if len(names) != needed:
+            raise ServerFailure(ERROR, f"expected {needed} output(s), the model names {names}")
+        return names
+
     def _generic_predictions(self, outs: list[np.ndarray], fits: list[Fit]) -> list[list[Prediction]]:
         o, spec = self.options, self.spec
         n = len(fits)
-        if spec.output != "boxes_scores_labels":
+        if spec.output not in DETECTIONS:
             low = o.min_confidence or 0.0
             return [classify(outs[0][i], spec, self.labels, o.top_k, low) for i in range(n)]
         low = o.min_confidence if o.min_confidence is not None else 0.25
+        if spec.output in YOLO:
+            try:
+                return [
+                    detect_yolo(
+                        outs[0][i],
+                        fits[i],
+                        spec,
+                        self.labels,
+                        min_confidence=low,
+                        iou_threshold=o.iou_threshold,
+                        max_detections=o.max_detections,
+                    )
+                    for i in range(n)
+                ]
+            except ValueError as exc:  # the served output is not the declared layout
+                raise ServerFailure(ERROR, f"config.generic.output {spec.output}: {exc}") from exc
         return [
             detect(
                 outs[0][i],
@@ -370,10 +402,5 @@ class KServeV2Adapter(RemoteAdapter):
                 )
                 for i, (w, h) in enumerate(sizes)
             ]
-        spec = self.spec
-        detecting = spec.output == "boxes_scores_labels"
-        names = list(o.output_names or (self.output_ports[:3] if detecting else self.output_ports[:1]))
-        if len(names) != (3 if detecting else 1):
-            raise ServerFailure(ERROR, f"expected {3 if detecting else 1} output(s), the model names {names}")
-        outs = self.infer_files(files, names)
-        return self._generic_predictions(outs, [placement(w, h, spec) for w, h in sizes])
+        outs = self.infer_files(files, self._output_names())
+        return self._generic_predictions(outs, [placement(w, h, self.spec) for w, h in sizes])
