@@ -306,7 +306,9 @@ async def test_work_returning_to_a_finished_input_goes_to_a_current_reviewer(api
     reviewer = await api.member(s.w.owner, s.w.app_id, ["REVIEWER"])
     updated = await api.gql(s.w.owner, UPDATE, i={"id": s.task_id, "reviewerIds": [reviewer.user_id]})
     assert updated["updateLabelingTask"]["__typename"] == "LabelingTaskSuccess"
-    assert (await api.gql(s.w.owner, START, id=s.task_id))["startLabelingTask"]["__typename"] == "TaskRunSuccess"
+    assert (await api.gql(s.w.owner, START, id=s.task_id))["startLabelingTask"][
+        "__typename"
+    ] == "TaskRunSuccess"
     await drain()
     back = await annotations(s.task_id, status="AWAITING_REVIEW")
     assert [a.concept_id for a in back] == [s.concepts["cat"]]
