@@ -16,7 +16,8 @@ import contextvars
 import enum
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+import weakref
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -171,6 +172,29 @@ class ModelAdapter(abc.ABC):
     def _load(self) -> None:  # noqa: B027 - optional hook, overridden where needed
         """Load the model; called at most once, lazily, by ``ensure_loaded``."""
 
+    def shared_session(self, model_file: Path, load: Callable[[], bytes] | None = None) -> Any:
+        """A session of ``model_file`` shared by every adapter of this class with the same
+        session options, whatever the rest of their configs (``top_k``, templates, concepts):
+        different configs of one model, and the search's embeddings, then hold one copy of it.
+        ``load`` gives the bytes to load instead of the file (a graph with an extra output).
+        Held weakly: it goes when the last adapter holding it is dropped (idle unload). A
+        subclass whose ``make_session`` answers elsewhere (an inference server) never shares."""
+        source = load if load is not None else (lambda: model_file)
+        if type(self).make_session is not ModelAdapter.make_session:
+            return self.make_session(source())
+        key = (
+            str(model_file),
+            type(self),
+            self.num_threads,
+            bool(getattr(self.options, "allow_spinning", False)),
+            tuple(sorted(RUNTIME_OPTIONS.items())),
+        )
+        with _shared_lock:
+            session = _shared_sessions.get(key)
+            if session is None:
+                session = _shared_sessions[key] = self.make_session(source())
+            return session
+
     def make_session(self, path: Path | str | bytes) -> BoundedSession:
         """A CPU session over a file, or over a model's bytes (uploaded models), whose runs
         honour the batch's ``Deadline``."""
@@ -196,6 +220,10 @@ class ModelAdapter(abc.ABC):
 
 
 # --- process-wide onnxruntime options and the per-batch time bound ---------------------------
+
+# ``ModelAdapter.shared_session``'s sessions: (file, adapter class, session options) -> session
+_shared_sessions: weakref.WeakValueDictionary[tuple[Any, ...], Any] = weakref.WeakValueDictionary()
+_shared_lock = threading.Lock()
 
 # read when a session is made (worker: Settings). The CPU arena keeps every chunk it ever
 # grew to until its session is dropped (the adapter cache unloads idle models); "arena_shrink"

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-import weakref
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -12,7 +10,6 @@ import numpy as np
 from pydantic import Field
 
 from .base import (
-    RUNTIME_OPTIONS,
     WEIGHTS_DIR,
     AdapterInput,
     ModelAdapter,
@@ -74,7 +71,7 @@ class ImageClassifierAdapter(ModelAdapter):
 
     def _load(self) -> None:
         self.concepts()
-        self._session = _shared_session(self)
+        self._session = self.shared_session(MODEL_FILE, lambda: with_features_output(MODEL_FILE))
 
     @property
     def default_features(self) -> bool:
@@ -163,31 +160,6 @@ class ImageClassifierAdapter(ModelAdapter):
                 preds.append(Prediction(concept=c.id, confidence=conf, extra={"name": c.name}))
             out.append(preds)
         return out
-
-
-# One session per set of session options, whatever the rest of the config (``top_k``, ...):
-# adapters of the same model with different configs, and the search's embeddings, share it.
-# Held weakly: it goes when the last adapter holding it is dropped (idle unload).
-_sessions: weakref.WeakValueDictionary[tuple[Any, ...], Any] = weakref.WeakValueDictionary()
-_sessions_lock = threading.Lock()
-
-
-def _shared_session(adapter: ImageClassifierAdapter) -> Any:
-    if type(adapter).make_session is not ModelAdapter.make_session:
-        # a subclass answers runs elsewhere (an inference server's session): never shared
-        return adapter.make_session(with_features_output(MODEL_FILE))
-    key = (
-        type(adapter),
-        adapter.num_threads,
-        bool(getattr(adapter.options, "allow_spinning", False)),
-        tuple(sorted(RUNTIME_OPTIONS.items())),
-    )
-    with _sessions_lock:
-        session = _sessions.get(key)
-        if session is None:
-            session = adapter.make_session(with_features_output(MODEL_FILE))
-            _sessions[key] = session
-        return session
 
 
 def with_features_output(path: Path) -> bytes:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import string
 import threading
-import weakref
 from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal
 
@@ -15,7 +14,6 @@ from pydantic_core import PydanticCustomError
 from app.core.errors import ErrorCode
 
 from .base import (
-    RUNTIME_OPTIONS,
     WEIGHTS_DIR,
     AdapterInput,
     ModelAdapter,
@@ -132,7 +130,7 @@ class TextTopicAdapter(ModelAdapter):
         tok.enable_truncation(MAX_TOKENS)
         tok.enable_padding(pad_id=0, pad_token="[PAD]")
         self._tokenizer = tok
-        self._session = _shared_session(self)
+        self._session = self.shared_session(MINILM_FILE)
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """L2-normalised sentence embeddings, shape ``(len(texts), 384)``."""
@@ -193,30 +191,6 @@ class TextTopicAdapter(ModelAdapter):
                 ]
             )
         return out, embedded
-
-
-# One MiniLM session per set of session options, whatever the rest of the config (template,
-# scoring, concepts): topic models of different configs and the search's text embeddings share
-# it. Held weakly: it goes when the last adapter holding it is dropped (idle unload).
-_sessions: weakref.WeakValueDictionary[tuple[Any, ...], Any] = weakref.WeakValueDictionary()
-_sessions_lock = threading.Lock()
-
-
-def _shared_session(adapter: TextTopicAdapter) -> Any:
-    if type(adapter).make_session is not ModelAdapter.make_session:
-        # a subclass answers runs elsewhere (an inference server's session): never shared
-        return adapter.make_session(MINILM_FILE)
-    key = (
-        type(adapter),
-        adapter.num_threads,
-        bool(getattr(adapter.options, "allow_spinning", False)),
-        tuple(sorted(RUNTIME_OPTIONS.items())),
-    )
-    with _sessions_lock:
-        session = _sessions.get(key)
-        if session is None:
-            session = _sessions[key] = adapter.make_session(MINILM_FILE)
-        return session
 
 
 class SentimentAdapter(ModelAdapter):

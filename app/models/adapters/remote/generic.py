@@ -165,19 +165,13 @@ def outputs_needed(spec: GenericSpec) -> int:
     return 3 if spec.output == "boxes_scores_labels" else 1
 
 
-def detect_yolo(
-    value: np.ndarray,
-    where: Fit,
-    spec: GenericSpec,
-    labels: list[str],
-    *,
-    min_confidence: float,
-    iou_threshold: float,
-    max_detections: int,
-) -> list[Prediction]:
-    """One image's YOLO output (``1 x a x b`` or ``a x b``) as predictions: candidates decoded
-    as for an uploaded model (``onnx_layouts``), then mapped back and reduced as ``detect``.
-    Without labels the class count is read from the shape (a ``ValueError`` names a mismatch)."""
+def yolo_candidates(
+    value: np.ndarray, spec: GenericSpec, labels: list[str], min_confidence: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, GenericSpec]:
+    """One image's YOLO output (``1 x a x b`` or ``a x b``) as ``detect``'s boxes, scores and
+    class indices, decoded as for an uploaded model (``onnx_layouts``), with the spec ``detect``
+    reads them by (corners in input pixels). Without labels the class count is read from the
+    shape; a ``ValueError`` names an output that is not the declared layout."""
     from ..onnx_layouts import decode_yolo, yolo_orientation
 
     rows = value if value.ndim == 3 else value[None]
@@ -191,17 +185,7 @@ def detect_yolo(
     layout, transposed = yolo_orientation(rows.shape, n_classes, spec.output)
     found = decode_yolo(rows, layout, transposed, n_classes, min_confidence, limit=30_000)
     pixels = spec.model_copy(update={"box_format": "xyxy", "boxes_normalized": False})
-    return detect(
-        found.boxes,
-        found.scores,
-        found.labels,
-        where,
-        pixels,
-        labels,
-        min_confidence=min_confidence,
-        iou_threshold=iou_threshold,
-        max_detections=max_detections,
-    )
+    return found.boxes, found.scores, found.labels, pixels
 
 
 def label(labels: list[str], index: int) -> str:

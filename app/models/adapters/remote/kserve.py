@@ -55,10 +55,10 @@ from .generic import (
     GenericSpec,
     classify,
     detect,
-    detect_yolo,
     outputs_needed,
     placement,
     to_tensor,
+    yolo_candidates,
 )
 from .images import file_and_size
 from .tensors import HEADER, decode_response, encode_bytes_request, encode_request
@@ -350,36 +350,30 @@ class KServeV2Adapter(RemoteAdapter):
             low = o.min_confidence or 0.0
             return [classify(outs[0][i], spec, self.labels, o.top_k, low) for i in range(n)]
         low = o.min_confidence if o.min_confidence is not None else 0.25
-        if spec.output in YOLO:
-            try:
-                return [
-                    detect_yolo(
-                        outs[0][i],
-                        fits[i],
-                        spec,
-                        self.labels,
-                        min_confidence=low,
-                        iou_threshold=o.iou_threshold,
-                        max_detections=o.max_detections,
-                    )
-                    for i in range(n)
-                ]
-            except ValueError as exc:  # the served output is not the declared layout
-                raise ServerFailure(ERROR, f"config.generic.output {spec.output}: {exc}") from exc
-        return [
-            detect(
-                outs[0][i],
-                outs[1][i],
-                outs[2][i],
-                fits[i],
-                spec,
-                self.labels,
-                min_confidence=low,
-                iou_threshold=o.iou_threshold,
-                max_detections=o.max_detections,
+        out = []
+        for i in range(n):
+            if spec.output in YOLO:
+                try:
+                    *candidates, read_as = yolo_candidates(outs[0][i], spec, self.labels, low)
+                except ValueError as exc:  # the served output is not the declared layout
+                    raise ServerFailure(ERROR, f"config.generic.output {spec.output}: {exc}") from exc
+            else:
+                candidates, read_as = [outs[0][i], outs[1][i], outs[2][i]], spec
+            boxes, scores, classes = candidates
+            out.append(
+                detect(
+                    boxes,
+                    scores,
+                    classes,
+                    fits[i],
+                    read_as,
+                    self.labels,
+                    min_confidence=low,
+                    iou_threshold=o.iou_threshold,
+                    max_detections=o.max_detections,
+                )
             )
-            for i in range(n)
-        ]
+        return out
 
     def _encoded(self, items: Sequence[tuple[bytes, tuple[int, int]]]) -> list[list[Prediction]]:
         """One request of image files (with their sizes); the server preprocesses,
