@@ -7,7 +7,10 @@
     python bench/worker_memory.py latency          # enqueue-to-start p50 / p99 (bench/pipeline.py)
 
 memory: each figure comes from a fresh process (no allocator state carried over) running the
-API in-process and one arq worker sharing its runtime, as in bench/pipeline.py: 200 JPEGs
+API in-process and one arq worker sharing its runtime, as in bench/pipeline.py (``--where
+in-process``, the default), or the API there and ``labelstream worker --burst`` in a process of
+its own, as deployed (``--where process``: that process's peak from the kernel, ``ru_maxrss``;
+"before" is then its first sample, moments after it started): 200 JPEGs
 (bench/pipeline.py's sample images, 256-480 px) are added, then the task runs in batches of 32
 (the default). Memory is the process's resident set just before the task (the model not yet
 loaded), its peak during the task (Linux VmHWM, reset through /proc/self/clear_refs just
@@ -30,9 +33,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import json
 import os
 import re
+import resource
 import subprocess
 import sys
 import tempfile
@@ -68,7 +73,61 @@ def peak() -> int:
     return int(match.group(1)) * 1024
 
 
-async def measure(settings: Settings, model_name: str, images: int) -> dict[str, Any]:
+async def run_in_worker_process(bench: Any, fields: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
+    """The task run by ``labelstream worker --burst`` in a process of its own, as deployed:
+    its resident set sampled every 20 ms from its start, its peak from the kernel
+    (``ru_maxrss`` of the waited-for child) once it exits with the queue empty."""
+    made = await bench.gql(
+        "mutation($i: CreateLabelingTaskInput!) { createLabelingTask(input: $i) { "
+        "... on LabelingTaskSuccess { labelingTask { id } } ... on Error { code message } } }",
+        i=fields,
+    )
+    task_id = made["createLabelingTask"]["labelingTask"]["id"]
+    start = time.perf_counter()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "app.cli",
+        "worker",
+        "--burst",
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    ps, samples = psutil.Process(proc.pid), []
+    while proc.returncode is None:
+        with contextlib.suppress(psutil.Error):
+            rss = ps.memory_info().rss
+            if rss:  # not yet reaped: a zombie has none
+                samples.append(rss)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(proc.wait(), 0.02)
+    seconds = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise RuntimeError(f"the worker exited with {proc.returncode}")
+    task = (
+        await bench.gql(
+            "query($id: ID!) { labelingTask(id: $id) { status metrics { processed failed } } }", id=task_id
+        )
+    )["labelingTask"]
+    top = max([resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024, *samples])
+    first = samples[0] if samples else 0
+    return {
+        "status": task["status"],
+        "processed": task["metrics"]["processed"],
+        "failed": task["metrics"]["failed"],
+        "rss_mb": first / MB,
+        "peak_mb": top / MB,
+        "growth_mb": (top - first) / MB,
+        "after_mb": (samples[-1] if samples else 0) / MB,
+        "unloaded_mb": float("nan"),
+        "seconds": seconds,
+    }
+
+
+async def measure(
+    settings: Settings, model_name: str, images: int, worker_env: dict[str, str] | None = None
+) -> dict[str, Any]:
     from pipeline import Bench, sample_images
 
     from app.core.heap import limit_malloc_arenas, release_freed_memory
@@ -86,12 +145,15 @@ async def measure(settings: Settings, model_name: str, images: int) -> dict[str,
             "query($a: ID!) { models(appId: $a, builtin: true) { nodes { id name } } }", a=app_id
         )
         model = next(n["id"] for n in models["models"]["nodes"] if n["name"] == model_name)
+        fields = {
+            "appId": app_id, "name": "m", "datasetId": ds, "modelId": model, "conceptIds": [concept],
+            "taskType": task_type, "thresholds": {"lower": 0.0, "upper": 0.5},
+            "conceptMapping": [{"modelConceptId": m, "conceptId": concept} for m in mapped],
+        }  # fmt: skip
+        if worker_env is not None:
+            return await run_in_worker_process(bench, fields, worker_env)
         rss = reset_peak()
-        seconds, task = await bench.run_task(
-            {"appId": app_id, "name": "m", "datasetId": ds, "modelId": model, "conceptIds": [concept],
-             "taskType": task_type, "thresholds": {"lower": 0.0, "upper": 0.5},
-             "conceptMapping": [{"modelConceptId": m, "conceptId": concept} for m in mapped]}
-        )  # fmt: skip
+        seconds, task = await bench.run_task(fields)
         top = peak()
         after = psutil.Process().memory_info().rss
         adapter_cache.drop_idle(0)  # what the worker's unloader does after model_idle_unload_s
@@ -111,21 +173,35 @@ async def measure(settings: Settings, model_name: str, images: int) -> dict[str,
 
 
 def child(argv: list[str]) -> None:
-    model, variant, images, mongodb_url, redis_url, data_dir = argv
+    model, variant, images, mongodb_url, redis_url, data_dir, where = argv
     arena, shrink = VARIANTS[variant]
     settings = Settings(
         mongodb_url=mongodb_url,
         redis_url=redis_url,
-        mongodb_db=f"bench_worker_memory_{model.replace('-', '_')}_{variant}",
+        mongodb_db=f"bench_worker_memory_{model.replace('-', '_')}_{variant}_{where}",
         data_dir=Path(data_dir),
         onnx_cpu_mem_arena=arena,
         onnx_arena_shrink=shrink,
     )
-    print(json.dumps(asyncio.run(measure(settings, model, int(images)))))
+    worker_env = None
+    if where == "process":
+        worker_env = dict(os.environ)
+        worker_env.update(
+            {
+                "MONGODB_URL": mongodb_url,
+                "REDIS_URL": redis_url,
+                "LABELSTREAM_MONGODB_DB": settings.mongodb_db,
+                "LABELSTREAM_DATA_DIR": data_dir,
+                "LABELSTREAM_ONNX_CPU_MEM_ARENA": str(arena).lower(),
+                "LABELSTREAM_ONNX_ARENA_SHRINK": str(shrink).lower(),
+                "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+            }
+        )
+    print(json.dumps(asyncio.run(measure(settings, model, int(images), worker_env))))
 
 
 def run_child(
-    model: str, variant: str, images: int, servers: EmbeddedServers, data_dir: Path
+    model: str, variant: str, images: int, servers: EmbeddedServers, data_dir: Path, where: str
 ) -> dict[str, Any]:
     assert servers.mongodb_url and servers.redis_url
     argv = [
@@ -134,7 +210,8 @@ def run_child(
         str(images),
         servers.mongodb_url,
         servers.redis_url,
-        str(data_dir / f"{model}-{variant}"),
+        str(data_dir / f"{model}-{variant}-{where}"),
+        where,
     ]
     done = subprocess.run(
         [sys.executable, __file__, "_child", *argv], capture_output=True, text=True, check=False, timeout=1800
@@ -145,12 +222,14 @@ def run_child(
     return figures
 
 
-def memory(servers: EmbeddedServers, root: Path, models: list[str], variants: list[str], images: int) -> None:
+def memory(
+    servers: EmbeddedServers, root: Path, models: list[str], variants: list[str], images: int, where: str
+) -> None:
     for model in models:
         for variant in variants:
-            f = run_child(model, variant, images, servers, root)
+            f = run_child(model, variant, images, servers, root, where)
             print(
-                f"memory {model:25} {variant:6} {images} images  peak {f['peak_mb']:5.0f} MiB  growth "
+                f"memory {model:25} {variant:6} {where:10} {images} images  peak {f['peak_mb']:5.0f} MiB  growth "
                 f"{f['growth_mb']:5.0f}  before {f['rss_mb']:4.0f}  after {f['after_mb']:5.0f}  "
                 f"unloaded {f['unloaded_mb']:5.0f}  {f['seconds']:5.1f} s  "
                 f"{f['status']} processed {f['processed']} failed {f['failed']}",
@@ -233,6 +312,13 @@ def main() -> int:
     parser.add_argument("--model", action="append", choices=list(MODELS), help="memory: the model(s)")
     parser.add_argument("--variant", action="append", choices=list(VARIANTS), help="memory: arena variant(s)")
     parser.add_argument("--images", type=int, default=IMAGES, help="memory: images in the task")
+    parser.add_argument(
+        "--where",
+        action="append",
+        choices=["in-process", "process"],
+        help="memory: the worker in the bench's process with the API (default), or `labelstream "
+        "worker --burst` in a process of its own, as deployed",
+    )
     parser.add_argument("--seconds", type=float, default=30.0, help="idle: seconds measured")
     args = parser.parse_args()
     unknown = set(args.figures) - {"memory", "idle", "latency"}
@@ -247,7 +333,15 @@ def main() -> int:
         root = Path(tmp)
         with EmbeddedServers(root / "servers", None, None) as servers:
             if "memory" in figures:
-                memory(servers, root, args.model or list(MODELS), args.variant or list(VARIANTS), args.images)
+                for where in args.where or ["in-process"]:
+                    memory(
+                        servers,
+                        root,
+                        args.model or list(MODELS),
+                        args.variant or list(VARIANTS),
+                        args.images,
+                        where,
+                    )
             if "idle" in figures:
                 idle_cpu(servers, root, args.seconds)
             if "latency" in figures:
