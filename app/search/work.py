@@ -81,9 +81,9 @@ REGION_FIELDS = {"app_id": 1, "input_id": 1, "box": 1, "polygon": 1}
 async def embed_annotations(runtime: Any, ids: Sequence[str]) -> int:
     """Embed the region crops of ``ids`` that have a region and a changed source."""
     stored = 0
-    coll = Annotation.get_pymongo_collection()
     for k in range(0, len(ids), READ):
-        rows = await coll.find({"_id": {"$in": list(ids[k : k + READ])}}, REGION_FIELDS).to_list()
+        chunk = {"_id": {"$in": list(ids[k : k + READ])}}
+        rows = await Annotation.get_pymongo_collection().find(chunk, REGION_FIELDS).to_list()
         regions = [
             RegionRow(r["_id"], r["app_id"], r["input_id"], r.get("box"), r.get("polygon"))
             for r in rows
