@@ -90,7 +90,7 @@ class Settings(BaseSettings):
     onnx_arena_shrink: bool = False
     # the most images one onnxruntime run of the built-in classifier takes: a batch runs in
     # chunks of this size (0: all at once). Peak memory follows it (bench/worker_memory.py)
-    onnx_run_chunk: int = Field(default=8, ge=0, le=1024)
+    onnx_run_chunk: int = Field(default=4, ge=0, le=1024)
     # progress while a batch runs: its results are written and announced every
     # progress_every_inputs inputs, or sooner, sized to take about progress_interval_s each
     progress_every_inputs: int = Field(default=50, ge=1, le=1024)

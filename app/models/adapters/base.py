@@ -232,7 +232,7 @@ _shared_lock = threading.Lock()
 # "run_chunk": the most images one run of a chunked session takes (``BoundedSession.run_chunked``;
 # 0: a whole batch at once). A run's activations grow with the images in it (EfficientNet-Lite0:
 # ~12 MiB an image at 224 px) while the time per image hardly changes past a few images.
-RUNTIME_OPTIONS: dict[str, Any] = {"cpu_mem_arena": True, "arena_shrink": False, "run_chunk": 8}
+RUNTIME_OPTIONS: dict[str, Any] = {"cpu_mem_arena": True, "arena_shrink": False, "run_chunk": 4}
 SHRINK_CPU_ARENA = ("memory.enable_memory_arena_shrinkage", "cpu:0")
 
 
