@@ -3,13 +3,11 @@ weights uploaded as a user's own label like the built-in models; tasks record th
 
 from __future__ import annotations
 
-import io
 from typing import Any
 
 import httpx
 import numpy as np
 import pytest
-from PIL import Image
 from skimage import data as samples
 
 from app.annotations.models import Annotation
@@ -22,22 +20,18 @@ from tests.factories import Api, Caller, world
 from tests.models.onnx_files import constant_model, yolov8_output
 from tests.models.upload_helpers import upload_model, upload_version
 from tests.tasks_engine.conftest import Drain
-from tests.tasks_engine.helpers import add_inputs, annotations_of, b64, create_dataset, create_task, get_task
+from tests.tasks_engine.helpers import (
+    add_inputs,
+    annotations_of,
+    b64,
+    builtin,
+    create_dataset,
+    create_task,
+    get_task,
+    jpeg,
+)
 
 pytestmark = pytest.mark.slow
-
-
-def jpeg(pixels: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(pixels).convert("RGB").save(buf, format="JPEG", quality=92)
-    return buf.getvalue()
-
-
-async def builtin(api: Api, caller: Caller, app_id: str) -> dict[str, str]:
-    data = await api.gql(
-        caller, "query($a: ID!) { models(appId: $a, builtin: true) { nodes { id name } } }", a=app_id
-    )
-    return {n["name"]: n["id"] for n in data["models"]["nodes"]}
 
 
 async def photos(api: Api, caller: Caller, app_id: str) -> str:

@@ -3,7 +3,6 @@ model run, and the same vectors the embedding job would have computed."""
 
 from __future__ import annotations
 
-import io
 from typing import Any
 
 import numpy as np
@@ -16,25 +15,12 @@ from app.models.adapters import AdapterInput, get_adapter
 from app.search import embed, work
 from app.search.codec import decode_many
 from app.search.models import Embedding, RefKind
-from tests.factories import Api, Caller, world
+from tests.factories import Api, world
 from tests.search.helpers import CAT, CAT_FLIPPED, SIMILAR_INPUTS, add_inputs, ids
 from tests.tasks_engine.conftest import Drain
-from tests.tasks_engine.helpers import b64, create_dataset, create_task
+from tests.tasks_engine.helpers import b64, builtin, create_dataset, create_task, jpeg
 
 pytestmark = pytest.mark.slow
-
-
-def jpeg(pixels: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(pixels).convert("RGB").save(buf, format="JPEG", quality=92)
-    return buf.getvalue()
-
-
-async def builtin(api: Api, caller: Caller, app_id: str) -> dict[str, str]:
-    data = await api.gql(
-        caller, "query($a: ID!) { models(appId: $a, builtin: true) { nodes { id name } } }", a=app_id
-    )
-    return {n["name"]: n["id"] for n in data["models"]["nodes"]}
 
 
 class Calls:

@@ -165,3 +165,16 @@ async def assert_metrics_match_recount(task_id: str) -> None:
     counted = await recount(task_id)
     stored = {f"metrics.{k}": v for k, v in task.metrics.model_dump().items() if f"metrics.{k}" in counted}
     assert stored == counted
+
+
+def jpeg(pixels: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(pixels).convert("RGB").save(buf, format="JPEG", quality=92)
+    return buf.getvalue()
+
+
+async def builtin(api: Api, caller: Caller, app_id: str) -> dict[str, str]:
+    data = await api.gql(
+        caller, "query($a: ID!) { models(appId: $a, builtin: true) { nodes { id name } } }", a=app_id
+    )
+    return {n["name"]: n["id"] for n in data["models"]["nodes"]}

@@ -2,32 +2,25 @@
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 import pytest
-from PIL import Image
 from skimage import data as samples
 
 from app.annotations.models import AnnotationStatus
-from tests.factories import Api, Caller, world
+from tests.factories import Api, world
 from tests.tasks_engine.conftest import Drain
-from tests.tasks_engine.helpers import add_inputs, annotations_of, b64, create_dataset, create_task, get_task
+from tests.tasks_engine.helpers import (
+    add_inputs,
+    annotations_of,
+    b64,
+    builtin,
+    create_dataset,
+    create_task,
+    get_task,
+    jpeg,
+)
 
 pytestmark = pytest.mark.slow
-
-
-def jpeg(pixels: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(pixels).convert("RGB").save(buf, format="JPEG", quality=92)
-    return buf.getvalue()
-
-
-async def builtin(api: Api, caller: Caller, app_id: str) -> dict[str, str]:
-    data = await api.gql(
-        caller, "query($a: ID!) { models(appId: $a, builtin: true) { nodes { id name } } }", a=app_id
-    )
-    return {n["name"]: n["id"] for n in data["models"]["nodes"]}
 
 
 async def test_image_classifier_labels_the_cat_and_the_coffee(api: Api, drain: Drain) -> None:
