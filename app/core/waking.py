@@ -69,8 +69,11 @@ class WakingWorker(Worker):
         await super()._poll_iteration()
         timeout = await self._idle_timeout()
         if timeout > 0:
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancellation
+            # that arrives as the event is set, and the worker would not stop (SIGTERM, close)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self._wake.wait()
 
     async def start_jobs(self, job_ids: list[bytes]) -> None:
         self._fetched = len(job_ids)

@@ -63,7 +63,8 @@ class Readiness:
 
 async def _check(checks: dict[str, str], name: str, timeout_s: float, probe: Any) -> Any:
     try:
-        result = await asyncio.wait_for(probe, timeout_s)
+        async with asyncio.timeout(timeout_s):  # not wait_for: it can swallow a cancellation
+            result = await probe
     except TimeoutError:
         checks[name] = f"no answer within {timeout_s:g} s"
         return None

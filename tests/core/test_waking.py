@@ -181,6 +181,30 @@ async def test_a_refused_duplicate_is_not_announced(servers: Servers, queue: str
         await listener.aclose()
 
 
+async def test_a_worker_cancelled_as_it_is_woken_stops(servers: Servers, queue: str) -> None:
+    """A cancellation (SIGTERM, shutdown) that arrives in the same loop step as a wake-up stops
+    the worker; asyncio.wait_for on Python 3.11 swallowed it and the worker went on waiting."""
+    worker = CountingWorker(
+        functions=[ping],  # type: ignore[list-item]
+        queue_name=queue,
+        redis_settings=redis_settings(servers.redis_url),
+        handle_signals=False,
+        idle_wait_s=LONG,
+    )
+    task = asyncio.create_task(worker.async_run())
+    try:
+        await until_idle(worker)
+        worker._wake.set()
+        task.cancel()
+        done, _ = await asyncio.wait([task], timeout=10)
+        assert done, "the worker went on after its cancellation"
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait_for(task, 5)
+        await worker.close()
+
+
 def test_the_idle_wait_must_be_positive(servers: Servers, queue: str) -> None:
     with pytest.raises(ValueError, match="idle_wait_s"):
         WakingWorker(
