@@ -208,6 +208,8 @@ class Importer:
                         ann["polygon"] = label.normalized_polygon(*size)
                     else:
                         ann["box"] = label.normalized(*size)
+                    if label.text is not None:
+                        ann["text"] = label.text
                 rows.append((item, index, ann))
         for start in range(0, len(rows), ANNOTATION_BATCH):
             chunk = rows[start : start + ANNOTATION_BATCH]

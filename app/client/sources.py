@@ -16,6 +16,9 @@ annotation with both a ``bbox`` and a polygon ``segmentation`` keeps the polygon
 polygon, keeps its ``bbox``). A polygon needs at least 3 points, at most ``MAX_POLYGON_POINTS``,
 finite coordinates and an area; anything else is refused before anything is imported.
 
+A text region's recognised text comes back too: JSON Lines' ``text`` on an annotation, COCO's
+``attributes: {"text": ...}`` (what the exports write); a string of at most ``MAX_TEXT_CHARS``.
+
 A malformed dataset raises :class:`SourceError` naming the file and the place in it.
 """
 
@@ -53,6 +56,7 @@ class SourceError(UsageError):
 
 
 MAX_POLYGON_POINTS = 1_000  # the server's limit (app/annotations/geometry.py)
+MAX_TEXT_CHARS = 10_000  # the server's limit on a text region's text
 
 Points = tuple[tuple[float, float], ...]
 
@@ -63,6 +67,7 @@ class Label:
     box: tuple[float, float, float, float] | None = None  # x1, y1, x2, y2
     unit_box: bool = False  # True: fractions of the image (YOLO, JSONL); False: pixels
     polygon: Points | None = None  # (x, y) points, in the same unit as a box
+    text: str | None = None  # a text region's recognised text (JSONL ``text``, COCO ``attributes.text``)
 
     def normalized_polygon(self, width: int, height: int) -> list[dict[str, float]] | None:
         """``[{row, col}, ...]`` in 0..1 of an image of this size (clamped to it)."""
@@ -195,6 +200,17 @@ def polygon(points: list[tuple[float, float]], where: str) -> Points:
     return tuple(points)
 
 
+def region_text(value: Any, where: str) -> str | None:
+    """A region's recognised text: a string of at most ``MAX_TEXT_CHARS``, or None."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise SourceError(f"{where}: expected a string or null, got {type(value).__name__}")
+    if len(value) > MAX_TEXT_CHARS:
+        raise SourceError(f"{where}: at most {MAX_TEXT_CHARS:,} characters, got {len(value):,}")
+    return value
+
+
 def _flat_polygon(values: Any, where: str) -> Points:
     """A COCO / YOLO polygon ``[x0, y0, x1, y1, ...]``."""
     if not isinstance(values, list) or len(values) % 2:
@@ -259,11 +275,15 @@ def _coco(path: Path) -> Source:
                 raise SourceError(f"{where}.bbox: width and height must be positive")
             box = (x, y, x + w, y + h)
         concept = categories[ann["category_id"]]
+        attributes = ann.get("attributes")
+        if attributes is not None and not isinstance(attributes, dict):
+            raise SourceError(f"{where}.attributes: expected an object")
+        text = region_text((attributes or {}).get("text"), f"{where}.attributes.text")
         parts = _coco_polygons(ann.get("segmentation"), f"{where}.segmentation")
         if parts:  # a polygon region, as the segmentation models make (no box besides)
-            items[ann["image_id"]].labels.extend(Label(concept, polygon=p) for p in parts)
+            items[ann["image_id"]].labels.extend(Label(concept, polygon=p, text=text) for p in parts)
         else:
-            items[ann["image_id"]].labels.append(Label(concept, box))
+            items[ann["image_id"]].labels.append(Label(concept, box, text=text))
     for k, label in enumerate(doc.get("image_labels", []) or []):  # Labelstream's whole-image labels
         if (
             isinstance(label, dict)
@@ -395,6 +415,7 @@ def _jsonl_label(row: dict[str, Any], where: str, region: bool) -> Label:
         raise SourceError(f"{where}: needs a `concept` name")
     if not region:
         return Label(concept)
+    text = region_text(row.get("text"), f"{where}.text")
     box, points = row.get("box"), row.get("polygon")
     if (box is None) == (points is None):
         raise SourceError(f"{where}: give a `box` or a `polygon` (not both)")
@@ -408,7 +429,7 @@ def _jsonl_label(row: dict[str, Any], where: str, region: bool) -> Label:
             )
             for k, p in enumerate(points)
         ]
-        return Label(concept, unit_box=True, polygon=polygon(xy, f"{where}.polygon"))
+        return Label(concept, unit_box=True, polygon=polygon(xy, f"{where}.polygon"), text=text)
     if not isinstance(box, dict):
         raise SourceError(f"{where}.box: expected {{top, left, bottom, right}}")
     top, left, bottom, right = (
@@ -416,7 +437,7 @@ def _jsonl_label(row: dict[str, Any], where: str, region: bool) -> Label:
     )
     if bottom <= top or right <= left:
         raise SourceError(f"{where}.box: bottom and right must be past top and left")
-    return Label(concept, (left, top, right, bottom), unit_box=True)
+    return Label(concept, (left, top, right, bottom), unit_box=True, text=text)
 
 
 def _jsonl(path: Path) -> Source:

@@ -167,6 +167,16 @@ GOOD_ROW = {"file_name": "images/a.png", "kind": "IMAGE", "annotations": [], "la
             "data.jsonl:2: annotations[0]: give a `box` or a `polygon`",
         ),
         ('{"file_name": "t", "kind": "TEXT"}', "data.jsonl:2: a TEXT input: only images are imported"),
+        (
+            '{"file_name": "b.png", "annotations": [{"concept": "x", "box": '
+            '{"top": 0, "left": 0, "bottom": 1, "right": 1}, "text": 7}]}',
+            "data.jsonl:2: annotations[0].text: expected a string or null, got int",
+        ),
+        (
+            '{"file_name": "b.png", "annotations": [{"concept": "x", "box": '
+            '{"top": 0, "left": 0, "bottom": 1, "right": 1}, "text": "' + "w" * 10_001 + '"}]}',
+            "data.jsonl:2: annotations[0].text: at most 10,000 characters, got 10,001",
+        ),
     ],
 )
 def test_a_malformed_jsonl_line_is_refused_with_its_line(
@@ -206,3 +216,64 @@ def test_polygons_normalise_and_clamp_to_the_image() -> None:
         {"row": 0.5, "col": 0.5},
         {"row": 0.75, "col": 0.5},
     ]
+
+
+def test_recognised_text_round_trips_through_coco_and_jsonl(
+    logged_in: Client, cli_server: Server, tmp_path: Path
+) -> None:
+    """A text region's text: COCO ``attributes.text`` in, JSONL ``text`` out and back in, COCO
+    ``attributes.text`` out again; a region without text stays without."""
+    root = tmp_path / "coco"
+    datasets.image(root / "images" / "sign.png", 64, 48, 3)
+    doc = {
+        "images": [{"id": 1, "file_name": "sign.png", "width": 64, "height": 48}],
+        "categories": [{"id": 1, "name": "text"}],
+        "annotations": [
+            {
+                "id": 1,
+                "image_id": 1,
+                "category_id": 1,
+                "bbox": [2, 2, 30, 10],
+                "attributes": {"text": "EXIT"},
+            },
+            {
+                "id": 2,
+                "image_id": 1,
+                "category_id": 1,
+                "segmentation": [TRIANGLE],
+                "attributes": {"text": "Ünïcode"},
+            },
+            {"id": 3, "image_id": 1, "category_id": 1, "bbox": [40, 30, 10, 10]},
+        ],
+    }
+    (root / "annotations.json").write_text(json.dumps(doc))
+    assert "Imported 1 inputs and 3 annotations" in logged_in.ok(
+        "import", str(root / "annotations.json"), "--dataset", "signs"
+    )
+    logged_in.ok(
+        "export", version_of(logged_in, dataset(cli_server, "signs")["id"]), "-f", "JSONL", "-o", "j.zip"
+    )
+    archive = zipfile.ZipFile(logged_in.cwd / "j.zip")
+    (row,) = [json.loads(line) for line in archive.read("data.jsonl").decode().splitlines()]
+    assert sorted(str(a["text"]) for a in row["annotations"]) == ["EXIT", "None", "Ünïcode"]
+
+    archive.extractall(tmp_path / "back")
+    logged_in.ok("import", str(tmp_path / "back" / "data.jsonl"), "--dataset", "signs-again")
+    again = version_of(logged_in, dataset(cli_server, "signs-again")["id"])
+    logged_in.ok("export", again, "-f", "COCO", "--no-images", "-o", "c.zip")
+    coco = json.loads(zipfile.ZipFile(logged_in.cwd / "c.zip").read("annotations.json"))
+    texts = sorted(str(a.get("attributes", {}).get("text")) for a in coco["annotations"])
+    assert texts == ["EXIT", "None", "Ünïcode"]
+
+
+def test_a_coco_text_attribute_that_is_not_a_string_is_refused(client: Client, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text(
+        COCO_HEAD + '[{"image_id": 1, "category_id": 1, "bbox": [1, 1, 2, 2], "attributes": {"text": []}}]}'
+    )
+    done = client.run("import", str(bad), "--url", "http://127.0.0.1:9", "--key", "k")
+    assert done.returncode == 2
+    assert "annotations[0].attributes.text: expected a string or null, got list" in done.stderr.replace(
+        "\n", ""
+    )
+    assert files_under(client.cwd) == []
