@@ -136,3 +136,74 @@ async def test_a_subscription_with_complete_on_final_completes_after_the_final_s
         assert (await ws.data("r", "labelingTaskProgress"))["final"]
         with pytest.raises(TimeoutError):
             await ws.next("r", wait=0.5)
+
+
+def test_chunk_sizes_leave_out_the_wait_for_another_batchs_inference(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = _Clock()
+    monkeypatch.setattr("app.tasks.engine.time.monotonic", clock)
+    sizes = ChunkSizes(200, 50, 0.5)
+    assert next(sizes) == 1
+    # the probe waited 300 ms for the other batch's inference, then took 20 ms of its own
+    clock.now += 0.300
+    sizes.waited(0.300)
+    clock.now += 0.020
+    sizes.writing()
+    assert next(sizes) == 25  # 0.5 s / 20 ms, not 0.5 s / 320 ms (1)
+    # the wait is per chunk: the next one did not wait
+    clock.now += 25 * 0.020
+    sizes.writing()
+    assert next(sizes) == 25
+
+
+async def test_chunks_are_predicted_ahead_written_in_order_and_a_failed_write_loses_nothing(
+    api: Api, settings: Settings, drain: Drain, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The next chunk is loaded and predicted while this one is written; writes and progress
+    stay in chunk order. A write that fails (MongoDB unreachable for a moment) fails the job,
+    which arq retries: the in-flight chunk is dropped and the retry labels every input once."""
+    from pymongo.errors import AutoReconnect
+
+    from app.tasks import engine
+
+    monkeypatch.setattr(settings, "task_batch_size", 12)
+    monkeypatch.setattr(settings, "progress_every_inputs", 3)
+    events: list[tuple[str, int]] = []
+    infer, write = engine._infer, engine._write
+    failed = False
+
+    async def traced_infer(runtime: Any, task: Any, chunk: list[str], *args: Any) -> Any:
+        events.append(("infer-start", len(chunk)))
+        return await infer(runtime, task, chunk, *args)
+
+    async def traced_write(runtime: Any, task: Any, setup: Any, inferred: Any) -> Any:
+        nonlocal failed
+        events.append(("write-start", len(inferred.chunk)))
+        await asyncio.sleep(0.05)  # long enough for the next chunk to be under way
+        if not failed and sum(1 for e in events if e[0] == "write-start") == 2:
+            failed = True
+            raise AutoReconnect("the database went away for a moment")
+        done = await write(runtime, task, setup, inferred)
+        events.append(("write-end", len(inferred.chunk)))
+        return done
+
+    monkeypatch.setattr(engine, "_infer", traced_infer)
+    monkeypatch.setattr(engine, "_write", traced_write)
+    w, task = await _task(api, 12)
+    await drain()
+
+    assert failed
+    first_written = next(k for k, e in enumerate(events) if e[0] == "write-end")
+    assert [e[0] for e in events[:first_written]].count("infer-start") == 2  # the next chunk was under way
+    kinds = [e[0] for e in events if e[0] != "infer-start"]
+    writes = "".join("s" if k == "write-start" else "e" for k in kinds)
+    assert writes.replace("se", "") == "s", writes  # one write at a time; only the failed one never ended
+    detail = await api.gql(
+        w.owner,
+        "query($t: ID!) { labelingTask(id: $t) { status metrics { processed failed approved } } }",
+        t=task["id"],
+    )
+    metrics = detail["labelingTask"]["metrics"]
+    assert detail["labelingTask"]["status"] == "DONE"
+    assert (metrics["processed"], metrics["failed"], metrics["approved"]) == (12, 0, 12)
