@@ -81,7 +81,9 @@ def main() -> int:
     graph = grimp.build_graph("app", include_external_packages=False)
     groups = cycles(graph)
     inner = imports_inside_functions(ROOT / "app")
-    lengths = sorted((len(p.read_text().splitlines()), str(p.relative_to(ROOT))) for p in (ROOT / "app").rglob("*.py"))
+    lengths = sorted(
+        (len(p.read_text().splitlines()), str(p.relative_to(ROOT))) for p in (ROOT / "app").rglob("*.py")
+    )
     print(f"import cycles: {len(groups)}")
     for group in groups:
         print("  " + " <-> ".join(group))
