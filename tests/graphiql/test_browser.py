@@ -4,12 +4,14 @@ schema at once, runs queries, keeps the key across reloads, and shows subscripti
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 from playwright.async_api import Page
+from playwright.async_api import TimeoutError as PlaywrightTimeout
 
 from tests.factories import Api, world
 from tests.graphiql.conftest import LOOPBACK, Session
@@ -30,20 +32,39 @@ async def editor_text(page: Page, selector: str) -> str:
 
 
 async def wait_for_text(page: Page, selector: str, *needles: str) -> None:
-    """Until the CodeMirror editor at ``selector`` contains every needle."""
-    await page.wait_for_function(
-        "([sel, needles]) => { const e = document.querySelector(sel);"
-        " return !!e && !!e.CodeMirror && needles.every(n => e.CodeMirror.getValue().includes(n)); }",
-        arg=[selector, list(needles)],
-        timeout=30_000,
-    )
+    """Until the CodeMirror editor at ``selector`` contains every needle (on a timeout, the
+    failure shows what the query and response editors held)."""
+    try:
+        await page.wait_for_function(
+            "([sel, needles]) => { const e = document.querySelector(sel);"
+            " return !!e && !!e.CodeMirror && needles.every(n => e.CodeMirror.getValue().includes(n)); }",
+            arg=[selector, list(needles)],
+            timeout=30_000,
+        )
+    except PlaywrightTimeout:
+        held = {s: await editor_text(page, s) for s in (QUERY, RESPONSE)}
+        raise AssertionError(f"{needles} never appeared in {selector}; the editors held {held}") from None
 
 
 async def paste(page: Page, selector: str, text: str) -> None:
-    """Select all in an editor and paste ``text`` over it, as a user does."""
-    await page.click(selector)
-    await page.keyboard.press("Control+A")
-    await page.keyboard.insert_text(text)
+    """Select all in an editor and paste ``text`` over it, as a user does, until the editor
+    holds exactly ``text``: on a slow machine GraphiQL can still be filling an editor (its
+    default query, a restored tab) when the test's first paste lands."""
+    for _ in range(3):
+        await page.click(selector)
+        await page.keyboard.press("Control+A")
+        await page.keyboard.insert_text(text)
+        with contextlib.suppress(PlaywrightTimeout):
+            await page.wait_for_function(
+                "([sel, text]) => { const e = document.querySelector(sel);"
+                " return !!e && !!e.CodeMirror && e.CodeMirror.getValue() === text; }",
+                arg=[selector, text],
+                timeout=5_000,
+            )
+            return
+    raise AssertionError(
+        f"the editor {selector} never held the pasted text: {await editor_text(page, selector)!r}"
+    )
 
 
 async def open_page(session: Session, base_url: str) -> Page:

@@ -10,6 +10,9 @@
 // * Subscriptions go over graphql-ws (graphql-transport-ws) to the same /graphql URL; browsers
 //   cannot set headers on a WebSocket, so the key travels in connection_init's payload
 //   ({"Authorization": "Key ..."}), which the server reads (app/live/transport.py).
+// * Whether an operation is a subscription is read from the text being sent (operationKinds),
+//   not only from GraphiQL's parsed document, which lags an edit by a debounce: a subscription
+//   pasted and run at once went over HTTP and got the server's 400.
 (function () {
   "use strict";
 
@@ -68,6 +71,93 @@
     return Promise.resolve({ errors: [{ message: HINT, extensions: { code: "UNAUTHENTICATED" } }] });
   }
 
+  // The operations of a GraphQL document as [{type, name}] (fragments left out): enough to tell
+  // a subscription from a query or mutation without a parser (strings, block strings, comments,
+  // selection sets and variable definitions are skipped).
+  function operationKinds(text) {
+    var ops = [];
+    var pending = null; // the operation whose definition has started, until its "{"
+    var depth = 0; // selection-set braces
+    var parens = 0; // variable definitions (their default values may hold braces)
+    var i = 0;
+    var n = text.length;
+    while (i < n) {
+      var c = text[i];
+      if (c === "#") {
+        while (i < n && text[i] !== "\n") i++;
+        continue;
+      }
+      if (c === '"') {
+        if (text.substr(i, 3) === '"""') {
+          var end = text.indexOf('"""', i + 3);
+          i = end < 0 ? n : end + 3;
+          continue;
+        }
+        i++;
+        while (i < n && text[i] !== '"' && text[i] !== "\n") i += text[i] === "\\" ? 2 : 1;
+        i++;
+        continue;
+      }
+      if (c === "(" && depth === 0) parens++;
+      else if (c === ")" && depth === 0) parens = Math.max(0, parens - 1);
+      else if (c === "{" && parens === 0) {
+        if (depth === 0) {
+          ops.push(pending || { type: "query", name: undefined }); // "{ ... }": a query
+          pending = null;
+        }
+        depth++;
+      } else if (c === "}" && parens === 0) depth = Math.max(0, depth - 1);
+      else if (depth === 0 && parens === 0 && /[A-Za-z_]/.test(c)) {
+        var j = i;
+        while (j < n && /\w/.test(text[j])) j++;
+        var word = text.slice(i, j);
+        if (pending && pending.expectName) {
+          pending.name = word;
+          pending.expectName = false;
+        } else if (!pending && /^(query|mutation|subscription|fragment)$/.test(word)) {
+          pending = { type: word, name: undefined, expectName: true };
+        }
+        i = j;
+        continue;
+      }
+      if (pending && pending.expectName && !/[\s,]/.test(c)) pending.expectName = false; // "(", "@"
+      i++;
+    }
+    return ops.filter(function (op) {
+      return op.type !== "fragment";
+    });
+  }
+
+  function isSubscription(query, operationName) {
+    var ops = operationKinds(query || "");
+    var op = operationName
+      ? ops.filter(function (o) {
+          return o.name === operationName;
+        })[0]
+      : ops.length === 1
+        ? ops[0]
+        : null;
+    return !!op && op.type === "subscription";
+  }
+
+  // GraphiQL's fetcher picks the WebSocket for a subscription by the document GraphiQL parsed
+  // last; when that is not the text being sent (an edit within the parse debounce), give it
+  // the operation's kind read from the text itself.
+  function withCurrentKind(fetcher) {
+    return function (params, opts) {
+      var ast = opts && opts.documentAST;
+      var current = ast && ast.loc && ast.loc.source && ast.loc.source.body === params.query;
+      if (!current && params.operationName !== "IntrospectionQuery") {
+        var name = params.operationName || undefined;
+        var kind = isSubscription(params.query, name) ? "subscription" : "query";
+        var definition = { kind: "OperationDefinition", operation: kind };
+        if (name) definition.name = { kind: "Name", value: name };
+        opts = Object.assign({}, opts, { documentAST: { kind: "Document", definitions: [definition] } });
+      }
+      return fetcher(params, opts);
+    };
+  }
+
   // One fetcher (and one lazy WebSocket client) per key.
   function makeFetcher(authorization) {
     if (!authorization) return { fetcher: noKeyFetcher, dispose: function () {} };
@@ -76,7 +166,9 @@
       lazy: true,
       connectionParams: { Authorization: authorization },
     });
-    var fetcher = window.GraphiQLToolkit.createGraphiQLFetcher({ url: httpUrl, wsClient: wsClient });
+    var fetcher = withCurrentKind(
+      window.GraphiQLToolkit.createGraphiQLFetcher({ url: httpUrl, wsClient: wsClient })
+    );
     return {
       fetcher: fetcher,
       dispose: function () {
