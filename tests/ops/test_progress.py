@@ -87,14 +87,24 @@ class _Clock:
         return self.now
 
 
-def test_chunk_sizes_leave_out_the_bookkeeping_that_costs_the_same_for_any_chunk(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    clock = _Clock()
-    monkeypatch.setattr("app.tasks.engine.time.monotonic", clock)
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> _Clock:
+    """The clock chunk sizing reads, moved by hand."""
+    made = _Clock()
+    monkeypatch.setattr("app.tasks.engine.time.monotonic", made)
+    return made
+
+
+def probed(total: int = 200) -> ChunkSizes:
+    """Chunk sizes of ``total`` inputs (at most 50, 0.5 s each) past their one-input probe."""
+    sizes = ChunkSizes(total, 50, 0.5)
+    assert next(sizes) == 1
+    return sizes
+
+
+def test_chunk_sizes_leave_out_the_bookkeeping_that_costs_the_same_for_any_chunk(clock: _Clock) -> None:
     # given inputs that take 8 ms each, and bookkeeping of 600 ms per chunk (a busy machine)
-    sizes = ChunkSizes(200, 50, 0.5)
-    assert next(sizes) == 1  # the probe
+    sizes = probed()
     clock.now += 0.008
     sizes.writing()
     clock.now += 0.600
@@ -138,13 +148,8 @@ async def test_a_subscription_with_complete_on_final_completes_after_the_final_s
             await ws.next("r", wait=0.5)
 
 
-def test_chunk_sizes_leave_out_the_wait_for_another_batchs_inference(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    clock = _Clock()
-    monkeypatch.setattr("app.tasks.engine.time.monotonic", clock)
-    sizes = ChunkSizes(200, 50, 0.5)
-    assert next(sizes) == 1
+def test_chunk_sizes_leave_out_the_wait_for_another_batchs_inference(clock: _Clock) -> None:
+    sizes = probed()
     # the probe waited 300 ms for the other batch's inference, then took 20 ms of its own
     clock.now += 0.300
     sizes.waited(0.300)
