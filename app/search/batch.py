@@ -8,10 +8,9 @@ written (``flush``), with the same ``source`` as ``app.search.work``: the ``sear
 that the annotation change records enqueue then finds them current and skips those inputs
 (no second decode, no second model pass).
 
-The predict step collects a chunk's vectors in a context variable (``collect`` starts afresh
-each chunk), so the task that ran it takes them (``current``) with the chunk's outputs and hands
-them to that chunk's write step (``flush``): the engine predicts the next chunk while it writes
-this one, in another asyncio task, so each chunk's vectors travel with it explicitly.
+The vectors travel from the predict step to the write step of the same chunk in a context
+variable: both run in the batch job's own asyncio task, one chunk after another, so a chunk
+only ever sees its own (``collect`` starts afresh each chunk; ``flush`` empties it).
 """
 
 from __future__ import annotations
@@ -66,17 +65,14 @@ def collect() -> Pending:
     return pending
 
 
-def current() -> Pending | None:
-    """The vectors the predict step run in this task collected (None: search embeddings off)."""
-    return _pending.get()
-
-
-async def flush(input_ids: Sequence[str], pending: Pending | None) -> int:
-    """Store the vectors ``pending`` holds for ``input_ids`` (the inputs whose predictions are
-    being written); the rest is dropped. A failure is logged, never raised: the ``search_embed``
-    job computes whatever is missing."""
+async def flush(input_ids: Sequence[str]) -> int:
+    """Store the collected vectors of ``input_ids`` (the inputs whose predictions are being
+    written); the rest is dropped. A failure is logged, never raised: the ``search_embed`` job
+    computes whatever is missing."""
+    pending = _pending.get()
     if pending is None or not pending.vectors:
         return 0
+    _pending.set(None)
     vectors = []
     for input_id in input_ids:
         item = pending.vectors.get(input_id)

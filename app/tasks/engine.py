@@ -12,11 +12,6 @@ inputs are slow (a chunk is sized from the inputs so far to take ``progress_inte
 loading and inference; its writes come on top), whatever the batch size. What a chunk reads once
 is read once per batch (``BatchSetup``).
 
-Chunks are pipelined one deep: while a chunk's predictions are written and recorded (round
-trips to MongoDB, mostly waiting), the next chunk is already loaded and predicted (inference runs
-in a thread), so the model does not sit idle during the bookkeeping. Writes, records and
-progress events still happen one chunk after the other, in order.
-
 Failures of one input (fetch, decode, unsupported kind) fail that input with a code. A batch
 whose model raises (a broken model or configuration) fails all its inputs with
 ``MODEL_ERROR`` (an inference server that is down or failing: ``INFERENCE_SERVER_*``, which
@@ -39,12 +34,10 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from app.concepts.models import Concept
 from app.models.adapters import AdapterError
-from app.models.adapters import Prediction as RawPrediction
 from app.models.adapters.base import InferenceTimeLimit, configure_runtime
 from app.models.adapters.remote import ServerFailure
 from app.observability import metrics
 from app.runtime import Runtime
-from app.search import batch as search_batch
 from app.tasks import progress
 from app.tasks.models import FailureCode, LabelingTask, TaskStatus
 from app.tasks.routing import Router, build_router
@@ -95,45 +88,21 @@ async def batch_setup(runtime: Runtime, task: LabelingTask) -> BatchSetup:
     return BatchSetup(concepts, router, await task_models(task, runtime.blobs))
 
 
-@dataclass
-class Inferred:
-    """A chunk loaded and predicted, not yet written. ``outputs`` None: the whole chunk failed
-    (its model could not run), nothing to write but its failures."""
-
-    chunk: list[str]
-    dataset_ids: dict[str, list[str]]
-    outputs: dict[str, list[tuple[RunModel, RawPrediction]]] | None
-    failures: dict[str, InputFailure]
-    vectors: search_batch.Pending | None = None  # search vectors from the same model run
-
-
-async def _infer(
-    runtime: Runtime, task: LabelingTask, chunk: list[str], setup: BatchSetup, sizes: ChunkSizes
-) -> Inferred:
-    concepts, models = setup.concepts, setup.models
-    loaded, failures = await load_inputs(runtime, task, chunk)
-    dataset_ids = {x.doc.id: list(x.doc.dataset_ids) for x in loaded}
+async def _label(
+    runtime: Runtime, task: LabelingTask, pending: Sequence[str], setup: BatchSetup, sizes: ChunkSizes
+) -> tuple[dict[str, Outcome], dict[str, InputFailure]]:
+    concepts, router, models = setup.concepts, setup.router, setup.models
+    loaded, failures = await load_inputs(runtime, task, pending)
     settings = runtime.settings
     configure_runtime(
         cpu_mem_arena=settings.onnx_cpu_mem_arena,
         arena_shrink=settings.onnx_arena_shrink,
         run_chunk=settings.onnx_run_chunk,
     )
-
-    undecodable: dict[str, InputFailure] = {}
-
-    def whole(failure: InputFailure) -> Inferred:
-        """Every input the model was to see fails with ``failure`` (the others keep theirs)."""
-        return Inferred(
-            chunk, dataset_ids, None, {**failures, **undecodable, **{x.doc.id: failure for x in loaded}}
-        )
-
     # Decoding and inference form the critical path; one batch at a time per process
     # (onnxruntime already uses every core), while other jobs do their I/O meanwhile.
-    asked = time.monotonic()
     try:
         async with inference_lock():
-            sizes.waited(time.monotonic() - asked)  # another batch's inference: not this chunk's time
             loaded, undecodable = await asyncio.to_thread(
                 decode_all, loaded, settings.max_image_pixels, files_suffice=files_suffice(models)
             )
@@ -148,38 +117,34 @@ async def _infer(
         raise
     except InferenceTimeLimit as exc:  # terminated: these inputs can be retried with more time
         log.warning("task %s: %s", task.id, exc)
-        return whole(InputFailure(FailureCode.INFERENCE_TIME_LIMIT.value, str(exc)))
+        failure = InputFailure(FailureCode.INFERENCE_TIME_LIMIT.value, str(exc))
+        return {}, {**failures, **{x.doc.id: failure for x in loaded}}
     except ServerFailure as exc:  # an inference server down or failing: retryFailedInputs redoes these
         log.warning("task %s: inference server failed on a batch: %s", task.id, exc.message)
-        return whole(InputFailure(exc.code, exc.message))
+        failure = InputFailure(exc.code, exc.message)
+        return {}, {**failures, **{x.doc.id: failure for x in loaded}}
     except AdapterError as exc:  # a model that cannot run as stored (unknown adapter, bad config)
-        return whole(InputFailure(exc.code.value, f"the model cannot run: {exc.message}"))
+        failure = InputFailure(exc.code.value, f"the model cannot run: {exc.message}")
+        return {}, {**failures, **{x.doc.id: failure for x in loaded}}
     except Exception as exc:
         log.warning("task %s: the model failed on a batch", task.id, exc_info=True)
-        return whole(
-            InputFailure(FailureCode.MODEL_ERROR.value, f"the model failed: {type(exc).__name__}: {exc}")
+        failure = InputFailure(
+            FailureCode.MODEL_ERROR.value, f"the model failed: {type(exc).__name__}: {exc}"
         )
+        return {}, {**failures, **{x.doc.id: failure for x in loaded}}
     failures.update(undecodable)
     failures.update(unsupported)
     sizes.writing()  # what follows is the chunk's bookkeeping, not the inputs' own time
-    return Inferred(chunk, dataset_ids, outputs, failures, search_batch.current())
-
-
-async def _write(
-    runtime: Runtime, task: LabelingTask, setup: BatchSetup, inferred: Inferred
-) -> dict[str, Outcome]:
-    outputs = inferred.outputs
-    if outputs is None:
-        return {}
-    router = setup.router
     predictions = [
         p for input_id, outs in outputs.items() for p in prediction_docs(task, input_id, outs, router)
     ]
-    await drop_other_versions(task.id, list(outputs), setup.models)
+    await drop_other_versions(task.id, list(outputs), models)
     await write_predictions(predictions)
-    dataset_ids = {i: inferred.dataset_ids.get(i, []) for i in outputs}
-    chosen = candidates(predictions, router)
-    return await write_annotations(runtime, task, dataset_ids, chosen, list(outputs), inferred.vectors)
+    dataset_ids = {x.doc.id: list(x.doc.dataset_ids) for x in loaded}
+    outcomes = await write_annotations(
+        runtime, task, dataset_ids, candidates(predictions, router), list(outputs)
+    )
+    return outcomes, failures
 
 
 class ChunkSizes(Iterator[int]):
@@ -190,10 +155,7 @@ class ChunkSizes(Iterator[int]):
     The time per input leaves out each chunk's bookkeeping (from ``writing()`` to the next
     chunk: its writes, state records and progress event), which costs about the same whatever
     the chunk's size: counted per input, it made chunks smaller on a busy machine, so more
-    chunks, so more bookkeeping, down to one input per chunk. It also leaves out the time spent
-    waiting for another batch's inference (``waited``): two batches of a task run side by side
-    on a worker, and counting each other's inference halved their chunks (25 chunks instead of
-    about 10 for 200 images: a fixed ~80 ms of writes each)."""
+    chunks, so more bookkeeping, down to one input per chunk."""
 
     def __init__(self, total: int, every: int, interval_s: float, per_input_s: float | None = None) -> None:
         self.left, self.every, self.interval_s = total, every, interval_s
@@ -203,11 +165,6 @@ class ChunkSizes(Iterator[int]):
         self.busy = 0.0  # seconds of the inputs' own work (loading, inference) so far
         self.chunk_started = 0.0
         self.writes_started: float | None = None
-        self.idle = 0.0  # seconds the current chunk waited for the inference lock
-
-    def waited(self, seconds: float) -> None:
-        """The current chunk waited ``seconds`` for another batch's inference."""
-        self.idle += seconds
 
     def writing(self) -> None:
         """The current chunk's inputs are loaded and predicted; its bookkeeping starts."""
@@ -218,9 +175,9 @@ class ChunkSizes(Iterator[int]):
         if self.last:
             self.done += self.last
             end = self.writes_started if self.writes_started is not None else now
-            self.busy += max(0.0, end - self.chunk_started - self.idle)
+            self.busy += end - self.chunk_started
             self.per_input_s = self.busy / self.done
-        self.chunk_started, self.writes_started, self.idle = now, None, 0.0
+        self.chunk_started, self.writes_started = now, None
         if self.left <= 0:
             raise StopIteration
         if self.per_input_s is None:
@@ -258,42 +215,21 @@ async def run_batch(
         len(pending), settings.progress_every_inputs, settings.progress_interval_s, _per_input_s.get(key)
     )
     setup = await batch_setup(runtime, task) if pending else None
-    done = 0  # inputs of the chunks predicted so far
-
-    def ahead() -> asyncio.Task[Inferred] | None:
-        """The next chunk's loading and inference, started now (None: no inputs left)."""
-        nonlocal done
-        size = next(sizes, None)  # sized from the time per input measured so far
-        if size is None:
-            return None
+    done = 0
+    for size in sizes:
         assert setup is not None
-        chunk = list(pending[done : done + size])
+        chunk = pending[done : done + size]
+        outcomes, failures = await _label(runtime, task, chunk, setup, sizes)
+        coded = {i: (f.code, f.message) for i, f in failures.items()}
+        current = await progress.record(task, outcomes, coded, previously_failed & set(chunk))
+        result.processed += len(outcomes)
+        result.failed += len(failures)
+        result.outcomes.update(outcomes)
+        metrics.inputs_labeled.labels("done").inc(len(outcomes))
+        metrics.inputs_labeled.labels("failed").inc(len(failures))
         done += size
-        return asyncio.ensure_future(_infer(runtime, task, chunk, setup, sizes))
-
-    following = ahead()
-    try:
-        while following is not None:
-            inferred = await following
-            following = ahead()  # predicted while this chunk is written and recorded
-            assert setup is not None
-            outcomes = await _write(runtime, task, setup, inferred)
-            failures = inferred.failures
-            coded = {i: (f.code, f.message) for i, f in failures.items()}
-            current = await progress.record(task, outcomes, coded, previously_failed & set(inferred.chunk))
-            result.processed += len(outcomes)
-            result.failed += len(failures)
-            result.outcomes.update(outcomes)
-            metrics.inputs_labeled.labels("done").inc(len(outcomes))
-            metrics.inputs_labeled.labels("failed").inc(len(failures))
-            if following is not None and current is not None:  # the last chunk's: below, with the closing
-                await progress.publish_progress(runtime, current)
-    finally:
-        if following is not None:  # a write failed (the job is retried) or the job was cancelled
-            following.cancel()
-            await asyncio.wait([following])  # its thread may run on; its result is dropped
-            if not following.cancelled():
-                following.exception()  # retrieved, not logged as unhandled: the first error wins
+        if done < len(pending) and current is not None:  # the last chunk's: below, with the closing
+            await progress.publish_progress(runtime, current)
     if sizes.per_input_s is not None:  # the next batch of the run starts at the right size
         if len(_per_input_s) > 256:
             _per_input_s.clear()

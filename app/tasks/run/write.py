@@ -153,15 +153,14 @@ STATUS = {Route.APPROVE: store.SUCCESS, Route.REVIEW: store.AWAITING, Route.DISC
 
 async def write_annotations(
     runtime: object, task: LabelingTask, dataset_ids: dict[str, list[str]], chosen: dict[str, Candidate],
-    input_ids: Sequence[str], vectors: search_batch.Pending | None = None,
+    input_ids: Sequence[str],
 ) -> dict[str, Outcome]:  # fmt: skip
     """The annotation writer makes the task's machine annotations on ``input_ids`` equal
     ``chosen``; returns, per input, how many candidates each route took.
 
-    The input vectors the predict step collected for search (``vectors``) are stored first, so
-    the embedding job the annotation change records enqueue finds them current
-    (``app.search.batch``)."""
-    await search_batch.flush(input_ids, vectors)
+    The input vectors the predict step collected for search are stored first, so the embedding
+    job the annotation change records enqueue finds them current (``app.search.batch``)."""
+    await search_batch.flush(input_ids)
     outcomes = {i: Outcome() for i in input_ids}
     wanted: dict[str, store.MachineLabel] = {}
     for key, cand in chosen.items():
