@@ -87,24 +87,14 @@ class _Clock:
         return self.now
 
 
-@pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> _Clock:
-    """The clock chunk sizing reads, moved by hand."""
-    made = _Clock()
-    monkeypatch.setattr("app.tasks.engine.time.monotonic", made)
-    return made
-
-
-def probed(total: int = 200) -> ChunkSizes:
-    """Chunk sizes of ``total`` inputs (at most 50, 0.5 s each) past their one-input probe."""
-    sizes = ChunkSizes(total, 50, 0.5)
-    assert next(sizes) == 1
-    return sizes
-
-
-def test_chunk_sizes_leave_out_the_bookkeeping_that_costs_the_same_for_any_chunk(clock: _Clock) -> None:
+def test_chunk_sizes_leave_out_the_bookkeeping_that_costs_the_same_for_any_chunk(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = _Clock()
+    monkeypatch.setattr("app.tasks.engine.time.monotonic", clock)
     # given inputs that take 8 ms each, and bookkeeping of 600 ms per chunk (a busy machine)
-    sizes = probed()
+    sizes = ChunkSizes(200, 50, 0.5)
+    assert next(sizes) == 1  # the probe
     clock.now += 0.008
     sizes.writing()
     clock.now += 0.600
