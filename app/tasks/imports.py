@@ -338,7 +338,7 @@ async def _route_chunk(
     await progress.create_pending(task, input_ids)
     failed = await _previously_failed(task, input_ids)
     outcomes = await write_annotations(runtime, task, dataset_ids, candidates(stored, router), input_ids)
-    await progress.record(task, outcomes, {}, failed)
+    await progress.record(task, outcomes, {}, failed, any_state=True)  # recounted at the end
     return outcomes
 
 

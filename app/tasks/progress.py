@@ -35,13 +35,6 @@ def task_input_id(task_id: str, input_id: str) -> str:
     return f"{task_id}:{input_id}"
 
 
-async def _bulk(coll: Any, ops: list[Any]) -> None:
-    if not ops:
-        return
-    with duplicates_ignored():
-        await coll.bulk_write(ops, ordered=False)
-
-
 async def create_pending(task: LabelingTask, input_ids: Sequence[str]) -> None:
     """A PENDING TaskInput per input of a run (existing ones are left as they are)."""
     now = utcnow()
@@ -73,18 +66,25 @@ async def pending(task: LabelingTask, input_ids: Sequence[str], retry: bool) -> 
     return [i for i in input_ids if i not in skip], failed - skip
 
 
-def _states(task: LabelingTask, rows: dict[str, dict[str, Any]]) -> list[UpdateMany]:
+def _states(
+    task: LabelingTask, rows: dict[str, dict[str, Any]], previously_failed: set[str], any_state: bool
+) -> list[UpdateMany]:
     """One update per distinct set of fields (most inputs of a chunk share theirs), not one
-    per input; each task input already holds its ids (``create_pending``)."""
+    per input; each task input already holds its ids (``create_pending``). An update applies
+    only to a task input in the state the run left it (PENDING, or FAILED for an input this
+    job retries): a job that runs twice, or a task input deleted with its input meanwhile,
+    matches nothing. ``any_state`` (an import, which recounts after) updates any state."""
     groups: dict[tuple[Any, ...], list[str]] = {}
     for input_id, fields in rows.items():
-        groups.setdefault(tuple(sorted(fields.items())), []).append(task_input_id(task.id, input_id))
+        was = InputState.FAILED if input_id in previously_failed else InputState.PENDING
+        key = (was.value, *sorted(fields.items()))
+        groups.setdefault(key, []).append(task_input_id(task.id, input_id))
     return [
         UpdateMany(
-            {"_id": {"$in": ids}},
-            {"$set": dict(key), "$inc": {"attempts": 1}, "$currentDate": {"updated_at": True}},
+            {"_id": {"$in": ids}} if any_state else {"_id": {"$in": ids}, "state": was},
+            {"$set": dict(fields), "$inc": {"attempts": 1}, "$currentDate": {"updated_at": True}},
         )
-        for key, ids in groups.items()
+        for (was, *fields), ids in groups.items()
     ]
 
 
@@ -93,10 +93,18 @@ async def record(
     outcomes: dict[str, Any],
     failures: dict[str, tuple[str, str]],
     previously_failed: set[str],
+    *,
+    any_state: bool = False,
 ) -> LabelingTask | None:
     """Inputs DONE (with where their predictions went) or FAILED (code, message); counters
     moved by what changed, in one write that also reads the task back (for the progress event
-    that follows). Task inputs whose input was deleted meanwhile are not recreated."""
+    that follows). Task inputs whose input was deleted meanwhile are not recreated.
+
+    The counters move only for the task inputs the state writes changed. When some were not
+    changed (deleted with their input, or recorded already by another run of the same job),
+    the counters are recounted from the documents instead, since a running ``$inc`` cannot know
+    which. A task that another writer closed meanwhile (DONE or IDLE, recounted after these
+    writes), or that a newer run replaced, is left to that writer's counters."""
     rows: dict[str, dict[str, Any]] = {}
     for input_id, out in outcomes.items():
         rows[input_id] = {"state": InputState.DONE.value, "code": None, "message": None,
@@ -105,18 +113,30 @@ async def record(
     for input_id, (code, message) in failures.items():
         rows[input_id] = {"state": InputState.FAILED.value, "code": code, "message": message[:500],
                           "approved": 0, "awaiting_review": 0, "discarded": 0}  # fmt: skip
-    await _bulk(TaskInput.get_pymongo_collection(), _states(task, rows))
-    newly_failed = len(set(failures) - previously_failed)
-    recovered = len(set(outcomes) & previously_failed)
-    inc = {
-        "metrics.inputs_processed": len(outcomes),
-        "metrics.inputs_failed": newly_failed - recovered,
-        "metrics.annotations_discarded": sum(o.discarded for o in outcomes.values()),
+    ops = _states(task, rows, previously_failed & set(rows), any_state)
+    matched = 0
+    if ops:
+        result = await TaskInput.get_pymongo_collection().bulk_write(ops, ordered=False)
+        matched = result.matched_count
+    current = {
+        "_id": task.id,
+        "run": task.run,
+        "status": {"$nin": [TaskStatus.DONE.value, TaskStatus.IDLE.value]},
     }
+    if matched != len(rows):
+        counts = await _recount_of(task)
+        update: dict[str, Any] = {"$set": counts, "$currentDate": {"updated_at": True}}
+    else:
+        newly_failed = len(set(failures) - previously_failed)
+        recovered = len(set(outcomes) & previously_failed)
+        inc = {
+            "metrics.inputs_processed": len(outcomes),
+            "metrics.inputs_failed": newly_failed - recovered,
+            "metrics.annotations_discarded": sum(o.discarded for o in outcomes.values()),
+        }
+        update = {"$inc": inc, "$currentDate": {"updated_at": True}}
     doc = await LabelingTask.get_pymongo_collection().find_one_and_update(
-        {"_id": task.id},
-        {"$inc": inc, "$currentDate": {"updated_at": True}},
-        return_document=ReturnDocument.AFTER,
+        current, update, return_document=ReturnDocument.AFTER
     )
     return None if doc is None else LabelingTask.model_validate(doc)
 

@@ -105,6 +105,28 @@ def test_chunk_sizes_leave_out_the_bookkeeping_that_costs_the_same_for_any_chunk
     assert next(sizes) == 25  # (0.008 + 1.0) s over 51 inputs: ~20 ms each
 
 
+def test_chunk_sizes_leave_out_the_wait_for_another_batchs_inference(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = _Clock()
+    monkeypatch.setattr("app.tasks.engine.time.monotonic", clock)
+    # two batches of a task share a worker's inference: this one waits 400 ms for the other's
+    sizes = ChunkSizes(200, 50, 0.5)
+    assert next(sizes) == 1
+    clock.now += 0.400
+    sizes.waited(0.400)
+    clock.now += 0.008  # then its input takes 8 ms
+    sizes.writing()
+    assert next(sizes) == 50  # sized from the 8 ms (0.5 s / 8 ms, capped), not 408 ms (1 input)
+    clock.now += 0.300
+    sizes.waited(0.300)
+    clock.now += 0.400  # 50 inputs of 8 ms
+    sizes.writing()
+    assert next(sizes) == 50
+    clock.now += 1.0  # the wait is forgotten once a chunk is over: this one counts whole
+    assert next(sizes) == 35  # 0.5 s / ((0.408 + 1.0) s / 101 inputs)
+
+
 async def test_a_subscription_with_complete_on_final_completes_after_the_final_state(
     api: Api, asgi_app: Starlette, ws_url: str, drain: Drain
 ) -> None:

@@ -162,7 +162,8 @@ async def test_bad_inputs_fail_alone_and_the_task_still_finishes(
     c = await _concepts(api, w.owner, w.app_id, "cat", "dog", "bird")
     ds = await create_dataset(api, w.owner, w.app_id)
     good = await image_inputs(api, w.owner, w.app_id, ds, 3)
-    corrupt, missing = await image_inputs(api, w.owner, w.app_id, ds, 2, seed=100)
+    # seeds of their own: blobs are shared by content, and these two get damaged
+    corrupt, missing = await image_inputs(api, w.owner, w.app_id, ds, 2, seed=9200)
     dead_url = (
         await api.gql(
             w.owner,
@@ -495,3 +496,81 @@ async def test_lifecycle_mutations_check_roles_state_and_ids(api: Api, drain: Dr
         w.stranger, "query($t: ID!) { taskInputs(taskId: $t) { nodes { id } } }", t=task["id"]
     )
     assert errors[0]["extensions"]["code"] == "NOT_FOUND"
+
+
+async def test_inputs_that_cannot_be_decoded_keep_their_code_when_the_model_fails(
+    api: Api, drain: Drain, asgi_app: Any, monkeypatch: Any
+) -> None:
+    """A chunk with images cut short (readable headers, undecodable data) whose model then
+    raises: the cut images fail with IMAGE_UNDECODABLE, the others with MODEL_ERROR, and the
+    task closes (the cut ones used to be recorded as neither, so the task never closed)."""
+    from app.inputs.models import Input
+    from tests.tasks_engine.helpers import add_inputs, b64, png
+
+    s = await scenario(api, 0)
+    # images of their own (blobs are stored by content: other tests' images must stay whole)
+    whole = [png(seed, (64, 48)) for seed in range(9100, 9106)]
+    items = [{"imageBase64": b64(f), "datasetIds": [s.ds]} for f in whole]
+    inputs = await add_inputs(api, s.w.owner, s.w.app_id, items)
+    blobs = asgi_app.state.runtime.blobs
+    for k, (input_id, data) in enumerate(zip(inputs, whole, strict=True)):
+        doc = await Input.get(input_id)
+        assert doc is not None and doc.blob_key
+        if k % 2:  # cut short behind the API's back: the header reads, the pixels do not
+            blobs._path(doc.blob_key).write_bytes(data[: len(data) // 2])
+
+    async def failing(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("the model is broken")
+
+    monkeypatch.setattr(engine, "predict", failing)
+    task = await create_task(
+        api, s.w.owner, appId=s.w.app_id, datasetId=s.ds, modelId=s.model, conceptIds=list(s.c.values())
+    )
+    await drain()
+    done = await get_task(api, s.w.owner, task["id"])
+    assert done["status"] == "DONE"
+    assert (done["metrics"]["processed"], done["metrics"]["failed"]) == (6, 6)  # processed: settled
+    codes = {t.input_id: t.code for t in await TaskInput.find({"task_id": task["id"]}).to_list()}
+    assert codes == {i: "IMAGE_UNDECODABLE" if k % 2 else "MODEL_ERROR" for k, i in enumerate(inputs)}
+    await assert_metrics_match_recount(task["id"])
+
+
+DELETE_INPUT = "mutation($id: ID!) { deleteInput(id: $id) { __typename } }"
+
+
+async def test_a_record_counts_only_the_task_inputs_it_changed(api: Api) -> None:
+    """What a chunk records for inputs deleted meanwhile, or recorded already by another run of
+    the same job, moves no counter; a record arriving after the deletions closed the task leaves
+    the closing recount alone. (The counters stood above a recount after such races.)"""
+    from app.tasks import progress
+    from app.tasks.run.write import Outcome
+
+    s = await scenario(api, 4)
+    created = await create_task(
+        api, s.w.owner, appId=s.w.app_id, datasetId=s.ds, modelId=s.model, conceptIds=list(s.c.values())
+    )
+    task = await LabelingTask.get(created["id"])
+    assert task is not None
+    a, b, c, d = s.inputs
+    assert (await api.gql(s.w.owner, DELETE_INPUT, id=a))["deleteInput"]["__typename"] == "DeleteSuccess"
+    out = Outcome(approved=1, awaiting_review=1, discarded=1)
+    await progress.record(task, {a: out, b: out}, {}, set())  # a's task input went with a
+    await assert_metrics_match_recount(task.id)
+    await progress.record(task, {b: out}, {}, set())  # b again: another run of the same job
+    await progress.record(task, {}, {b: ("MODEL_ERROR", "late")}, set())
+    await assert_metrics_match_recount(task.id)
+    shown = await get_task(api, s.w.owner, task.id)
+    assert (shown["metrics"]["processed"], shown["metrics"]["failed"], shown["metrics"]["discarded"]) == (
+        1,
+        0,
+        1,
+    )
+    for gone in (c, d):  # the last pending inputs: their deletion closes the task
+        assert (await api.gql(s.w.owner, DELETE_INPUT, id=gone))["deleteInput"][
+            "__typename"
+        ] == "DeleteSuccess"
+    assert (await get_task(api, s.w.owner, task.id))["status"] == "DONE"
+    assert await progress.record(task, {c: out, d: out}, {}, set()) is None
+    await assert_metrics_match_recount(task.id)
+    closed = await get_task(api, s.w.owner, task.id)
+    assert closed["status"] == "DONE" and closed["metrics"]["processed"] == 1
