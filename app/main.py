@@ -24,6 +24,7 @@ from app.graphql.schema import build_schema
 from app.graphql.view import GraphQLView, graphiql_routes
 from app.inputs.routes import routes as input_routes
 from app.live import execution as live_execution
+from app.live.collector import Collector
 from app.live.hub import Hub
 from app.live.transport import ServerSendMiddleware
 from app.observability import logs
@@ -64,6 +65,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 interval_s=settings.live_progress_interval_s,
                 queue_size=settings.live_queue_size,
                 access_recheck_s=settings.live_access_recheck_s,
+                collector=Collector(settings.live_gc_settle_s) if settings.gc_freeze else None,
             )
             if runtime.auth.cache is not None:
                 runtime.live.listen(pubsub.ACCESS_CHANNEL, runtime.auth.cache.on_access_event)

@@ -125,6 +125,10 @@ class Settings(BaseSettings):
     # objects) out of the garbage collector's sight once serving (gc.freeze), so a collection
     # during a live fan-out only walks what was allocated since (bench/RESULTS.md)
     gc_freeze: bool = True
+    # and, with gc_freeze, again once live subscriptions have settled (no subscribe or
+    # unsubscribe for this long), so a full collection never walks every subscriber's
+    # connection while events fan out (app/live/collector.py)
+    live_gc_settle_s: float = Field(default=2.0, gt=0, le=3600)
 
     # operations (app/observability): logs as JSON lines or text ("auto": text on a terminal,
     # JSON otherwise); a worker's own /metrics endpoint (0: off; give each worker process its

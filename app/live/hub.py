@@ -51,6 +51,7 @@ from typing import Any, Protocol
 
 from app.core import pubsub
 from app.live.access import AccessWatch
+from app.live.collector import Collector
 from app.live.execution import DISCONNECTED
 
 log = logging.getLogger("labelstream.live")
@@ -293,6 +294,7 @@ class Hub:
         queue_size: int = 100,
         max_backoff_s: float = 2.0,
         access_recheck_s: float = 10.0,
+        collector: Collector | None = None,
     ) -> None:
         self.redis_url = redis_url
         self.interval = interval_s
@@ -309,12 +311,16 @@ class Hub:
         # who may still read what: re-checked on ``access`` events and every ``access_recheck_s``
         self.access = AccessWatch(access_recheck_s)
         self.listen(pubsub.ACCESS_CHANNEL, self.access.on_event)
+        # keeps full garbage collections off the fan-out's path (app/live/collector.py)
+        self.collector = collector
 
     # -- lifecycle -----------------------------------------------------------------------------
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="live-hub")
         self.access.start()
+        if self.collector is not None:
+            self.collector.start()
 
     async def stop(self) -> None:
         task, self._task = self._task, None
@@ -323,6 +329,8 @@ class Hub:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self.access.stop()
+        if self.collector is not None:
+            await self.collector.stop()
         for topic in self.topics.values():
             topic.close()
             for sub in topic.subscribers:
@@ -346,13 +354,17 @@ class Hub:
             topic = self.topics[channel] = Topic(channel, renderer)
         sub = Subscriber(channel, self.queue_size, audience)
         topic.subscribers.add(sub)
+        if self.collector is not None:
+            self.collector.subscribed()
         return sub
 
     def unsubscribe(self, sub: Subscriber) -> None:
         topic = self.topics.get(sub.channel)
-        if topic is None:
+        if topic is None or sub not in topic.subscribers:
             return
         topic.subscribers.discard(sub)
+        if self.collector is not None:
+            self.collector.unsubscribed()
         if not topic.subscribers:
             del self.topics[sub.channel]
             topic.close()
