@@ -10,7 +10,10 @@ For each engine, on fresh data directories under one temp dir:
 * insert throughput: ``insert_many`` of ``--docs`` ~200-byte documents in batches of
   ``--batch`` (docs/s), with the secondary index already in place, as in the app;
 * point reads: ``--lookups`` sequential ``find_one`` by ``_id`` (ops/s);
-* one indexed range query returning 1,000 documents (ms; median of 5 runs).
+* one indexed range query returning 1,000 documents (ms; median of 5 runs);
+* the documents of 50 consecutive ``input_id``s (two each, indexed field) among all: plain
+  ``$in`` against ``app.core.db.any_of`` (the same ``$in`` bounded by its values' range), as
+  the labeling run reads a chunk's annotations and assignments (ms; median of 5 runs).
 
 All traffic goes through ``pymongo.AsyncMongoClient``, as in the app. FerretDB's binary comes
 from ``tests.ferretdb.find_ferretdb_binary`` (build it with ``.ci/build-ferretdb2.sh``).
@@ -43,6 +46,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from app.core.db import any_of  # noqa: E402
 from tests.ferretdb import FerretDBServer, find_ferretdb_binary  # noqa: E402
 
 RANGE_DOCS = 1000
@@ -147,6 +151,7 @@ def make_docs(n: int) -> list[dict[str, Any]]:
             "label": rng.choice(labels),
             "score": rng.random(),
             "status": "pending",
+            "input_id": f"in{i // 2:08d}",
             "created_at": T0 + timedelta(seconds=i),
             "note": "x" * 48,
         }
@@ -159,6 +164,7 @@ async def workload(url: str, docs: list[dict[str, Any]], batch: int, lookups: in
     try:
         coll = client["bench"]["items"]
         await coll.create_index([("project_id", 1), ("seq", 1)], name="project_seq")
+        await coll.create_index([("input_id", 1)], name="input_id")
 
         t0 = time.perf_counter()
         for start in range(0, len(docs), batch):
@@ -184,7 +190,20 @@ async def workload(url: str, docs: list[dict[str, Any]], batch: int, lookups: in
             timings.append(time.perf_counter() - t0)
             if len(found) != RANGE_DOCS:
                 raise RuntimeError(f"range query returned {len(found)} documents")
+        chunk = [f"in{k:08d}" for k in range(lo // 2, lo // 2 + 50)]
+        shapes = {"in_ms": {"$in": chunk}, "any_of_ms": any_of(chunk)}
+        chunk_ms: dict[str, float] = {}
+        for key, condition in shapes.items():
+            timings = []
+            for _ in range(5):
+                t0 = time.perf_counter()
+                found = await coll.find({"input_id": condition}).to_list()
+                timings.append(time.perf_counter() - t0)
+                if len(found) != 2 * len(chunk):
+                    raise RuntimeError(f"{key}: {len(found)} documents")
+            chunk_ms[key] = statistics.median(timings) * 1000
         return {
+            **chunk_ms,
             "insert_docs_per_s": len(docs) / insert_s,
             "find_one_ops_per_s": lookups / lookup_s,
             "range_ms": statistics.median(timings) * 1000,
@@ -252,6 +271,8 @@ def main() -> int:
         ("insert_many (docs/s)", "insert_docs_per_s", "{:,.0f}"),
         ("find_one by _id (ops/s)", "find_one_ops_per_s", "{:,.0f}"),
         (f"range query, {RANGE_DOCS} docs (ms)", "range_ms", "{:.1f}"),
+        ("50 input_ids, $in (ms)", "in_ms", "{:.1f}"),
+        ("50 input_ids, any_of (ms)", "any_of_ms", "{:.1f}"),
     ]
     names = list(results)
     print()

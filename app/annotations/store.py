@@ -22,7 +22,7 @@ from pymongo import DeleteOne, InsertOne, UpdateOne
 from app.annotations.changes import ChangeSet, Reason, emit
 from app.annotations.models import Annotation, AnnotationStatus
 from app.core import pagination
-from app.core.db import duplicates_ignored
+from app.core.db import any_of, duplicates_ignored
 from app.core.documents import utcnow
 from app.core.ids import new_id
 
@@ -198,7 +198,7 @@ async def route(
     existing = (
         await _coll()
         .find(
-            {"task_id": task_id, "input_id": {"$in": list(input_ids)}},
+            {"task_id": task_id, "input_id": any_of(input_ids)},
             {**HEAD, "key": 1, "reviewed_by": 1, "labeled_by_model_id": 1},
         )
         .to_list()
@@ -316,7 +316,7 @@ async def delete_for_inputs(runtime: Any, input_ids: Sequence[str]) -> int:
     if not input_ids:
         return 0
     changes = ChangeSet(Reason.INPUT_DELETED, deleted_inputs=list(input_ids))
-    return await _delete(runtime, {"input_id": {"$in": list(input_ids)}}, changes)
+    return await _delete(runtime, {"input_id": any_of(input_ids)}, changes)
 
 
 async def delete_machine_output(runtime: Any, task_id: str) -> int:

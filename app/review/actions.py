@@ -32,6 +32,7 @@ from app.annotations.models import Annotation, AnnotationStatus
 from app.annotations.service import ItemFailure, check_region_text
 from app.concepts.models import Concept
 from app.core import validate
+from app.core.db import any_of
 from app.core.errors import Conflict, DomainError, ErrorCode, NotFound, ValidationFailed
 from app.review.models import Assignment, AssignmentKind
 from app.runtime import Runtime
@@ -151,7 +152,7 @@ async def _by_inputs(actor: _Actor, input_ids: list[str], result: ReviewResult) 
         .find(
             {
                 "task_id": actor.task.id,
-                "input_id": {"$in": list(set(input_ids))},
+                "input_id": any_of(input_ids),
                 "status": {"$in": list(WAITING)},
             },
             FIELDS,
@@ -162,7 +163,7 @@ async def _by_inputs(actor: _Actor, input_ids: list[str], result: ReviewResult) 
         known = {
             d["input_id"]
             for d in await Annotation.get_pymongo_collection()
-            .find({"task_id": actor.task.id, "input_id": {"$in": list(set(input_ids))}}, {"input_id": 1})
+            .find({"task_id": actor.task.id, "input_id": any_of(input_ids)}, {"input_id": 1})
             .to_list()
         }
     else:

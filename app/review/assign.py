@@ -27,7 +27,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from app.annotations.models import Annotation, AnnotationStatus
 from app.core import pubsub
-from app.core.db import is_duplicate_key
+from app.core.db import any_of, is_duplicate_key
 from app.core.documents import utcnow
 from app.core.errors import Conflict, ErrorCode
 from app.core.ids import new_id
@@ -129,7 +129,7 @@ async def _annotations(task_id: str, input_ids: Sequence[str]) -> dict[str, list
     for k in range(0, len(input_ids), CHUNK):
         docs = (
             await Annotation.get_pymongo_collection()
-            .find({"task_id": task_id, "input_id": {"$in": list(input_ids[k : k + CHUNK])}}, fields)
+            .find({"task_id": task_id, "input_id": any_of(input_ids[k : k + CHUNK])}, fields)
             .to_list()
         )
         for d in docs:
@@ -142,7 +142,7 @@ async def _assignments(task_id: str, input_ids: Sequence[str]) -> dict[str, list
     for k in range(0, len(input_ids), CHUNK):
         docs = (
             await Assignment.get_pymongo_collection()
-            .find({"task_id": task_id, "input_id": {"$in": list(input_ids[k : k + CHUNK])}})
+            .find({"task_id": task_id, "input_id": any_of(input_ids[k : k + CHUNK])})
             .to_list()
         )
         for d in docs:

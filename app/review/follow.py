@@ -22,6 +22,7 @@ from pymongo import UpdateOne
 
 from app.annotations.changes import ChangeSet, Reason
 from app.annotations.models import AnnotationStatus
+from app.core.db import any_of
 from app.review import assign, audit, metrics
 from app.review.models import Assignment, AssignmentKind, AssignmentState, bucket
 from app.tasks.models import LabelingTask
@@ -101,7 +102,7 @@ async def _labeled(task: LabelingTask, user_id: str, input_ids: list[str]) -> as
         {
             "task_id": task.id,
             "kind": AssignmentKind.LABEL.value,
-            "input_id": {"$in": input_ids},
+            "input_id": any_of(input_ids),
             "state": {"$in": [AssignmentState.OPEN.value, AssignmentState.STARTED.value]},
         },
         {"user_id": 1, "state": 1, "input_id": 1},
@@ -131,9 +132,9 @@ async def _drop_inputs(runtime: Any, input_ids: list[str]) -> None:
     """Deleted inputs leave every queue they were in (REMOVED events for open items)."""
     coll = Assignment.get_pymongo_collection()
     docs = await coll.find(
-        {"input_id": {"$in": input_ids}}, {"task_id": 1, "kind": 1, "user_id": 1, "state": 1, "input_id": 1}
+        {"input_id": any_of(input_ids)}, {"task_id": 1, "kind": 1, "user_id": 1, "state": 1, "input_id": 1}
     ).to_list()
-    await coll.delete_many({"input_id": {"$in": input_ids}})
+    await coll.delete_many({"input_id": any_of(input_ids)})
     by_task: dict[str, assign.Changes] = {}
     for d in docs:
         changes = by_task.setdefault(d["task_id"], assign.Changes(reason=Reason.INPUT_DELETED.value))

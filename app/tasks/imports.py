@@ -37,6 +37,7 @@ import orjson
 
 from app.access import MANAGERS, Principal, get_for
 from app.annotations.changes import ChangeSet, Reason, emit
+from app.core.db import any_of
 from app.core.errors import Conflict, ErrorCode, ValidationFailed
 from app.inputs.models import Input
 from app.models.adapters import Box, Polygon
@@ -331,7 +332,7 @@ async def _route_chunk(
         ]
         fresh.extend(prediction_docs(task, input_id, outs, router))
     await write_predictions(fresh)
-    stored = await Prediction.find({"task_id": task.id, "input_id": {"$in": input_ids}}).to_list()
+    stored = await Prediction.find({"task_id": task.id, "input_id": any_of(input_ids)}).to_list()
     for p in stored:  # as re-apply does: the mapping may have grown since they were stored
         p.concept_id = router.concept_for(p.model_concept_id, p.model_concept_name)
     dataset_ids = {i: list(checked.targets[i].dataset_ids) for i in input_ids}

@@ -22,7 +22,7 @@ from pymongo import ReturnDocument, UpdateMany
 from app.annotations.changes import ChangeSet, Reason, emit
 from app.annotations.models import Annotation, AnnotationStatus
 from app.core import pubsub
-from app.core.db import duplicates_ignored
+from app.core.db import any_of, duplicates_ignored
 from app.core.documents import utcnow
 from app.tasks.models import InputState, LabelingTask, TaskInput, TaskStatus
 
@@ -290,7 +290,7 @@ async def mark_labeled(runtime: Any, task_id: str, input_ids: Sequence[str]) -> 
         .find(
             {
                 "task_id": task_id,
-                "input_id": {"$in": list(input_ids)},
+                "input_id": any_of(input_ids),
                 "status": {"$in": [SUCCESS, AWAITING]},
             },
             {"input_id": 1},

@@ -20,6 +20,7 @@ from pymongo import AsyncMongoClient
 
 from app.annotations.models import Annotation, AnnotationStatus
 from app.annotations.service import AnnotationFilter, FilterOperator, filter_query, with_region
+from app.core.db import any_of
 from app.core.pagination import PAGE_KEY, after_filter
 from app.datasets.service import member_of
 from app.inputs.models import Input
@@ -179,3 +180,23 @@ async def test_review_queue_pages_least_confident_first_use_an_index(db: Db) -> 
     after = _after(QueueOrder.LEAST_CONFIDENT, _cursor(QueueOrder.LEAST_CONFIDENT, doc))
     query = queue_query("t3", AssignmentKind.REVIEW, ["u"], [], after)
     assert_indexed(await plan(db, "assignments", query, dict(queue_sort(QueueOrder.LEAST_CONFIDENT))))
+
+
+@pytest.mark.parametrize("collection", ["annotations", "assignments"])
+async def test_a_chunks_reads_by_input_use_an_index_and_find_what_in_finds(db: Db, collection: str) -> None:
+    """The labeling run reads a chunk's annotations and assignments by input (``any_of``);
+    a plain ``$in`` on input_id is a scan of the whole collection on nx-27017."""
+    chunk = [f"i{i}" for i in range(400, 450, 3)] + ["i9999", "i41"]
+    query = {"task_id": "t3", "input_id": any_of(chunk)}
+    assert_indexed(await plan(db, collection, query, {"_id": 1}))
+    if collection == "annotations":
+        plain = await db.annotations.find({"task_id": "t3", "input_id": {"$in": chunk}}).to_list()
+        bounded = await db.annotations.find(query).to_list()
+        assert plain and sorted(d["_id"] for d in bounded) == sorted(d["_id"] for d in plain)
+
+
+def test_any_of_is_in_bounded_by_its_strings() -> None:
+    assert any_of(["b", "a", "b"]) == {"$in": ["b", "a"], "$gte": "a", "$lte": "b"}
+    assert any_of([]) == {"$in": []}
+    assert any_of([2, 1]) == {"$in": [2, 1]}  # BSON orders numbers and strings otherwise
+    assert any_of(["a", None]) == {"$in": ["a", None]}

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from app.annotations import store
-from app.core.db import duplicates_ignored
+from app.core.db import any_of, duplicates_ignored
 from app.core.documents import utcnow
 from app.models.adapters import Box, Polygon
 from app.models.adapters import Prediction as RawPrediction
@@ -104,7 +104,7 @@ async def drop_other_versions(task_id: str, input_ids: Sequence[str], models: Se
         return
     collection = Prediction.get_pymongo_collection()
     docs = await collection.find(
-        {"task_id": task_id, "input_id": {"$in": list(input_ids)}, "model_id": {"$in": list(current)}},
+        {"task_id": task_id, "input_id": any_of(input_ids), "model_id": {"$in": list(current)}},
         {"model_id": 1, "model_version_id": 1},
     ).to_list()
     stale = [d["_id"] for d in docs if d.get("model_version_id") != current.get(d["model_id"])]
