@@ -18,7 +18,6 @@ metrics.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import functools
 import logging
@@ -30,6 +29,7 @@ from arq.connections import RedisSettings
 from arq.worker import Function, func, get_kwargs
 
 from app.bootstrap import close_runtime, open_runtime
+from app.core.aio import cancel_and_wait
 from app.core.heap import limit_malloc_arenas
 from app.core.queue import QUEUE_NAME, redis_settings
 from app.core.waking import WakingWorker
@@ -107,11 +107,7 @@ async def startup(ctx: dict[str, Any]) -> None:
 
 async def shutdown(ctx: dict[str, Any]) -> None:
     for name in ("reconciler", "heartbeat", "unloader"):
-        running = ctx.get(name)
-        if running is not None:
-            running.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await running
+        await cancel_and_wait(ctx.get(name))
     server = ctx.pop("metrics_server", None)
     if server is not None:
         server.shutdown()

@@ -21,10 +21,11 @@ subscriptions change rather than while their events flow, and memory stays bound
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import logging
 import time
+
+from app.core.aio import cancel_and_wait
 
 log = logging.getLogger("labelstream.live")
 
@@ -58,10 +59,7 @@ class Collector:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
 
     async def _run(self) -> None:
         while True:

@@ -50,6 +50,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from app.core import pubsub
+from app.core.aio import cancel_and_wait
 from app.live.access import AccessWatch
 from app.live.collector import Collector
 from app.live.execution import DISCONNECTED
@@ -324,10 +325,7 @@ class Hub:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
         await self.access.stop()
         if self.collector is not None:
             await self.collector.stop()

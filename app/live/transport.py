@@ -34,6 +34,7 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
 )
 from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
 
+from app.core.aio import cancel_and_wait
 from app.core.errors import ErrorCode
 from app.graphql.context import Context
 from app.live.access import LIVE_GUARD, Guard, access_lost
@@ -173,10 +174,7 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
 
     async def shutdown(self) -> None:
         task, self._ping_task = self._ping_task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
         guard, self._guard = self._guard, None
         _release(self.context, guard)
         await super().shutdown()
