@@ -44,14 +44,11 @@ class Collector:
 
     def subscribed(self) -> None:
         self.live += 1
-        self._touch()
+        self._changed.set()
 
     def unsubscribed(self) -> None:
         self.live = max(0, self.live - 1)
         self.released += 1
-        self._touch()
-
-    def _touch(self) -> None:
         self._changed.set()
 
     def start(self) -> None:
