@@ -34,6 +34,7 @@ from starlette.types import Message
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketDisconnected, WebSocketState
 
 from app.graphql.execution import PlainFieldsExecutor
+from app.live.frames import RawConnection, raw_connection, text_frame
 
 CacheKey = tuple[int, str]
 
@@ -68,10 +69,12 @@ class LiveSink:
     open, instead of through Starlette's WebSocket and the exception middleware's wrapper: the
     same ``websocket.send`` text message, minus two awaits and their checks per subscriber.
     Anything else (accept, close, a connection Starlette already saw closed) stays with
-    Starlette's WebSocket.
+    Starlette's WebSocket. When that server is uvicorn's websockets-sansio protocol, ``write``
+    skips even the server's ``send``: the message's frame, built once for every subscriber of
+    the same operation id, goes straight to the connection's transport (``app.live.frames``).
     """
 
-    __slots__ = ("_done", "_prefix", "_send", "_server_send", "_websocket", "executor", "key")
+    __slots__ = ("_done", "_prefix", "_raw", "_send", "_server_send", "_websocket", "executor", "key")
 
     def __init__(
         self,
@@ -87,6 +90,7 @@ class LiveSink:
         self._done = done
         self._websocket = websocket
         self._server_send = server_send if websocket is not None else None
+        self._raw: RawConnection | None = raw_connection(self._server_send)
         self.key: CacheKey | None = None
         self.executor: SharedEventExecutor | None = None
 
@@ -121,6 +125,26 @@ class LiveSink:
         if server_send is not None and self._websocket.application_state is WebSocketState.CONNECTED:  # type: ignore[union-attr]
             return server_send({"type": "websocket.send", "text": text})
         return self._send(text)
+
+    def write(self, payload: str, frames: dict[tuple[str, str], bytes]) -> bool:
+        """Write the message carrying ``payload`` to the connection's transport at once, its
+        frame taken from ``frames`` (built there by the first subscriber with the same operation
+        id). False when it must go by ``message`` instead: another server, a connection not in a
+        state to take it this way (flow control, closing, an extension), the operation over."""
+        raw = self._raw
+        if (
+            raw is None
+            or self._done()
+            or self._websocket.application_state is not WebSocketState.CONNECTED  # type: ignore[union-attr]
+            or not raw.ready()
+        ):
+            return False
+        key = (self._prefix, payload)
+        frame = frames.get(key)
+        if frame is None:
+            frame = frames[key] = text_frame((self._prefix + payload + "}").encode())
+        raw.write(frame)
+        return True
 
     async def send(self, payload: str) -> None:
         send = self.message(payload)

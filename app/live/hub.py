@@ -96,6 +96,8 @@ class Sink(Protocol):
 
     def encode(self, frame: Any) -> str | None: ...
 
+    def write(self, payload: str, frames: dict[tuple[str, str], bytes]) -> bool: ...
+
     def message(self, payload: str) -> Coroutine[Any, Any, None] | None: ...
 
 
@@ -263,6 +265,7 @@ class Topic:
     seen: dict[Any, Any] = field(default_factory=dict)  # the renderer's ``early`` memory
 
     def fan_out(self, delivery: Delivery, hub: Hub) -> None:
+        frames: dict[tuple[str, str], bytes] = {}  # each distinct message's frame, built once
         for sub in self.subscribers:
             if delivery.audience is not None and not sub.wants(delivery):
                 continue
@@ -274,7 +277,7 @@ class Topic:
                     log.warning("could not encode an event of %s", self.channel, exc_info=True)
                     encoded = None
                 if encoded is not None:
-                    hub.send_direct(sub, sink, encoded)
+                    hub.send_direct(sub, sink, encoded, frames)
                     continue
             sub.push(delivery)
 
@@ -305,6 +308,7 @@ class Hub:
         self.connected = asyncio.Event()
         self.connections = 0  # successful (re)subscriptions, for tests and /health
         self.sent_direct = 0  # deliveries the hub wrote to a parked subscriber's socket itself
+        self.sent_raw = 0  # of which written as a frame built once, straight to the transport
         self._seq = 0
         self._task: asyncio.Task[None] | None = None
         self._inflight: dict[Any, asyncio.Task[Any]] = {}
@@ -367,10 +371,22 @@ class Hub:
             del self.topics[sub.channel]
             topic.close()
 
-    def send_direct(self, sub: Subscriber, sink: Sink, encoded: str) -> None:
+    def send_direct(
+        self, sub: Subscriber, sink: Sink, encoded: str, frames: dict[tuple[str, str], bytes]
+    ) -> None:
         """Send on the subscriber's behalf, in the hub's loop over subscribers, like a plain
-        broadcast: no task switch per subscriber. A send that has to wait goes on in its own
-        task, and the subscriber takes nothing from its mailbox until it is over."""
+        broadcast: no task switch per subscriber. The frame goes straight to the connection when
+        it can (``Sink.write``); otherwise a send that has to wait goes on in its own task, and
+        the subscriber takes nothing from its mailbox until it is over."""
+        try:
+            written = sink.write(encoded, frames)
+        except Exception:
+            log.warning("could not write an event on %s", sub.channel, exc_info=True)
+            return
+        if written:
+            self.sent_direct += 1
+            self.sent_raw += 1
+            return
         send = sink.message(encoded)
         if send is None:
             return
@@ -418,6 +434,7 @@ class Hub:
             "inflight": len(self._inflight),
             "connections": self.connections,
             "sent_direct": self.sent_direct,
+            "sent_raw": self.sent_raw,
         }
 
     # -- Redis ---------------------------------------------------------------------------------

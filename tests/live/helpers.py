@@ -93,9 +93,19 @@ async def client(
     key: str | None = None,
     header_key: str | None = None,
     init: bool = True,
+    deflate: bool = False,
 ) -> AsyncIterator[Client]:
+    """``deflate=True``: the client offers permessage-deflate (the test server accepts it; the
+    default ``labelstream serve`` does not, see ``ws_per_message_deflate``)."""
     headers = {"Authorization": f"Key {header_key}"} if header_key else None
-    async with connect(url, subprotocols=[protocol], additional_headers=headers, max_size=2**22) as ws:  # type: ignore[list-item]
+    compression = "deflate" if deflate else None
+    async with connect(
+        url,
+        subprotocols=[protocol],  # type: ignore[list-item]
+        additional_headers=headers,
+        max_size=2**22,
+        compression=compression,
+    ) as ws:
         c = Client(ws, protocol)
         if init:
             c.ack = await c.init({"Authorization": f"Key {key}"} if key else {})

@@ -63,6 +63,9 @@ class Socket:
     def encode(self, frame: Any) -> str | None:
         return None if frame == "not shareable" else f"<{frame}>"
 
+    def write(self, payload: str, frames: dict[tuple[str, str], bytes]) -> bool:
+        return False  # never straight to a transport: the coroutine's way below
+
     def message(self, payload: str) -> Coroutine[Any, Any, None] | None:
         return None if payload == "<over>" else self._send(payload)
 

@@ -112,12 +112,15 @@ async def test_a_burst_of_events_is_coalesced_and_the_latest_state_wins(
 SMALL = """subscription($t: ID!) { labelingTaskProgress(taskId: $t) { status metrics { processed } } }"""
 
 
+@pytest.mark.parametrize("deflate", [False, True], ids=["frames-built-once", "permessage-deflate"])
 async def test_subscribers_of_one_task_share_an_update_but_each_gets_its_own_query(
-    api: Api, ws_url: str, asgi_app: Starlette
+    api: Api, ws_url: str, asgi_app: Starlette, deflate: bool
 ) -> None:
     """Once past the snapshot, the hub executes an update once per distinct operation and writes
     it to every waiting subscriber itself: same query, same bytes; another query, its own shape;
-    the legacy protocol, its own message type."""
+    the legacy protocol, its own message type. Without permessage-deflate each distinct message's
+    frame is built once and written straight to the connections (``app.live.frames``); with it,
+    through the server's own send, which compresses."""
     w = await world(api)
     task = await _task(api, w, n=2, start=False)
     hub = _hub(asgi_app)
@@ -132,11 +135,11 @@ async def test_subscribers_of_one_task_share_an_update_but_each_gets_its_own_que
             (TRANSPORT, "s", SMALL),
             (LEGACY, "q", PROGRESS),
         ):
-            ws = await stack.enter_async_context(client(ws_url, protocol, key=w.owner.key))
+            ws = await stack.enter_async_context(client(ws_url, protocol, key=w.owner.key, deflate=deflate))
             await ws.subscribe(op_id, query, t=task["id"])
             assert (await ws.next(op_id))["payload"]["data"]["labelingTaskProgress"]["status"] == "QUEUED"
             subscribers.append((ws, op_id))
-        sent_before = hub.stats()["sent_direct"]
+        sent_before, raw_before = hub.stats()["sent_direct"], hub.stats()["sent_raw"]
         received: list[list[dict[str, Any]]] = [[] for _ in subscribers]
         for processed, status in ((1, "IN_PROGRESS"), (2, "DONE")):
             await collection.update_one(
@@ -158,6 +161,46 @@ async def test_subscribers_of_one_task_share_an_update_but_each_gets_its_own_que
     assert last["final"] is True and last["snapshot"] is False
     await _assert_matches_database(last)
     assert hub.stats()["sent_direct"] - sent_before == 8, "every update was written by the hub itself"
+    assert hub.stats()["sent_raw"] - raw_before == (0 if deflate else 8)
+
+
+async def test_a_connection_whose_writing_is_paused_gets_its_updates_in_order_once_it_resumes(
+    api: Api, ws_url: str, asgi_app: Starlette
+) -> None:
+    """Flow control (the transport's buffer above its high-water mark pauses the server's
+    writing): a frame is never written past it, the update waits in the server's own send and
+    the next one in the subscriber's mailbox; once writing resumes both arrive, in order, and
+    later updates go straight to the connection again."""
+    w = await world(api)
+    task = await _task(api, w, n=3, start=False)
+    hub = _hub(asgi_app)
+    await asyncio.wait_for(hub.connected.wait(), 10)
+    redis = asgi_app.state.runtime.redis
+    collection = LabelingTask.get_pymongo_collection()
+
+    async def update(processed: int) -> None:
+        await collection.update_one({"_id": task["id"]}, {"$set": {"metrics.inputs_processed": processed}})
+        await pubsub.publish_task(redis, w.app_id, task["id"], {"status": "IN_PROGRESS"})
+        await asyncio.sleep(0.3)  # past the coalescing window: every update is its own
+
+    async with client(ws_url, key=w.owner.key) as ws:
+        await ws.subscribe("p", PROGRESS, t=task["id"])
+        assert (await ws.data("p", "labelingTaskProgress"))["snapshot"]
+        (sub,) = hub.topics[pubsub.task_channel(task["id"])].subscribers
+        protocol = sub.sink._raw._protocol  # type: ignore[union-attr]  # uvicorn's, of this connection
+        raw_before = hub.stats()["sent_raw"]
+        protocol.pause_writing()  # what asyncio calls when the socket's buffer is too full
+        await update(1)
+        await update(2)
+        with pytest.raises(TimeoutError):
+            await ws.next("p", wait=0.3)
+        assert hub.stats()["sent_raw"] == raw_before, "nothing written past flow control"
+        protocol.resume_writing()
+        processed = [(await ws.data("p", "labelingTaskProgress"))["metrics"]["processed"] for _ in range(2)]
+        assert processed == [1, 2]
+        await update(3)
+        assert (await ws.data("p", "labelingTaskProgress"))["metrics"]["processed"] == 3
+        assert hub.stats()["sent_raw"] == raw_before + 1
 
 
 @BOTH
@@ -374,6 +417,7 @@ async def test_disconnecting_clients_release_everything(api: Api, ws_url: str, a
         "inflight": 0,
         "connections": hub.stats()["connections"],
         "sent_direct": hub.stats()["sent_direct"],
+        "sent_raw": hub.stats()["sent_raw"],
     }
     assert len(asyncio.all_tasks()) <= tasks_before
     assert await _pattern_subscriptions(asgi_app) == patterns_before == 1
