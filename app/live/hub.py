@@ -18,8 +18,10 @@ Invariants:
   state older than one the topic already sent.
 * A subscriber waiting in ``get`` with an empty mailbox (parked) is not woken up: the hub
   encodes the frame for its operation (once per distinct operation, ``Sink.encode``) and writes
-  it to its socket itself, in the same pass over subscribers, like a plain broadcast. A write
-  that has to wait (a client too slow to read) goes on in its own task; until it is over, that
+  it to its socket itself, in the same pass over subscribers, like a plain broadcast: on
+  uvicorn's websockets-sansio protocol, a frame built once per distinct message goes straight to
+  the connection's transport (``app.live.frames``). A write that has to wait (a client too slow
+  to read: flow control paused the transport) goes on in its own task; until it is over, that
   subscriber's later deliveries wait in its mailbox, so its order holds and nobody else waits.
 * Mailboxes are bounded. A coalescing delivery replaces the pending one with the same key unless
   that one is final (a final status is never dropped); when a mailbox would overflow it is
