@@ -177,10 +177,16 @@ class Mutation:
         doc = await service.update_app(info.context.principal, input.id, input.name, input.description)
         return AppSuccess(app=App.from_document(doc))
 
-    @strawberry.mutation(description="Delete an app and everything in it (owner).")
+    @strawberry.mutation(
+        description="Delete an app and everything in it (owner), with each stored image and model file "
+        "that no other app holds."
+    )
     @mutation_errors
     async def delete_app(self, info: Info, id: strawberry.ID) -> DeleteAppResult:
-        deleted = await service.delete_app(info.context.principal, id, redis=info.context.runtime.redis)
+        runtime = info.context.runtime
+        deleted = await service.delete_app(
+            info.context.principal, id, redis=runtime.redis, blobs=runtime.blobs
+        )
         return DeleteSuccess(id=strawberry.ID(deleted))
 
     @strawberry.mutation(description="Add a collaborator by email (owner, admin).")

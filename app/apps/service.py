@@ -17,11 +17,18 @@ from app.access import MANAGERS, Principal, access_changed, require_app
 from app.annotations import store
 from app.annotations.models import Annotation
 from app.apps.models import App, Membership, Role
-from app.core import pubsub, validate
+from app.core import blob_pins, pubsub, validate
+from app.core.blob_pins import BlobPin
+from app.core.blobs import BlobStore
+from app.core.db import any_of
 from app.core.errors import Conflict, ErrorCode, NotFound, PermissionDenied, ValidationFailed
 from app.core.pagination import Page, PageArgs, paginate
 from app.documents import DOCUMENT_MODELS
+from app.exports.models import DatasetVersion
+from app.exports.models import pin_owner as version_pin_owner
+from app.inputs.models import Input
 from app.models.builtin import register_builtin_models
+from app.models.models import ModelVersion
 from app.users.models import User
 from app.users.service import create_api_key, get_or_create_user
 
@@ -55,19 +62,74 @@ async def update_app(principal: Principal, app_id: str, name: str | None, descri
     return app
 
 
-async def delete_app(principal: Principal, app_id: str, *, redis: Any = None) -> str:
-    """Delete the app and everything in it. Blobs are content-addressed and may be shared by
-    other apps, so they stay (a later garbage collection can remove unreferenced ones)."""
+async def delete_app(
+    principal: Principal, app_id: str, *, redis: Any = None, blobs: BlobStore | None = None
+) -> str:
+    """Delete the app and everything in it, then (with ``blobs``) every blob it held that
+    nothing else names or pins: its inputs' images, its model files, its dataset versions'
+    images. Blobs are content-addressed, so another app's input with the same bytes keeps one.
+
+    The references go first (documents, then the app's pins), and each blob is deleted only
+    if no input, model version or pin names it afterwards (``app.core.blob_pins`` ordering)."""
     app, _ = await require_app(principal, app_id, (Role.OWNER,), field="id")
+    keys = await _blob_keys(app.id)
+    owners = await _pin_owners(app.id)
     for model in DOCUMENT_MODELS:
         if model is Annotation:
             await store.delete_app(app.id)
         elif "app_id" in model.model_fields:
             await model.get_pymongo_collection().delete_many({"app_id": app.id})
+    for owner in owners:
+        async for released in blob_pins.unpin(owner):
+            keys.update(released)
     await app.delete()
     access_changed(principal, app_id=app.id)
     await pubsub.publish_access(redis, pubsub.AccessReason.APP_DELETED, app_id=app.id)
+    if blobs is not None:
+        await _release_unused(blobs, keys)
     return app.id
+
+
+async def _blob_keys(app_id: str) -> set[str]:
+    """The blob keys the app's inputs and model versions name."""
+    keys: set[str] = set()
+    for model in (Input, ModelVersion):
+        async for doc in model.get_pymongo_collection().find({"app_id": app_id}, {"blob_key": 1}):
+            if doc.get("blob_key"):
+                keys.add(doc["blob_key"])
+    return keys
+
+
+async def _pin_owners(app_id: str) -> list[str]:
+    """The owners of the app's pins: its dataset versions and model versions."""
+    owners = [
+        version_pin_owner(d["_id"])
+        async for d in DatasetVersion.get_pymongo_collection().find({"app_id": app_id}, {"_id": 1})
+    ]
+    owners += [
+        ModelVersion.pin_owner_of(d["_id"])
+        async for d in ModelVersion.get_pymongo_collection().find({"app_id": app_id}, {"_id": 1})
+    ]
+    return owners
+
+
+async def _release_unused(blobs: BlobStore, keys: set[str], batch: int = blob_pins.BATCH) -> None:
+    """Delete each of ``keys`` that no input, model version or pin names. In sorted batches:
+    consecutive content addresses keep each batch's range (``any_of``) narrow."""
+    ordered = sorted(keys)
+    for k in range(0, len(ordered), batch):
+        chunk = ordered[k : k + batch]
+        used: set[str] = set()
+        for collection, field in (
+            (Input.get_pymongo_collection(), "blob_key"),
+            (ModelVersion.get_pymongo_collection(), "blob_key"),
+            (BlobPin.get_pymongo_collection(), "key"),
+        ):
+            async for doc in collection.find({field: any_of(chunk)}, {field: 1}):
+                used.add(doc[field])
+        for key in chunk:
+            if key not in used:
+                await blobs.delete(key)
 
 
 async def list_apps(principal: Principal, args: PageArgs) -> Page[App]:

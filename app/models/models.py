@@ -92,7 +92,11 @@ class ModelVersion(BaseDocument):
 
     @property
     def pin_owner(self) -> str:
-        return f"model-version:{self.id}"
+        return self.pin_owner_of(self.id)
+
+    @staticmethod
+    def pin_owner_of(version_id: str) -> str:
+        return f"model-version:{version_id}"
 
     class Settings:
         name = "model_versions"
