@@ -382,9 +382,9 @@ class Hub:
         the subscriber takes nothing from its mailbox until it is over."""
         try:
             written = sink.write(encoded, frames)
-        except Exception:
-            log.warning("could not write an event on %s", sub.channel, exc_info=True)
-            return
+        except Exception:  # the server's own send below says what it has to say
+            log.warning("could not write an event on %s directly", sub.channel, exc_info=True)
+            written = False
         if written:
             self.sent_direct += 1
             self.sent_raw += 1
