@@ -125,25 +125,31 @@ class ProgressRenderer:
     def early(self, key: str | None, event: dict[str, Any], seen: dict[Any, Any]) -> Delivery | None:
         """The frame of the state the event carries (its publisher's read), sent before
         ``render`` reads MongoDB; None without one, or when it is older than a state this topic
-        already sent (``seen``: key -> its ``updated_at``), e.g. a publisher that read before
-        another one wrote and published."""
+        already sent (``seen``: key -> the newest ``mark`` sent, early or rendered), e.g. a
+        publisher that read before another one wrote and published."""
         state = service.published_state(key, event) if key else None
         if state is None:
             return None
+        mark = _mark(state)
         last = seen.get(key)
-        if last is not None and state.updated_at < last:
+        if last is not None and mark < last:
             return None
-        seen[key] = state.updated_at
-        return Delivery(self.frame(state), key=state.id, final=state.status in service.FINAL)
+        return Delivery(self.frame(state), key=state.id, final=state.status in service.FINAL, mark=mark)
 
     async def render(self, key: str | None, event: dict[str, Any]) -> Delivery | None:
         doc = await service.load_task_state(key) if key else None
         if doc is None:
             return None
-        return Delivery(self.frame(doc), key=doc.id, final=doc.status in service.FINAL)
+        return Delivery(self.frame(doc), key=doc.id, final=doc.status in service.FINAL, mark=_mark(doc))
 
     def frame(self, doc: m.LabelingTask | service.TaskState) -> Any:
         return TaskProgress.from_document(doc, snapshot=False)
+
+
+def _mark(state: m.LabelingTask | service.TaskState) -> tuple[Any, int]:
+    """How recent a task's state is: its last write, then (for writes within the same clock
+    tick, e.g. two batches' records) how many inputs it had counted, which only grows in a run."""
+    return (state.updated_at, state.metrics.inputs_processed + state.metrics.inputs_failed)
 
 
 class AppTasksRenderer(ProgressRenderer):

@@ -15,7 +15,7 @@ Invariants:
   wait for that read. MongoDB stays the authority: when the read says something else, the
   throttle is made dirty with the event minus its state, so the database's state goes out at
   the end of the window (never more than one render per window). ``early`` itself refuses a
-  state older than one the topic already sent.
+  state older than one the topic already sent, early or rendered (``Delivery.mark``).
 * A subscriber waiting in ``get`` with an empty mailbox (parked) is not woken up: the hub
   encodes the frame for its operation (once per distinct operation, ``Sink.encode``) and writes
   it to its socket itself, in the same pass over subscribers, like a plain broadcast: on
@@ -69,6 +69,9 @@ class Delivery:
     final: bool = False  # never replaced by a later delivery of the same key
     audience: str | None = None  # a user id, or None for everyone on the channel
     seq: int = 0  # hub sequence taken when rendering started (newer state >= larger seq)
+    # how recent the state it shows is, comparable with the renderer's other marks; the topic
+    # keeps the newest mark it sent per key (``Topic.seen``), which ``early`` compares with
+    mark: Any = None
 
 
 class Renderer(Protocol):
@@ -264,7 +267,15 @@ class Topic:
     renderer: Renderer
     subscribers: set[Subscriber] = field(default_factory=set)
     throttles: dict[str | None, Throttle] = field(default_factory=dict)
-    seen: dict[Any, Any] = field(default_factory=dict)  # the renderer's ``early`` memory
+    seen: dict[Any, Any] = field(default_factory=dict)  # key -> newest ``Delivery.mark`` sent
+
+    def sent(self, key: str | None, delivery: Delivery) -> None:
+        """Remember the mark of a delivery that went out (the newest one per key)."""
+        mark = delivery.mark
+        if mark is not None:
+            last = self.seen.get(key)
+            if last is None or last < mark:
+                self.seen[key] = mark
 
     def fan_out(self, delivery: Delivery, hub: Hub) -> None:
         frames: dict[tuple[str, str], bytes] = {}  # each distinct message's frame, built once
@@ -590,6 +601,7 @@ class Hub:
             if early is not None:
                 early.seq = seq
                 topic.fan_out(early, self)
+                topic.sent(key, early)
                 seq = self.next_seq()  # the read below starts after it went out
             delivery = await renderer.render(key, event)
             if delivery is None or self.topics.get(topic.channel) is not topic:
@@ -597,6 +609,7 @@ class Hub:
             if early is None:
                 delivery.seq = seq
                 topic.fan_out(delivery, self)
+                topic.sent(key, delivery)
             elif delivery.frame != early.frame and throttle is not None and not throttle.dirty:
                 # MongoDB says otherwise (another write since the publisher's read): its state
                 # goes out at the end of this window, re-read then, like a trailing event

@@ -524,6 +524,70 @@ async def test_an_event_older_than_a_state_already_sent_waits_for_mongodb(
         await _assert_matches_database(again)
 
 
+async def test_of_two_states_written_in_the_same_clock_tick_the_one_that_counted_less_is_not_sent(
+    api: Api, ws_url: str, asgi_app: Starlette
+) -> None:
+    """Two batches' records can carry the same ``updated_at`` (one clock tick); the one that
+    read fewer counted inputs is the older one, and publishing last must not move the progress
+    back."""
+    w = await world(api)
+    task = await _task(api, w, n=4, start=False)
+    await asyncio.wait_for(_hub(asgi_app).connected.wait(), 10)
+    redis = asgi_app.state.runtime.redis
+    collection = LabelingTask.get_pymongo_collection()
+    async with client(ws_url, key=w.owner.key) as ws:
+        await ws.subscribe("p", PROGRESS, t=task["id"])
+        assert (await ws.data("p", "labelingTaskProgress"))["snapshot"]
+        await collection.update_one(
+            {"_id": task["id"]},
+            {
+                "$set": {"status": "IN_PROGRESS", "metrics.inputs_processed": 2},
+                "$currentDate": {"updated_at": True},
+            },
+        )
+        fresh = await LabelingTask.get(task["id"])
+        assert fresh is not None
+        same_tick = await _progress_event(task["id"], 1, fresh.updated_at)
+        await pubsub.publish_task(redis, w.app_id, task["id"], progress_payload(fresh))
+        assert (await ws.data("p", "labelingTaskProgress"))["metrics"]["processed"] == 2
+        await asyncio.sleep(0.3)  # past the coalescing window
+        await pubsub.publish_task(redis, w.app_id, task["id"], same_tick)
+        again = await ws.data("p", "labelingTaskProgress")
+        assert again["metrics"]["processed"] == 2, "the state that counted less must not go out"
+        await _assert_matches_database(again)
+
+
+async def test_an_event_older_than_a_state_read_from_mongodb_waits_for_mongodb(
+    api: Api, ws_url: str, asgi_app: Starlette
+) -> None:
+    """A state the hub read from MongoDB and sent counts as sent: a publisher's older state
+    arriving after it is not sent either."""
+    w = await world(api)
+    task = await _task(api, w, n=4, start=False)
+    await asyncio.wait_for(_hub(asgi_app).connected.wait(), 10)
+    redis = asgi_app.state.runtime.redis
+    collection = LabelingTask.get_pymongo_collection()
+    async with client(ws_url, key=w.owner.key) as ws:
+        await ws.subscribe("p", PROGRESS, t=task["id"])
+        assert (await ws.data("p", "labelingTaskProgress"))["snapshot"]
+        stale = await _progress_event(task["id"], 1, utcnow() - timedelta(seconds=5))
+        await collection.update_one(
+            {"_id": task["id"]},
+            {
+                "$set": {"status": "IN_PROGRESS", "metrics.inputs_processed": 2},
+                "$currentDate": {"updated_at": True},
+            },
+        )
+        # an event without a state: the hub reads MongoDB's
+        await pubsub.publish_task(redis, w.app_id, task["id"], {"status": "IN_PROGRESS"})
+        assert (await ws.data("p", "labelingTaskProgress"))["metrics"]["processed"] == 2
+        await asyncio.sleep(0.3)  # past the coalescing window
+        await pubsub.publish_task(redis, w.app_id, task["id"], stale)
+        again = await ws.data("p", "labelingTaskProgress")
+        assert again["metrics"]["processed"] == 2, "the stale state must not go out"
+        await _assert_matches_database(again)
+
+
 def test_a_state_that_is_missing_or_malformed_is_not_used() -> None:
     good = progress_payload(
         LabelingTask.model_construct(
