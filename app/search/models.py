@@ -41,6 +41,7 @@ class Embedding(BaseDocument):
                 [("app_id", ASCENDING), ("model", ASCENDING), ("kind", ASCENDING), ("rev", ASCENDING)]
             ),
             IndexModel([("input_id", ASCENDING)]),
+            IndexModel([("ref_id", ASCENDING)]),  # tombstones of removed annotations and inputs
         ]
 
 

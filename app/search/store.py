@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 from pymongo import UpdateOne
 
+from app.core.db import any_of
 from app.core.documents import utcnow
 from app.core.ids import new_id
 from app.search import codec
@@ -73,10 +74,11 @@ async def put(vectors: Sequence[Vector]) -> None:
 async def tombstone(kind: RefKind, ref_ids: Sequence[str]) -> int:
     """Vectors of removed annotations or inputs (any model) become tombstones."""
     n = 0
-    for k in range(0, len(ref_ids), CHUNK):
-        chunk = list(ref_ids[k : k + CHUNK])
+    ordered = sorted(set(ref_ids))  # sorted: each chunk's range (``any_of``) stays narrow
+    for k in range(0, len(ordered), CHUNK):
+        chunk = ordered[k : k + CHUNK]
         res = await _coll().update_many(
-            {"kind": kind.value, "ref_id": {"$in": chunk}, "deleted": False},
+            {"ref_id": any_of(chunk), "kind": kind.value, "deleted": False},
             {"$set": {"deleted": True, "vector": None, "source": "", "rev": new_id()}},
         )
         n += res.modified_count

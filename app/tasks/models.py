@@ -187,6 +187,7 @@ class TaskInput(BaseDocument):
         indexes = [
             IndexModel([("task_id", ASCENDING), ("state", ASCENDING)]),
             IndexModel([("app_id", ASCENDING)]),
+            IndexModel([("input_id", ASCENDING)]),  # deleted inputs leave their tasks
         ]
 
 

@@ -320,15 +320,21 @@ async def mark_labeled(runtime: Any, task_id: str, input_ids: Sequence[str]) -> 
 
 # --- the listener ----------------------------------------------------------------------------
 
+DELETED_CHUNK = 500  # deleted inputs looked up per query
+
 
 async def on_changes(runtime: Any, changes: ChangeSet) -> None:
     """Annotation counters move by the status changes; deleted inputs leave their tasks."""
     recounted = set(changes.deleted_tasks)
     if changes.deleted_inputs:
         coll = TaskInput.get_pymongo_collection()
-        query = {"input_id": {"$in": changes.deleted_inputs}}
-        affected = sorted({d["task_id"] for d in await coll.find(query, {"task_id": 1}).to_list()})
-        await coll.delete_many(query)
+        deleted = sorted(set(changes.deleted_inputs))
+        affected_ids: set[str] = set()
+        for k in range(0, len(deleted), DELETED_CHUNK):  # sorted: each chunk's range stays narrow
+            query = {"input_id": any_of(deleted[k : k + DELETED_CHUNK])}
+            affected_ids.update(d["task_id"] for d in await coll.find(query, {"task_id": 1}).to_list())
+            await coll.delete_many(query)
+        affected = sorted(affected_ids)
         for task_id in affected:
             await store_recount(task_id)
             await finish_if_complete(runtime, task_id)

@@ -26,6 +26,7 @@ from app.datasets.service import member_of
 from app.inputs.models import Input
 from app.review.models import Assignment, AssignmentKind
 from app.review.queue import QueueOrder, _after, _cursor, queue_query, queue_sort
+from app.search.models import Embedding
 from app.tasks.models import InputState, TaskInput
 from tests.servers import Servers
 
@@ -42,7 +43,7 @@ async def db(servers: Servers) -> AsyncIterator[Db]:
     name = f"compat_{secrets.token_hex(4)}"
     database = client[name]
     try:
-        for model in (Annotation, Input, TaskInput, Assignment):
+        for model in (Annotation, Input, TaskInput, Assignment, Embedding):
             await database[model.Settings.name].create_indexes(model.Settings.indexes)  # type: ignore[attr-defined]
         # enough rows over several apps/tasks that a cost-based planner prefers the index
         await database.annotations.insert_many(
@@ -73,7 +74,30 @@ async def db(servers: Servers) -> AsyncIterator[Db]:
             ]
         )
         await database.task_inputs.insert_many(
-            [{"_id": f"t{i % 10}:{i:032x}", "task_id": f"t{i % 10}", "state": "PENDING"} for i in range(ROWS)]
+            [
+                {
+                    "_id": f"t{i % 10}:{i:032x}",
+                    "task_id": f"t{i % 10}",
+                    "input_id": f"i{i}",
+                    "state": "PENDING",
+                }
+                for i in range(ROWS)
+            ]
+        )
+        await database.embeddings.insert_many(
+            [
+                {
+                    "_id": f"e{i:032x}",
+                    "app_id": f"app{i % 10}",
+                    "model": "m",
+                    "kind": "ANNOTATION" if i % 2 else "INPUT",
+                    "ref_id": f"{i:032x}",
+                    "input_id": f"i{i}",
+                    "deleted": False,
+                    "rev": f"{i:032x}",
+                }
+                for i in range(ROWS)
+            ]
         )
         await database.assignments.insert_many(
             [
@@ -193,6 +217,22 @@ async def test_a_chunks_reads_by_input_use_an_index_and_find_what_in_finds(db: D
         plain = await db.annotations.find({"task_id": "t3", "input_id": {"$in": chunk}}).to_list()
         bounded = await db.annotations.find(query).to_list()
         assert plain and sorted(d["_id"] for d in bounded) == sorted(d["_id"] for d in plain)
+
+
+async def test_deleted_inputs_leave_their_tasks_through_an_index(db: Db) -> None:
+    """``progress.on_changes``: the task inputs of deleted inputs, by input, a sorted chunk."""
+    chunk = sorted([*(f"i{i}" for i in range(300, 320)), "i9999"])
+    query = {"input_id": any_of(chunk)}
+    assert_indexed(await plan(db, "task_inputs", query, {"_id": 1}))
+    assert len(await db.task_inputs.find(query).to_list()) == 20
+
+
+async def test_vectors_of_removed_annotations_become_tombstones_through_an_index(db: Db) -> None:
+    """``search.store.tombstone``: by ``ref_id``, a sorted chunk, then kind and liveness."""
+    chunk = sorted(f"{i:032x}" for i in range(401, 440, 2))
+    query = {"ref_id": any_of(chunk), "kind": "ANNOTATION", "deleted": False}
+    assert_indexed(await plan(db, "embeddings", query, {"_id": 1}))
+    assert len(await db.embeddings.find(query).to_list()) == 20
 
 
 def test_any_of_is_in_bounded_by_its_strings() -> None:
