@@ -435,6 +435,17 @@ async def _progress_event(task_id: str, processed: int, updated_at: datetime) ->
     return progress_payload(doc)
 
 
+async def _write_progress(task_id: str, processed: int) -> None:
+    """What a batch's record does to the task: IN_PROGRESS, ``processed`` counted, a new write time."""
+    await LabelingTask.get_pymongo_collection().update_one(
+        {"_id": task_id},
+        {
+            "$set": {"status": "IN_PROGRESS", "metrics.inputs_processed": processed},
+            "$currentDate": {"updated_at": True},
+        },
+    )
+
+
 async def test_an_event_carrying_its_state_is_sent_at_once_and_mongodb_corrects_it_in_the_next_window(
     api: Api, ws_url: str, asgi_app: Starlette
 ) -> None:
@@ -447,13 +458,7 @@ async def test_an_event_carrying_its_state_is_sent_at_once_and_mongodb_corrects_
         assert (await ws.data("p", "labelingTaskProgress"))["snapshot"]
         # the publisher read processed=1; by the time the hub reads, MongoDB says 3
         payload = await _progress_event(task["id"], 1, utcnow())
-        await LabelingTask.get_pymongo_collection().update_one(
-            {"_id": task["id"]},
-            {
-                "$set": {"status": "IN_PROGRESS", "metrics.inputs_processed": 3},
-                "$currentDate": {"updated_at": True},
-            },
-        )
+        await _write_progress(task["id"], 3)
         await pubsub.publish_task(redis, w.app_id, task["id"], payload)
         early = await ws.data("p", "labelingTaskProgress")
         assert early["metrics"]["processed"] == 1 and early["status"] == "IN_PROGRESS"
@@ -471,17 +476,10 @@ async def test_an_event_whose_state_agrees_with_mongodb_is_sent_once(
     task = await _task(api, w, n=4, start=False)
     await asyncio.wait_for(_hub(asgi_app).connected.wait(), 10)
     redis = asgi_app.state.runtime.redis
-    collection = LabelingTask.get_pymongo_collection()
     async with client(ws_url, key=w.owner.key) as ws:
         await ws.subscribe("p", PROGRESS, t=task["id"])
         assert (await ws.data("p", "labelingTaskProgress"))["snapshot"]
-        await collection.update_one(
-            {"_id": task["id"]},
-            {
-                "$set": {"status": "IN_PROGRESS", "metrics.inputs_processed": 2},
-                "$currentDate": {"updated_at": True},
-            },
-        )
+        await _write_progress(task["id"], 2)
         fresh = await LabelingTask.get(task["id"])
         assert fresh is not None
         await pubsub.publish_task(redis, w.app_id, task["id"], progress_payload(fresh))
@@ -492,94 +490,32 @@ async def test_an_event_whose_state_agrees_with_mongodb_is_sent_once(
             await ws.next("p", wait=0.6)
 
 
+@pytest.mark.parametrize(
+    ("newer_by", "older"),
+    [("event", "earlier"), ("event", "same-tick"), ("mongodb", "earlier")],
+    ids=["written-earlier", "same-clock-tick-counting-less", "after-a-state-read-from-mongodb"],
+)
 async def test_an_event_older_than_a_state_already_sent_waits_for_mongodb(
-    api: Api, ws_url: str, asgi_app: Starlette
+    api: Api, ws_url: str, asgi_app: Starlette, newer_by: str, older: str
 ) -> None:
     """Two publishers: one read before the other wrote, and publishes last. Its older state is
-    not sent; MongoDB's is."""
+    not sent; MongoDB's is. Older: written earlier, or in the same clock tick (two batches'
+    records) having counted fewer inputs, which only grow in a run. Already sent: carried by
+    its event, or read from MongoDB by the hub (an event without a state)."""
     w = await world(api)
     task = await _task(api, w, n=4, start=False)
     await asyncio.wait_for(_hub(asgi_app).connected.wait(), 10)
     redis = asgi_app.state.runtime.redis
-    collection = LabelingTask.get_pymongo_collection()
     async with client(ws_url, key=w.owner.key) as ws:
         await ws.subscribe("p", PROGRESS, t=task["id"])
         assert (await ws.data("p", "labelingTaskProgress"))["snapshot"]
-        stale = await _progress_event(task["id"], 1, utcnow() - timedelta(seconds=5))
-        await collection.update_one(
-            {"_id": task["id"]},
-            {
-                "$set": {"status": "IN_PROGRESS", "metrics.inputs_processed": 2},
-                "$currentDate": {"updated_at": True},
-            },
-        )
+        earlier = utcnow() - timedelta(seconds=5)
+        await _write_progress(task["id"], 2)
         fresh = await LabelingTask.get(task["id"])
         assert fresh is not None
-        await pubsub.publish_task(redis, w.app_id, task["id"], progress_payload(fresh))
-        assert (await ws.data("p", "labelingTaskProgress"))["metrics"]["processed"] == 2
-        await asyncio.sleep(0.3)  # past the coalescing window
-        await pubsub.publish_task(redis, w.app_id, task["id"], stale)
-        again = await ws.data("p", "labelingTaskProgress")
-        assert again["metrics"]["processed"] == 2, "the stale state must not go out"
-        await _assert_matches_database(again)
-
-
-async def test_of_two_states_written_in_the_same_clock_tick_the_one_that_counted_less_is_not_sent(
-    api: Api, ws_url: str, asgi_app: Starlette
-) -> None:
-    """Two batches' records can carry the same ``updated_at`` (one clock tick); the one that
-    read fewer counted inputs is the older one, and publishing last must not move the progress
-    back."""
-    w = await world(api)
-    task = await _task(api, w, n=4, start=False)
-    await asyncio.wait_for(_hub(asgi_app).connected.wait(), 10)
-    redis = asgi_app.state.runtime.redis
-    collection = LabelingTask.get_pymongo_collection()
-    async with client(ws_url, key=w.owner.key) as ws:
-        await ws.subscribe("p", PROGRESS, t=task["id"])
-        assert (await ws.data("p", "labelingTaskProgress"))["snapshot"]
-        await collection.update_one(
-            {"_id": task["id"]},
-            {
-                "$set": {"status": "IN_PROGRESS", "metrics.inputs_processed": 2},
-                "$currentDate": {"updated_at": True},
-            },
-        )
-        fresh = await LabelingTask.get(task["id"])
-        assert fresh is not None
-        same_tick = await _progress_event(task["id"], 1, fresh.updated_at)
-        await pubsub.publish_task(redis, w.app_id, task["id"], progress_payload(fresh))
-        assert (await ws.data("p", "labelingTaskProgress"))["metrics"]["processed"] == 2
-        await asyncio.sleep(0.3)  # past the coalescing window
-        await pubsub.publish_task(redis, w.app_id, task["id"], same_tick)
-        again = await ws.data("p", "labelingTaskProgress")
-        assert again["metrics"]["processed"] == 2, "the state that counted less must not go out"
-        await _assert_matches_database(again)
-
-
-async def test_an_event_older_than_a_state_read_from_mongodb_waits_for_mongodb(
-    api: Api, ws_url: str, asgi_app: Starlette
-) -> None:
-    """A state the hub read from MongoDB and sent counts as sent: a publisher's older state
-    arriving after it is not sent either."""
-    w = await world(api)
-    task = await _task(api, w, n=4, start=False)
-    await asyncio.wait_for(_hub(asgi_app).connected.wait(), 10)
-    redis = asgi_app.state.runtime.redis
-    collection = LabelingTask.get_pymongo_collection()
-    async with client(ws_url, key=w.owner.key) as ws:
-        await ws.subscribe("p", PROGRESS, t=task["id"])
-        assert (await ws.data("p", "labelingTaskProgress"))["snapshot"]
-        stale = await _progress_event(task["id"], 1, utcnow() - timedelta(seconds=5))
-        await collection.update_one(
-            {"_id": task["id"]},
-            {
-                "$set": {"status": "IN_PROGRESS", "metrics.inputs_processed": 2},
-                "$currentDate": {"updated_at": True},
-            },
-        )
-        # an event without a state: the hub reads MongoDB's
-        await pubsub.publish_task(redis, w.app_id, task["id"], {"status": "IN_PROGRESS"})
+        stale = await _progress_event(task["id"], 1, earlier if older == "earlier" else fresh.updated_at)
+        newer = progress_payload(fresh) if newer_by == "event" else {"status": "IN_PROGRESS"}
+        await pubsub.publish_task(redis, w.app_id, task["id"], newer)
         assert (await ws.data("p", "labelingTaskProgress"))["metrics"]["processed"] == 2
         await asyncio.sleep(0.3)  # past the coalescing window
         await pubsub.publish_task(redis, w.app_id, task["id"], stale)
