@@ -20,7 +20,7 @@ from app.apps.models import App, Membership, Role
 from app.core import blob_pins, pubsub, validate
 from app.core.blob_pins import BlobPin
 from app.core.blobs import BlobStore
-from app.core.db import any_of
+from app.core.db import any_of, sorted_chunks
 from app.core.errors import Conflict, ErrorCode, NotFound, PermissionDenied, ValidationFailed
 from app.core.pagination import Page, PageArgs, paginate
 from app.documents import DOCUMENT_MODELS
@@ -114,11 +114,8 @@ async def _pin_owners(app_id: str) -> list[str]:
 
 
 async def _release_unused(blobs: BlobStore, keys: set[str], batch: int = blob_pins.BATCH) -> None:
-    """Delete each of ``keys`` that no input, model version or pin names. In sorted batches:
-    consecutive content addresses keep each batch's range (``any_of``) narrow."""
-    ordered = sorted(keys)
-    for k in range(0, len(ordered), batch):
-        chunk = ordered[k : k + batch]
+    """Delete each of ``keys`` that no input, model version or pin names."""
+    for chunk in sorted_chunks(keys, batch):
         used: set[str] = set()
         for collection, field in (
             (Input.get_pymongo_collection(), "blob_key"),

@@ -74,3 +74,11 @@ def any_of(values: Iterable[Any]) -> dict[str, Any]:
     if not items or not all(isinstance(v, str) for v in items):
         return {"$in": items}
     return {"$in": items, "$gte": min(items), "$lte": max(items)}
+
+
+def sorted_chunks(values: Iterable[str], size: int) -> Iterator[list[str]]:
+    """``values`` without repeats, in order, ``size`` at a time: for ``any_of`` over many ids,
+    each chunk's range then covers only its own part of the index."""
+    ordered = sorted(set(values))
+    for k in range(0, len(ordered), size):
+        yield ordered[k : k + size]

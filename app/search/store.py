@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 from pymongo import UpdateOne
 
-from app.core.db import any_of
+from app.core.db import any_of, sorted_chunks
 from app.core.documents import utcnow
 from app.core.ids import new_id
 from app.search import codec
@@ -74,9 +74,7 @@ async def put(vectors: Sequence[Vector]) -> None:
 async def tombstone(kind: RefKind, ref_ids: Sequence[str]) -> int:
     """Vectors of removed annotations or inputs (any model) become tombstones."""
     n = 0
-    ordered = sorted(set(ref_ids))  # sorted: each chunk's range (``any_of``) stays narrow
-    for k in range(0, len(ordered), CHUNK):
-        chunk = ordered[k : k + CHUNK]
+    for chunk in sorted_chunks(ref_ids, CHUNK):
         res = await _coll().update_many(
             {"ref_id": any_of(chunk), "kind": kind.value, "deleted": False},
             {"$set": {"deleted": True, "vector": None, "source": "", "rev": new_id()}},

@@ -22,7 +22,7 @@ from pymongo import ReturnDocument, UpdateMany
 from app.annotations.changes import ChangeSet, Reason, emit
 from app.annotations.models import Annotation, AnnotationStatus
 from app.core import pubsub
-from app.core.db import any_of, duplicates_ignored
+from app.core.db import any_of, duplicates_ignored, sorted_chunks
 from app.core.documents import utcnow
 from app.tasks.models import InputState, LabelingTask, TaskInput, TaskStatus
 
@@ -328,10 +328,9 @@ async def on_changes(runtime: Any, changes: ChangeSet) -> None:
     recounted = set(changes.deleted_tasks)
     if changes.deleted_inputs:
         coll = TaskInput.get_pymongo_collection()
-        deleted = sorted(set(changes.deleted_inputs))
         affected_ids: set[str] = set()
-        for k in range(0, len(deleted), DELETED_CHUNK):  # sorted: each chunk's range stays narrow
-            query = {"input_id": any_of(deleted[k : k + DELETED_CHUNK])}
+        for chunk in sorted_chunks(changes.deleted_inputs, DELETED_CHUNK):
+            query = {"input_id": any_of(chunk)}
             affected_ids.update(d["task_id"] for d in await coll.find(query, {"task_id": 1}).to_list())
             await coll.delete_many(query)
         affected = sorted(affected_ids)

@@ -20,7 +20,7 @@ from pymongo import AsyncMongoClient
 
 from app.annotations.models import Annotation, AnnotationStatus
 from app.annotations.service import AnnotationFilter, FilterOperator, filter_query, with_region
-from app.core.db import any_of
+from app.core.db import any_of, sorted_chunks
 from app.core.pagination import PAGE_KEY, after_filter
 from app.datasets.service import member_of
 from app.inputs.models import Input
@@ -238,5 +238,10 @@ async def test_vectors_of_removed_annotations_become_tombstones_through_an_index
 def test_any_of_is_in_bounded_by_its_strings() -> None:
     assert any_of(["b", "a", "b"]) == {"$in": ["b", "a"], "$gte": "a", "$lte": "b"}
     assert any_of([]) == {"$in": []}
+
+
+def test_sorted_chunks_split_ids_in_order_without_repeats() -> None:
+    assert list(sorted_chunks(["c", "a", "b", "a", "d"], 2)) == [["a", "b"], ["c", "d"]]
+    assert list(sorted_chunks([], 3)) == []
     assert any_of([2, 1]) == {"$in": [2, 1]}  # BSON orders numbers and strings otherwise
     assert any_of(["a", None]) == {"$in": ["a", None]}
