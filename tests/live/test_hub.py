@@ -59,11 +59,14 @@ class Socket:
     def __init__(self) -> None:
         self.sent: list[str] = []
         self.hold: asyncio.Event | None = None
+        self.write_fails = False
 
     def encode(self, frame: Any) -> str | None:
         return None if frame == "not shareable" else f"<{frame}>"
 
     def write(self, payload: str, frames: dict[tuple[str, str], bytes]) -> bool:
+        if self.write_fails:
+            raise RuntimeError("the transport refused the write")
         return False  # never straight to a transport: the coroutine's way below
 
     def message(self, payload: str) -> Coroutine[Any, Any, None] | None:
@@ -128,6 +131,17 @@ async def test_a_cancelled_continuation_closes_its_coroutine() -> None:
     with pytest.raises(asyncio.CancelledError):
         await task
     assert closed.is_set()
+
+
+async def test_a_direct_write_that_fails_leaves_the_event_to_the_servers_send() -> None:
+    hub = Hub("redis://unused")
+    sub, socket, getter = _parked(hub)
+    socket.write_fails = True
+    await asyncio.sleep(0)  # the getter is parked
+    hub.topics["c"].fan_out(Delivery("e1", seq=1), hub)
+    assert socket.sent == ["<e1>"] and sub.pending == 0, "the event was not dropped"
+    assert hub.stats()["sent_direct"] == 1 and hub.stats()["sent_raw"] == 0
+    getter.cancel()
 
 
 async def test_a_waiting_subscriber_gets_the_event_written_without_waking_up() -> None:
