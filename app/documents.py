@@ -16,7 +16,7 @@ from app.exports.models import DatasetVersion, VersionAnnotation, VersionInput
 from app.inputs.models import Input
 from app.models.models import ModelEntry, ModelVersion, TaskModelVersion, Workflow
 from app.predictions.models import Prediction
-from app.review.models import Assignment, TaskLock
+from app.review.models import Assignment, AssignmentCounts, TaskLock
 from app.search.models import Backfill, Embedding
 from app.tasks.models import LabelingTask, TaskBatch, TaskInput
 from app.users.models import ApiKey, User
@@ -39,6 +39,7 @@ DOCUMENT_MODELS: list[Any] = [
     Prediction,
     Annotation,
     Assignment,
+    AssignmentCounts,
     TaskLock,
     DatasetVersion,
     VersionInput,

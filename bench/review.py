@@ -6,7 +6,10 @@ On a fresh embedded nx-27017 (MongoDB wire over SQLite): N annotations AWAITING_
 input, written with ``insert_many``; then
 
 * assign: ``assign.sync_inputs`` over all N inputs in engine-sized batches of 32 (the lock,
-  one ``$group`` for the open counts, an ``insert_many`` of the assignments per batch);
+  the open counts: the ones the previous batch left, ``AssignmentCounts``, grouped again with
+  one ``$group`` once a minute; an ``insert_many`` of the assignments per batch). Printed
+  with the mean time of a batch over the first and the last tenth of them: a batch should
+  cost the same whatever the number of assignments the task already has;
 * approve by labeler: one ``reviewAnnotations(APPROVE, labeledBy=<model>)`` by the owner
   through ``actions.review`` (what the GraphQL mutation calls): the status updates, the
   assignment updates for every input, the metrics, the task's review figures.
@@ -84,9 +87,14 @@ async def run(url: str, n: int, reviewers: int) -> None:
     t_insert = time.perf_counter() - t0
 
     t0 = time.perf_counter()
+    each = []
     for k in range(0, n, 32):
+        started = time.perf_counter()
         await assign.sync_inputs(task, inputs[k : k + 32], reason="ROUTED")
+        each.append(time.perf_counter() - started)
     t_assign = time.perf_counter() - t0
+    tenth = max(1, len(each) // 10)
+    first_ms, last_ms = (1000 * sum(part) / len(part) for part in (each[:tenth], each[-tenth:]))
     counts = await assign.bucket_counts(task.id)
 
     principal = Principal(user=owner, key_id="bench")
@@ -109,6 +117,7 @@ async def run(url: str, n: int, reviewers: int) -> None:
     print(
         f"  assign in batches of 32:   {t_assign:7.2f} s  ({n / t_assign:,.0f} inputs/s); buckets {sorted(counts.values())}"
     )
+    print(f"  a batch, first/last tenth: {first_ms:7.1f} / {last_ms:.1f} ms")
     print(
         f"  approve all by labeler:    {t_approve:7.2f} s  ({result.approved / t_approve:,.0f} annotations/s)"
     )

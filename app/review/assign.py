@@ -8,6 +8,12 @@ inserted with their deterministic ``_id``s, so two workers or API processes can 
 input twice nor both give the "least loaded" reviewer one more. A holder that dies leaves a
 lock that expires after ``LOCK_TTL``.
 
+The counts a holder starts from are the ones the previous holder left (``AssignmentCounts``:
+one read, whatever the task's size) when it finished cleanly, within ``RECOUNT_AFTER_S`` of a
+real count, and no write outside the lock came since; else one ``$group`` over the task's
+assignments (``bucket_counts``). Every write to assignments outside the lock is followed by
+``forget_counts``.
+
 ``sync_inputs`` is the one function that reconciles assignments with annotations; routing
 (``follow``, the listener of the annotation change records) calls it.
 """
@@ -22,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from pymongo import UpdateOne
+from pymongo import ReturnDocument, UpdateOne
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from app.annotations.models import Annotation, AnnotationStatus
@@ -35,6 +41,7 @@ from app.review import partition
 from app.review.models import (
     OPEN_STATES,
     Assignment,
+    AssignmentCounts,
     AssignmentKind,
     AssignmentState,
     TaskLock,
@@ -48,6 +55,10 @@ LOCK_WAIT_S = 30.0
 WAITING = (AnnotationStatus.AWAITING_REVIEW.value, AnnotationStatus.AWAITING_CONSENSUS_REVIEW.value)
 USABLE = (AnnotationStatus.SUCCESS.value, *WAITING)
 CHUNK = 1000
+# counts left by earlier holders are grouped again at least this often: a writer outside the
+# lock that died between its write and its ``forget_counts`` (or an input deletion racing a
+# holder's insert for that input) misleads the partition at most so long
+RECOUNT_AFTER_S = 60.0
 
 
 # --- the lock ------------------------------------------------------------------------------
@@ -102,6 +113,61 @@ async def bucket_counts(task_id: str) -> dict[str, int]:
         [{"$match": {"task_id": task_id}}, {"$group": {"_id": "$bucket", "n": {"$sum": 1}}}],
     )
     return {r["_id"]: int(r["n"] or 0) for r in rows if r["_id"]}
+
+
+async def counts_under_lock(task: LabelingTask, token: str) -> tuple[dict[str, int], float]:
+    """The task's ``bucket_counts`` for the holder of its lock (``token``), and when they were
+    grouped for real (epoch seconds). The stored counts are marked as held by ``token`` first,
+    so until ``keep_counts`` stores new ones nobody trusts them: not the next holder if this
+    one dies, and a write outside the lock meanwhile deletes them (``forget_counts``)."""
+    coll = AssignmentCounts.get_pymongo_collection()
+    stored = await coll.find_one_and_update(
+        {"_id": task.id}, {"$set": {"holder": token}}, return_document=ReturnDocument.BEFORE
+    )
+    if stored is None:  # the first holder, or the last one's counts were forgotten
+        now = utcnow()
+        placeholder = AssignmentCounts(
+            id=task.id, app_id=task.app_id, holder=token, created_at=now, updated_at=now
+        )
+        try:  # an upsert with $setOnInsert would be one call, but nx-27017 drops $setOnInsert there
+            await coll.insert_one(placeholder.model_dump(by_alias=True, mode="python"))
+        except DuplicateKeyError:  # only a holder inserts, and we hold the lock: not expected
+            pass
+    counted_at = float(stored.get("counted_at") or 0.0) if stored is not None else 0.0
+    if stored is not None and stored.get("holder") is None and time.time() - counted_at < RECOUNT_AFTER_S:
+        return dict(zip(stored.get("buckets") or [], stored.get("counts") or [], strict=True)), counted_at
+    counted_at = time.time()  # before the count: a write it misses is younger than the mark
+    return await bucket_counts(task.id), counted_at
+
+
+async def keep_counts(task_id: str, token: str, counts: dict[str, int] | None, counted_at: float) -> None:
+    """The holder ``token`` leaves the counts its writes made (None: not known, recount next
+    time); nothing is stored if a write outside the lock deleted its mark meanwhile."""
+    coll = AssignmentCounts.get_pymongo_collection()
+    if counts is None:
+        await coll.delete_one({"_id": task_id, "holder": token})
+        return
+    kept = sorted((k, n) for k, n in counts.items() if n)
+    await coll.update_one(
+        {"_id": task_id, "holder": token},
+        {
+            "$set": {
+                "buckets": [k for k, _ in kept],
+                "counts": [n for _, n in kept],
+                "holder": None,
+                "counted_at": counted_at,
+            },
+            "$currentDate": {"updated_at": True},
+        },
+    )
+
+
+async def forget_counts(task_ids: Iterable[str]) -> None:
+    """Call after writing a task's assignments outside its lock: the counts stored for it go,
+    and the next holder of its lock groups the assignments again."""
+    coll = AssignmentCounts.get_pymongo_collection()
+    for task_id in sorted(set(task_ids)):
+        await coll.delete_one({"_id": task_id})
 
 
 def open_counts(counts: dict[str, int], kind: AssignmentKind) -> dict[str, int]:
@@ -385,8 +451,9 @@ async def sync_inputs(
     input_ids = list(dict.fromkeys(input_ids))
     if not input_ids:
         return Changes(reason=reason)
+    token = new_id()
     async with task_lock(task.id):
-        counts = await bucket_counts(task.id)
+        counts, counted_at = await counts_under_lock(task, token)
         plan = _Plan(task=task, counts=counts, after=dict(counts))
         plan.changes.reason = reason
         plan.review_people = people_of(task, AssignmentKind.REVIEW)
@@ -401,11 +468,14 @@ async def sync_inputs(
             if label_reason is not None:
                 _plan_label(plan, input_id, anns.get(input_id, []), mine, label_reason)
         await _write(plan)
+        await keep_counts(task.id, token, plan.after, counted_at)
     plan.changes.counts_after = None if plan.after is None else {k: n for k, n in plan.after.items() if n}
     return plan.changes
 
 
 async def _write(plan: _Plan) -> None:
+    """The planned writes; ``plan.after`` becomes unknown (None) when one of them did not
+    land as planned (an assignment already there, or gone meanwhile)."""
     coll = Assignment.get_pymongo_collection()
     for k in range(0, len(plan.inserts), CHUNK):
         try:
@@ -413,10 +483,15 @@ async def _write(plan: _Plan) -> None:
         except (BulkWriteError, DuplicateKeyError) as exc:
             if not is_duplicate_key(exc):
                 raise
+            plan.after = None
     for k in range(0, len(plan.updates), CHUNK):
-        await coll.bulk_write(plan.updates[k : k + CHUNK], ordered=False)
+        ops = plan.updates[k : k + CHUNK]
+        if (await coll.bulk_write(ops, ordered=False)).matched_count != len(ops):
+            plan.after = None
     for k in range(0, len(plan.deletes), CHUNK):
-        await coll.delete_many({"_id": {"$in": plan.deletes[k : k + CHUNK]}})
+        ids = plan.deletes[k : k + CHUNK]
+        if (await coll.delete_many({"_id": {"$in": ids}})).deleted_count != len(ids):
+            plan.after = None
 
 
 # --- rebalancing ---------------------------------------------------------------------------
@@ -464,6 +539,8 @@ async def rebalance(task: LabelingTask, kind: AssignmentKind = AssignmentKind.RE
         ]
         for k in range(0, len(ops), CHUNK):
             await Assignment.get_pymongo_collection().bulk_write(ops[k : k + CHUNK], ordered=False)
+        if ops:
+            await forget_counts([task.id])
     for m in moves:
         changes.remove(kind.value, m.from_user, inputs[m.item_id])
         changes.add(kind.value, m.to_user, inputs[m.item_id])

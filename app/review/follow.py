@@ -35,6 +35,7 @@ DECIDED = (Reason.REVIEWED, Reason.EDITED)
 async def on_changes(runtime: Any, changes: ChangeSet) -> None:
     for task_id in changes.deleted_tasks:
         await Assignment.get_pymongo_collection().delete_many({"task_id": task_id})
+    await assign.forget_counts(changes.deleted_tasks)
     gone = set(changes.deleted_inputs)
     if gone:
         await _drop_inputs(runtime, sorted(gone))
@@ -45,6 +46,7 @@ async def on_changes(runtime: Any, changes: ChangeSet) -> None:
         task = await LabelingTask.get(task_id)
         if task is None:
             await Assignment.get_pymongo_collection().delete_many({"task_id": task_id})
+            await assign.forget_counts([task_id])
             continue
         await _follow(runtime, task, changes, input_ids)
 
@@ -123,6 +125,7 @@ async def _labeled(task: LabelingTask, user_id: str, input_ids: list[str]) -> as
     ]
     if ops:
         await coll.bulk_write(ops, ordered=False)
+        await assign.forget_counts([task.id])  # written outside the task's lock
     for d in docs:
         out.remove(AssignmentKind.LABEL.value, d.get("user_id"), d["input_id"])
     return out
@@ -135,6 +138,7 @@ async def _drop_inputs(runtime: Any, input_ids: list[str]) -> None:
         {"input_id": any_of(input_ids)}, {"task_id": 1, "kind": 1, "user_id": 1, "state": 1, "input_id": 1}
     ).to_list()
     await coll.delete_many({"input_id": any_of(input_ids)})
+    await assign.forget_counts({d["task_id"] for d in docs})  # written outside the tasks' locks
     by_task: dict[str, assign.Changes] = {}
     for d in docs:
         changes = by_task.setdefault(d["task_id"], assign.Changes(reason=Reason.INPUT_DELETED.value))

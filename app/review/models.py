@@ -69,6 +69,25 @@ class Assignment(BaseDocument):
         ]
 
 
+class AssignmentCounts(BaseDocument):
+    """``_id`` = the task's id: its ``bucket_counts`` as the last holder of its lock left them,
+    so the next holder reads one document instead of grouping every assignment of the task
+    (``app.review.assign.counts_under_lock``). ``holder`` is the token of a holder at work (its
+    counts are not to be trusted until it stores them); ``counted_at`` (epoch seconds: a float,
+    never a top-level datetime ``$set``, MONGODB.md) is when they were last grouped for real.
+    A write to a task's assignments made outside its lock deletes the document (``forget``)."""
+
+    app_id: str
+    buckets: list[str] = []
+    counts: list[int] = []
+    holder: str | None = None
+    counted_at: float = 0.0
+
+    class Settings:
+        name = "assignment_counts"
+        indexes = [IndexModel([("app_id", ASCENDING)])]
+
+
 class TaskLock(BaseDocument):
     """``_id`` = ``lock:<task_id>``; held while a process decides who gets which work."""
 

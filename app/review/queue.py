@@ -192,6 +192,7 @@ async def open_item(principal: Principal, task_id: str, input_id: str, kind: Ass
             "$currentDate": {"started_at": True, "updated_at": True},
         },
     )
+    await assign.forget_counts([task.id])  # moved between buckets outside the task's lock
     doc = await Assignment.find_one({**query, "user_id": principal.user_id})
     if doc is None:
         raise NotFound("item in your queue", input_id, field="inputId")

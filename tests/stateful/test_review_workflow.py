@@ -22,7 +22,9 @@ definition can be changed in one place):
   the ``labelingTasks`` list, the ``labelingTaskProgress`` and ``labelingTasks`` subscription
   snapshots), and so does every "inputs reviewed" count;
 * ``check_versions_export_the_same_bytes``: every dataset version exports what it exported when
-  it was made.
+  it was made;
+* ``check_stored_counts_are_fresh``: the assignment counts a task's next lock holder would start
+  from (``AssignmentCounts``, when trusted) equal a fresh count of its assignments.
 
 Each example starts from an empty database and an empty Redis: an owner, 2-3 reviewers and 1-2
 labelers, a dataset of 6 texts and one image (the image carries a person's box, so versions hold
@@ -68,7 +70,8 @@ from starlette.applications import Starlette
 
 from app.annotations.models import Annotation
 from app.inputs.models import Input
-from app.review.models import OPEN_STATES, Assignment, AssignmentKind
+from app.review import assign
+from app.review.models import OPEN_STATES, Assignment, AssignmentCounts, AssignmentKind
 from app.tasks.models import InputState, LabelingTask, TaskInput
 from tests.factories import Api, Caller
 from tests.live.helpers import client
@@ -605,6 +608,21 @@ async def check_versions_export_the_same_bytes(h: Harness, w: World) -> None:
         assert old == new, f"version {v.label} {fmt} export changed; entries added/removed/changed: {changed}"
 
 
+async def check_stored_counts_are_fresh(h: Harness, w: World) -> None:
+    """The counts a task's next lock holder would start from equal a fresh ``$group``."""
+    for doc in await AssignmentCounts.get_pymongo_collection().find({"app_id": w.app_id}).to_list():
+        if doc["holder"] is not None:
+            continue
+        kept = dict(zip(doc["buckets"], doc["counts"], strict=True))
+        fresh = await assign.bucket_counts(doc["_id"])
+        differ = {
+            k: (kept.get(k, 0), fresh.get(k, 0))
+            for k in kept.keys() | fresh.keys()
+            if kept.get(k, 0) != fresh.get(k, 0)
+        }
+        assert not differ, f"{w.task_label(doc['_id'])} stored counts differ (stored, fresh): {differ}"
+
+
 CHECKS: list[Callable[[Harness, World], Awaitable[None]]] = [
     check_waiting_work_has_one_reviewer,
     check_review_queues_show_the_waiting_work,
@@ -612,6 +630,7 @@ CHECKS: list[Callable[[Harness, World], Awaitable[None]]] = [
     check_metrics_match_recount,
     check_reviewed_percent_agrees,
     check_versions_export_the_same_bytes,
+    check_stored_counts_are_fresh,
 ]
 ACTIVE = [c for c in CHECKS if not ONLY or c.__name__.removeprefix("check_") in ONLY]
 
