@@ -17,10 +17,9 @@ from app.access import MANAGERS, Principal, access_changed, require_app
 from app.annotations import store
 from app.annotations.models import Annotation
 from app.apps.models import App, Membership, Role
+from app.blob_refs import release_unused
 from app.core import blob_pins, pubsub, validate
-from app.core.blob_pins import BlobPin
 from app.core.blobs import BlobStore
-from app.core.db import any_of, sorted_chunks
 from app.core.errors import Conflict, ErrorCode, NotFound, PermissionDenied, ValidationFailed
 from app.core.pagination import Page, PageArgs, paginate
 from app.documents import DOCUMENT_MODELS
@@ -86,7 +85,7 @@ async def delete_app(
     access_changed(principal, app_id=app.id)
     await pubsub.publish_access(redis, pubsub.AccessReason.APP_DELETED, app_id=app.id)
     if blobs is not None:
-        await _release_unused(blobs, keys)
+        await release_unused(blobs, keys)
     return app.id
 
 
@@ -111,22 +110,6 @@ async def _pin_owners(app_id: str) -> list[str]:
         async for d in ModelVersion.get_pymongo_collection().find({"app_id": app_id}, {"_id": 1})
     ]
     return owners
-
-
-async def _release_unused(blobs: BlobStore, keys: set[str], batch: int = blob_pins.BATCH) -> None:
-    """Delete each of ``keys`` that no input, model version or pin names."""
-    for chunk in sorted_chunks(keys, batch):
-        used: set[str] = set()
-        for collection, field in (
-            (Input.get_pymongo_collection(), "blob_key"),
-            (ModelVersion.get_pymongo_collection(), "blob_key"),
-            (BlobPin.get_pymongo_collection(), "key"),
-        ):
-            async for doc in collection.find({field: any_of(chunk)}, {field: 1}):
-                used.add(doc[field])
-        for key in chunk:
-            if key not in used:
-                await blobs.delete(key)
 
 
 async def list_apps(principal: Principal, args: PageArgs) -> Page[App]:

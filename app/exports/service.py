@@ -24,6 +24,7 @@ from typing import Any
 from app.access import CONTRIBUTORS, MANAGERS, Principal, get_for
 from app.annotations.models import Annotation, AnnotationStatus
 from app.annotations.service import AnnotationFilter, filter_query
+from app.blob_refs import release_unused
 from app.concepts.models import Concept
 from app.core import blob_pins, validate
 from app.core.blobs import BlobStore
@@ -291,15 +292,8 @@ async def delete_version(principal: Principal, version_id: str, blobs: BlobStore
     await VersionInput.get_pymongo_collection().delete_many(prefix)
     await VersionAnnotation.get_pymongo_collection().delete_many(prefix)
     async for keys in blob_pins.unpin(pin_owner(version.id)):
-        for key in keys:
-            if not await _still_used(key):
-                await blobs.delete(key)
+        await release_unused(blobs, keys)
     return version.id
-
-
-async def _still_used(key: str) -> bool:
-    used = await Input.get_pymongo_collection().find_one({"blob_key": key}, {"_id": 1})
-    return used is not None or await blob_pins.is_pinned(key)
 
 
 @dataclass

@@ -27,8 +27,8 @@ from pymongo.errors import BulkWriteError
 from app.access import CONTRIBUTORS, Principal, get_for, membership_of, require_app
 from app.annotations import store
 from app.apps.models import Membership
+from app.blob_refs import release_unused
 from app.core import validate
-from app.core.blob_pins import is_pinned
 from app.core.blobs import BlobStore
 from app.core.errors import DomainError, ErrorCode, NotFound, PermissionDenied, ValidationFailed
 from app.core.pagination import PAGE_KEY, Page, PageArgs, paginate
@@ -290,7 +290,7 @@ async def _store(ready: list[_Ready], blobs: BlobStore) -> tuple[list[Input], li
         raise
     stored = [doc for at, doc in enumerate(docs) if at not in refused]
     await adjust_inputs_counts(Counter(ds for doc in stored for ds in doc.dataset_ids))
-    await _release_blobs({docs[at].blob_key for at in refused if docs[at].blob_key}, blobs)
+    await release_unused(blobs, [docs[at].blob_key for at in refused])
     return stored, sorted(refused.items())
 
 
@@ -314,17 +314,9 @@ async def _undo(input_ids: list[str], keys: list[str], blobs: BlobStore) -> None
     """Best effort after a failed store: our documents go, then blobs nothing else uses."""
     try:
         await Input.get_pymongo_collection().delete_many({"_id": {"$in": input_ids}})
-        await _release_blobs(set(keys), blobs)
+        await release_unused(blobs, keys)
     except Exception:
         log.exception("could not undo a failed store of inputs %s", input_ids)
-
-
-async def _release_blobs(keys: set[str | None], blobs: BlobStore) -> None:
-    """Delete each blob no input names and nothing pins (a dataset version pins the images it
-    holds, app/core/blob_pins.py). Callers remove their references first."""
-    for key in keys:
-        if key and await Input.find_one({"blob_key": key}) is None and not await is_pinned(key):
-            await blobs.delete(key)
 
 
 async def _require_contributor(principal: Principal, input_ids: list[str], docs: dict[str, Input]) -> None:
@@ -349,4 +341,4 @@ async def _delete(runtime: Any, input_ids: list[str], blobs: BlobStore) -> None:
     counts = Counter(ds for doc in gone for ds in doc.get("dataset_ids", []))
     await adjust_inputs_counts({ds: -n for ds, n in counts.items()})
     await store.delete_for_inputs(runtime, [doc["_id"] for doc in gone])
-    await _release_blobs({doc.get("blob_key") for doc in gone}, blobs)
+    await release_unused(blobs, [doc.get("blob_key") for doc in gone])

@@ -21,10 +21,10 @@ from typing import Any
 import httpx
 from pymongo.errors import DuplicateKeyError
 
+from app.blob_refs import release_unused
 from app.core import blob_pins
 from app.core.blobs import BlobStore
 from app.core.errors import ErrorCode, ValidationFailed
-from app.inputs.models import Input
 from app.models.adapters.onnx_check import Checked, check_onnx
 from app.models.models import ModelConceptEntry, ModelEntry, ModelVersion
 from app.settings import Settings
@@ -190,14 +190,4 @@ async def release(blobs: BlobStore, version: ModelVersion) -> None:
     """Unpin a version's file and delete it when nothing else keeps or names it."""
     async for _ in blob_pins.unpin(version.pin_owner):
         pass
-    await delete_blob_if_unused(blobs, version.blob_key)
-
-
-async def delete_blob_if_unused(blobs: BlobStore, key: str) -> None:
-    if await blob_pins.is_pinned(key):
-        return
-    if await ModelVersion.find_one({"blob_key": key}) is not None:
-        return
-    if await Input.find_one({"blob_key": key}) is not None:
-        return
-    await blobs.delete(key)
+    await release_unused(blobs, [version.blob_key])
