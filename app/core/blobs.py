@@ -2,23 +2,38 @@
 
 The default keeps each blob in a local content-addressed folder (``ab/cdef...`` by SHA-256), so
 the same image uploaded twice is stored once and a key never changes meaning. Another backend
-(S3, GCS) implements the same three methods.
+(S3, GCS) implements the same methods.
+
+Deleting goes in two steps so that a concurrent upload of the same bytes cannot lose them
+(``app.blob_refs``): ``retire`` moves the blob aside under a one-time token, then the caller
+either ``restore``s it (something named the key meanwhile) or ``purge``s it. An upload that
+finds the blob retired finds it absent and writes it again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
+import secrets
 import tempfile
 from pathlib import Path
 from typing import Protocol
+
+
+def blob_key(data: bytes) -> str:
+    """The key ``put`` stores ``data`` under (its SHA-256, hex)."""
+    return hashlib.sha256(data).hexdigest()
 
 
 class BlobStore(Protocol):
     async def put(self, data: bytes) -> str: ...
     async def get(self, key: str) -> bytes | None: ...
     async def delete(self, key: str) -> None: ...
+    async def retire(self, key: str) -> str | None: ...
+    async def restore(self, key: str, token: str) -> None: ...
+    async def purge(self, key: str, token: str) -> None: ...
 
 
 class LocalBlobStore:
@@ -46,7 +61,7 @@ class LocalBlobStore:
             raise
 
     async def put(self, data: bytes) -> str:
-        key = hashlib.sha256(data).hexdigest()
+        key = blob_key(data)
         await asyncio.to_thread(self._put_sync, key, data)
         return key
 
@@ -59,3 +74,23 @@ class LocalBlobStore:
 
     async def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
+
+    def _retired(self, key: str, token: str) -> Path:
+        return self._path(key).with_name(f".retired-{token}-{key[2:]}")
+
+    async def retire(self, key: str) -> str | None:
+        """Move the blob aside (an atomic rename); its token, or None when there is none."""
+        token = secrets.token_hex(8)
+        try:
+            os.rename(self._path(key), self._retired(key, token))
+        except FileNotFoundError:
+            return None
+        return token
+
+    async def restore(self, key: str, token: str) -> None:
+        """Put a retired blob back (over an equal copy written meanwhile, if any)."""
+        with contextlib.suppress(FileNotFoundError):
+            os.replace(self._retired(key, token), self._path(key))
+
+    async def purge(self, key: str, token: str) -> None:
+        self._retired(key, token).unlink(missing_ok=True)

@@ -27,9 +27,9 @@ from pymongo.errors import BulkWriteError
 from app.access import CONTRIBUTORS, Principal, get_for, membership_of, require_app
 from app.annotations import store
 from app.apps.models import Membership
-from app.blob_refs import release_unused
+from app.blob_refs import release_unused, upload_pin
 from app.core import validate
-from app.core.blobs import BlobStore
+from app.core.blobs import BlobStore, blob_key
 from app.core.errors import DomainError, ErrorCode, NotFound, PermissionDenied, ValidationFailed
 from app.core.pagination import PAGE_KEY, Page, PageArgs, paginate
 from app.datasets.service import adjust_inputs_counts, known_dataset_ids, member_of
@@ -272,7 +272,8 @@ async def _image_bytes(new: NewInput, source: str, max_bytes: int) -> bytes:
 
 async def _store(ready: list[_Ready], blobs: BlobStore) -> tuple[list[Input], list[tuple[int, DomainError]]]:
     """Blobs first, then the documents (a document never points at a missing blob), then the
-    dataset counters for exactly the documents stored.
+    dataset counters for exactly the documents stored. The bytes are pinned until their
+    documents are in (``app.blob_refs.upload_pin``).
 
     Returns the stored documents and, by position in ``ready``, the items the database
     refused (nothing of them stays). Any other failure undoes the call before propagating.
@@ -280,11 +281,13 @@ async def _store(ready: list[_Ready], blobs: BlobStore) -> tuple[list[Input], li
     put: list[str] = []
     docs = [item.doc for item in ready]
     try:
-        for item in ready:
-            if item.data is not None:
-                item.doc.blob_key = await blobs.put(item.data)
-                put.append(item.doc.blob_key)
-        refused = await _insert(docs)
+        # pinned while stored: a release of the same bytes running meanwhile keeps them
+        async with upload_pin(blob_key(item.data) for item in ready if item.data is not None):
+            for item in ready:
+                if item.data is not None:
+                    item.doc.blob_key = await blobs.put(item.data)
+                    put.append(item.doc.blob_key)
+            refused = await _insert(docs)
     except BaseException:
         await _undo([d.id for d in docs], put, blobs)
         raise
