@@ -51,6 +51,7 @@ BATCH = 32
 NULL_INPUTS = 5000
 NULL_BATCH = 250
 SEARCH_EMBED = True
+BURST_WORKER = False
 
 
 def sample_images(n: int) -> list[bytes]:
@@ -169,10 +170,18 @@ class Bench:
     async def run_task(self, fields: dict[str, Any]) -> tuple[float, dict[str, Any]]:
         """Seconds from createLabelingTask until the task is DONE (read every 50 ms, the same
         way with the search embeddings on or off); ``task["drained_s"]``: until the worker has
-        also run every job the task left behind (search embeddings), i.e. until it is idle."""
+        also run every job the task left behind (search embeddings), i.e. until it is idle.
+
+        The worker runs as deployed (``WakingWorker``: it sleeps until an enqueue notifies it
+        or one of its jobs ends), started before the task is made; it is idle once it runs no
+        job and the queue is empty (read every 50 ms too). With ``BURST_WORKER`` (``--burst``,
+        the figures before 2026-11-30 evening) arq's burst loop instead, which also reads the
+        queue every ``poll_delay`` (10 ms) while jobs run and stops once it is empty."""
         from app.tasks.models import LabelingTask
 
-        worker = self.worker()
+        worker = self.worker(burst=BURST_WORKER)
+        running = None if BURST_WORKER else asyncio.create_task(worker.async_run())
+        await asyncio.sleep(0.1)  # subscribed to its wake channel, as a running worker is
         start = time.perf_counter()
         made = await self.gql(
             "mutation($i: CreateLabelingTaskInput!) { createLabelingTask(input: $i) { "
@@ -189,9 +198,23 @@ class Bench:
                     return time.perf_counter() - start
                 await asyncio.sleep(0.05)
 
+        async def idle_at() -> float:
+            assert self.runtime.redis is not None
+            while True:
+                await asyncio.sleep(0.05)
+                running_jobs = any(not t.done() for t in worker.tasks.values())
+                if not running_jobs and not await self.runtime.redis.zcard(QUEUE_NAME):
+                    return time.perf_counter() - start
+
         watching = asyncio.create_task(done_at())
-        await worker.async_run()
-        drained = time.perf_counter() - start
+        if running is None:
+            await worker.async_run()
+            drained = time.perf_counter() - start
+        else:
+            drained = await idle_at()
+            running.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await running
         elapsed = await asyncio.wait_for(watching, 5)
         await worker.close()
         task = (
@@ -413,9 +436,13 @@ if __name__ == "__main__":
     parser.add_argument(
         "--no-embed", action="store_true", help="search embeddings off (search_embed_on_change=false)"
     )
+    parser.add_argument(
+        "--burst", action="store_true", help="run tasks with arq's burst loop, not the deployed worker"
+    )
     args = parser.parse_args()
     NULL_INPUTS = args.null_inputs
     SEARCH_EMBED = not args.no_embed
+    BURST_WORKER = args.burst
     if args.commands:
         COUNTER = CommandCounter()
         monitoring.register(COUNTER)
