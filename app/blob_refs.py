@@ -6,24 +6,23 @@ what dataset versions and model versions hold). Whoever drops references removes
 then hands the keys they named to ``release_unused``, which deletes each key that nothing names
 any more (``app.core.blob_pins`` explains why this order is safe against a concurrent pin).
 
-An upload of bytes that are being released must not lose them: the uploader pins their key
-*before* it stores them (``upload_pin``), and the release looks twice. It retires each key
-nothing names (``BlobStore.retire``: moved aside), asks again, and puts back what is named by
-then (a pin taken meanwhile) or deletes it for good. Whatever the interleaving, either the
-second look sees the uploader's pin, or the pin came after the blob was moved aside, and then
-the uploader's store found no blob and wrote it anew.
+An upload of bytes that are being released must not lose them. The release looks twice: it
+retires each key nothing names (``BlobStore.retire``: moved aside), asks again, and puts back
+what is named by then or deletes it for good. The uploader stores the bytes, writes the
+documents that name the key, then calls ``BlobStore.ensure`` (store them again if they are
+gone). Either the release's second look sees the uploader's document, or that document came
+later, and then the uploader's ``ensure`` came after the blob was moved aside, found it gone
+and stored it again.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import Iterable
 
 from app.core import blob_pins
 from app.core.blob_pins import BlobPin
 from app.core.blobs import BlobStore
 from app.core.db import any_of, sorted_chunks
-from app.core.ids import new_id
 from app.inputs.models import Input
 from app.models.models import ModelVersion
 
@@ -61,16 +60,3 @@ async def release_unused(blobs: BlobStore, keys: Iterable[str | None], batch: in
                 await blobs.restore(key, token)
             else:
                 await blobs.purge(key, token)
-
-
-@contextlib.asynccontextmanager
-async def upload_pin(keys: Iterable[str]) -> AsyncIterator[None]:
-    """Pin ``keys`` (``blob_key`` of the bytes about to be stored) while the caller stores the
-    bytes and the documents that name them; the pin goes when the block ends, either way."""
-    owner = f"upload:{new_id()}"
-    await blob_pins.pin(owner, keys)
-    try:
-        yield
-    finally:
-        async for _ in blob_pins.unpin(owner):
-            pass

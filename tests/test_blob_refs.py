@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 
 from app.access import Principal
-from app.blob_refs import release_unused, upload_pin
-from app.core import blob_pins
+from app.blob_refs import release_unused
 from app.core.blob_pins import BlobPin
 from app.core.blobs import LocalBlobStore, blob_key
 from app.core.ids import new_id
@@ -51,41 +50,75 @@ async def test_a_blob_goes_only_when_no_input_model_version_or_pin_names_it(
 
 
 class Interleaved(LocalBlobStore):
-    """A real store that runs ``during`` (another request's steps) at one point of a release:
-    ``before`` retiring the blob (after the first look) or ``after`` it."""
+    """A real store that runs another request's steps at given points of a release:
+    ``hooks[(method, "before"|"after")]``, for ``retire`` and ``purge``/``restore``."""
 
-    def __init__(self, root: Path, when: str, during: Callable[[], Awaitable[None]]) -> None:
+    def __init__(self, root: Path, hooks: dict[tuple[str, str], Callable[[], Awaitable[None]]]) -> None:
         super().__init__(root)
-        self.when, self.during = when, during
+        self.hooks = hooks
+
+    async def _hook(self, method: str, when: str) -> None:
+        step = self.hooks.pop((method, when), None)
+        if step is not None:
+            await step()
 
     async def retire(self, key: str) -> str | None:
-        if self.when == "before":
-            await self.during()
+        await self._hook("retire", "before")
         token = await super().retire(key)
-        if self.when == "after":
-            await self.during()
+        await self._hook("retire", "after")
         return token
 
+    async def purge(self, key: str, token: str) -> None:
+        await super().purge(key, token)
+        await self._hook("decide", "after")
 
-@pytest.mark.parametrize("when", ["before", "after"])
-async def test_an_upload_of_the_same_bytes_during_a_release_keeps_them(settings: Settings, when: str) -> None:
+    async def restore(self, key: str, token: str) -> None:
+        await super().restore(key, token)
+        await self._hook("decide", "after")
+
+
+# When another request uploads the same bytes (store them, write its input, ``ensure`` them)
+# relative to a release: wholly before the blob is moved aside; wholly after (before the second
+# look); or stored before the move, its input written and ``ensure`` called after the release.
+SCHEDULES = {
+    "upload-before-the-move": {("retire", "before"): ("put", "insert", "ensure")},
+    "upload-after-the-move": {("retire", "after"): ("put", "insert", "ensure")},
+    "stored-before-named-after": {("retire", "before"): ("put",), ("decide", "after"): ("insert", "ensure")},
+}
+
+
+@pytest.mark.parametrize("schedule", list(SCHEDULES))
+async def test_an_upload_of_the_same_bytes_during_a_release_keeps_them(
+    settings: Settings, schedule: str
+) -> None:
     # given the last input naming some bytes, just deleted, its blob being released
-    data = f"blob-refs upload during release {when}".encode()
-    key = await LocalBlobStore(settings.resolved_blob_dir).put(data)
+    data = f"blob-refs upload during release {schedule}".encode()
+    plain = LocalBlobStore(settings.resolved_blob_dir)
+    key = await plain.put(data)
     inputs = Input.get_pymongo_collection()
     uploaded = {"_id": new_id(), "blob_key": key}
+    steps = {
+        "put": lambda: plain.put(data),
+        "insert": lambda: inputs.insert_one(uploaded),
+        "ensure": lambda: plain.ensure(key, data),
+    }
 
-    async def upload() -> None:  # what adding an input does: pin, store the bytes, then the input
-        async with upload_pin([key]):
-            assert await LocalBlobStore(settings.resolved_blob_dir).put(data) == key
-            await inputs.insert_one(uploaded)
+    def run(names: tuple[str, ...]) -> Callable[[], Awaitable[None]]:
+        async def go() -> None:
+            for name in names:
+                await steps[name]()
 
-    store = Interleaved(settings.resolved_blob_dir, when, upload)
+        return go
+
+    store = Interleaved(
+        settings.resolved_blob_dir, {at: run(names) for at, names in SCHEDULES[schedule].items()}
+    )
     try:
-        # when another request uploads the same bytes between the release's two looks
+        # when another request uploads the same bytes at that point of the release
         await release_unused(store, [key])
 
         # then the new input's bytes are there, and nothing is left aside
+        assert not store.hooks, "every step ran"
         assert await store.get(key) == data
         assert not list(settings.resolved_blob_dir.joinpath(key[:2]).glob(".retired-*"))
     finally:
@@ -103,24 +136,25 @@ async def test_a_release_nobody_races_deletes_the_bytes_and_leaves_nothing_aside
     assert not list(settings.resolved_blob_dir.joinpath(key[:2]).glob(".retired-*"))
 
 
-class PinCheckingStore(LocalBlobStore):
-    """A real store that records, for every ``put``, whether the key was pinned at that moment."""
+class EnsureRecordingStore(LocalBlobStore):
+    """A real store that records, for every ``ensure``, whether an input named the key then."""
 
     def __init__(self, root: Path) -> None:
         super().__init__(root)
-        self.pinned_at_put: dict[str, bool] = {}
+        self.named_at_ensure: dict[str, bool] = {}
 
-    async def put(self, data: bytes) -> str:
-        key = blob_key(data)
-        self.pinned_at_put[key] = await blob_pins.is_pinned(key)
-        return await super().put(data)
+    async def ensure(self, key: str, data: bytes) -> None:
+        self.named_at_ensure[key] = await Input.find_one({"blob_key": key}) is not None
+        await super().ensure(key, data)
 
 
-async def test_adding_inputs_pins_their_bytes_while_storing_them(api: Api, settings: Settings) -> None:
+async def test_adding_inputs_ensures_their_bytes_once_the_inputs_name_them(
+    api: Api, settings: Settings
+) -> None:
     w = await world(api)
     ds = await create_dataset(api, w.owner, w.app_id)
     images = [png(seed, (17, 11)) for seed in (9311, 9312)]
-    store = PinCheckingStore(settings.resolved_blob_dir)
+    store = EnsureRecordingStore(settings.resolved_blob_dir)
     owner = await User.get(w.owner.user_id)
     assert owner is not None
     items = [NewInput(image_base64=b64(p), dataset_ids=[ds]) for p in images]
@@ -130,6 +164,4 @@ async def test_adding_inputs_pins_their_bytes_while_storing_them(api: Api, setti
     )
 
     assert result.errors == [] and len(result.inputs) == 2
-    keys = [blob_key(p) for p in images]
-    assert store.pinned_at_put == dict.fromkeys(keys, True)
-    assert [await blob_pins.is_pinned(k) for k in keys] == [False, False], "the upload's pins went"
+    assert store.named_at_ensure == {blob_key(p): True for p in images}

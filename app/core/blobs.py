@@ -6,8 +6,9 @@ the same image uploaded twice is stored once and a key never changes meaning. An
 
 Deleting goes in two steps so that a concurrent upload of the same bytes cannot lose them
 (``app.blob_refs``): ``retire`` moves the blob aside under a one-time token, then the caller
-either ``restore``s it (something named the key meanwhile) or ``purge``s it. An upload that
-finds the blob retired finds it absent and writes it again.
+either ``restore``s it (something named the key meanwhile) or ``purge``s it. An uploader, once
+the documents naming the key are written, calls ``ensure``: the bytes are stored again if a
+release took them meanwhile.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class BlobStore(Protocol):
     async def put(self, data: bytes) -> str: ...
     async def get(self, key: str) -> bytes | None: ...
     async def delete(self, key: str) -> None: ...
+    async def ensure(self, key: str, data: bytes) -> None: ...
     async def retire(self, key: str) -> str | None: ...
     async def restore(self, key: str, token: str) -> None: ...
     async def purge(self, key: str, token: str) -> None: ...
@@ -74,6 +76,11 @@ class LocalBlobStore:
 
     async def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
+
+    async def ensure(self, key: str, data: bytes) -> None:
+        """Store ``data`` (whose key is ``key``) again unless the blob is there."""
+        if not self._path(key).exists():
+            await asyncio.to_thread(self._put_sync, key, data)
 
     def _retired(self, key: str, token: str) -> Path:
         return self._path(key).with_name(f".retired-{token}-{key[2:]}")

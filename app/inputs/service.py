@@ -27,9 +27,9 @@ from pymongo.errors import BulkWriteError
 from app.access import CONTRIBUTORS, Principal, get_for, membership_of, require_app
 from app.annotations import store
 from app.apps.models import Membership
-from app.blob_refs import release_unused, upload_pin
+from app.blob_refs import release_unused
 from app.core import validate
-from app.core.blobs import BlobStore, blob_key
+from app.core.blobs import BlobStore
 from app.core.errors import DomainError, ErrorCode, NotFound, PermissionDenied, ValidationFailed
 from app.core.pagination import PAGE_KEY, Page, PageArgs, paginate
 from app.datasets.service import adjust_inputs_counts, known_dataset_ids, member_of
@@ -272,8 +272,8 @@ async def _image_bytes(new: NewInput, source: str, max_bytes: int) -> bytes:
 
 async def _store(ready: list[_Ready], blobs: BlobStore) -> tuple[list[Input], list[tuple[int, DomainError]]]:
     """Blobs first, then the documents (a document never points at a missing blob), then the
-    dataset counters for exactly the documents stored. The bytes are pinned until their
-    documents are in (``app.blob_refs.upload_pin``).
+    dataset counters for exactly the documents stored. Once the documents are in, the bytes
+    are stored again if a concurrent release took them (``app.blob_refs``).
 
     Returns the stored documents and, by position in ``ready``, the items the database
     refused (nothing of them stays). Any other failure undoes the call before propagating.
@@ -281,13 +281,14 @@ async def _store(ready: list[_Ready], blobs: BlobStore) -> tuple[list[Input], li
     put: list[str] = []
     docs = [item.doc for item in ready]
     try:
-        # pinned while stored: a release of the same bytes running meanwhile keeps them
-        async with upload_pin(blob_key(item.data) for item in ready if item.data is not None):
-            for item in ready:
-                if item.data is not None:
-                    item.doc.blob_key = await blobs.put(item.data)
-                    put.append(item.doc.blob_key)
-            refused = await _insert(docs)
+        for item in ready:
+            if item.data is not None:
+                item.doc.blob_key = await blobs.put(item.data)
+                put.append(item.doc.blob_key)
+        refused = await _insert(docs)
+        for at, item in enumerate(ready):  # a release of the same bytes meanwhile took them
+            if at not in refused and item.data is not None and item.doc.blob_key:
+                await blobs.ensure(item.doc.blob_key, item.data)
     except BaseException:
         await _undo([d.id for d in docs], put, blobs)
         raise

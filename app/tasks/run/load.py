@@ -44,8 +44,6 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from app.blob_refs import upload_pin
-from app.core.blobs import blob_key
 from app.core.errors import ValidationFailed
 from app.inputs import images
 from app.inputs.models import Input, InputKind, InputStatus
@@ -108,22 +106,22 @@ async def _fetch(runtime: Runtime, doc: Input) -> bytes:
             {"_id": doc.id}, {"$set": {"status": InputStatus.FETCH_FAILED.value}}
         )
         raise InputFailure(exc.code, exc.message) from exc
-    async with upload_pin([blob_key(data)]):  # a release of the same bytes meanwhile keeps them
-        key = await runtime.blobs.put(data)
-        await Input.get_pymongo_collection().update_one(
-            {"_id": doc.id},
-            {
-                "$set": {
-                    "blob_key": key,
-                    "status": InputStatus.READY.value,
-                    "width": info.width,
-                    "height": info.height,
-                    "content_type": info.content_type,
-                    "size_bytes": info.size_bytes,
-                },
-                "$currentDate": {"updated_at": True},
+    key = await runtime.blobs.put(data)
+    await Input.get_pymongo_collection().update_one(
+        {"_id": doc.id},
+        {
+            "$set": {
+                "blob_key": key,
+                "status": InputStatus.READY.value,
+                "width": info.width,
+                "height": info.height,
+                "content_type": info.content_type,
+                "size_bytes": info.size_bytes,
             },
-        )
+            "$currentDate": {"updated_at": True},
+        },
+    )
+    await runtime.blobs.ensure(key, data)  # a release of the same bytes meanwhile took them
     return data
 
 
