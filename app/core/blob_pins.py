@@ -3,11 +3,12 @@
 Blobs are content-addressed and shared, and an input's blob used to go as soon as the last
 input naming its key went. Whatever must keep image bytes beyond the inputs' lives (a dataset
 version keeps the images it holds) pins the keys under an owner name; whoever deletes a blob
-first asks ``is_pinned``. One document per (owner, key), ``_id = "<owner>:<key>"``, so pinning
-twice is a no-op (an upsert) and pins of one owner go together.
+first asks whether anything still names or pins it (``app.blob_refs``). One document per
+(owner, key), ``_id = "<owner>:<key>"``, so pinning twice is a no-op (an upsert) and pins of
+one owner go together.
 
 Ordering that makes a concurrent delete safe: the pinner pins *before* it last reads the thing
-that references the blob, and the deleter removes its reference *before* it asks ``is_pinned``.
+that references the blob, and the deleter removes its reference *before* it asks about pins.
 Either the deleter sees the pin, or the reference is gone before the pinner reads it (and the
 pinner then does not rely on the blob).
 """
@@ -55,8 +56,8 @@ async def pin(owner: str, keys: Iterable[str]) -> None:
 
 async def unpin(owner: str, *, batch: int = BATCH) -> AsyncIterator[list[str]]:
     """Drop ``owner``'s pins ``batch`` at a time, yielding the keys each batch released (a key
-    may still be pinned by another owner: ask ``is_pinned``). Pins not yet reached when the
-    caller stops early stay, which keeps blobs rather than losing them."""
+    may still be pinned by another owner: ``app.blob_refs.release_unused`` asks). Pins not yet
+    reached when the caller stops early stay, which keeps blobs rather than losing them."""
     collection = BlobPin.get_pymongo_collection()
     while True:
         docs = await collection.find({"owner": owner}, {"key": 1}).sort("_id", 1).limit(batch).to_list()
@@ -64,7 +65,3 @@ async def unpin(owner: str, *, batch: int = BATCH) -> AsyncIterator[list[str]]:
             return
         await collection.delete_many({"_id": {"$in": [d["_id"] for d in docs]}})
         yield [d["key"] for d in docs]
-
-
-async def is_pinned(key: str) -> bool:
-    return await BlobPin.get_pymongo_collection().find_one({"key": key}, {"_id": 1}) is not None

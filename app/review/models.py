@@ -75,7 +75,7 @@ class AssignmentCounts(BaseDocument):
     (``app.review.assign.counts_under_lock``). ``holder`` is the token of a holder at work (its
     counts are not to be trusted until it stores them); ``counted_at`` (epoch seconds: a float,
     never a top-level datetime ``$set``, MONGODB.md) is when they were last grouped for real.
-    A write to a task's assignments made outside its lock deletes the document (``forget``)."""
+    A write to a task's assignments made outside its lock deletes the document (``forget_counts``)."""
 
     app_id: str
     buckets: list[str] = []
