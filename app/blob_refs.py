@@ -13,10 +13,17 @@ documents that name the key, then calls ``BlobStore.ensure`` (store them again i
 gone). Either the release's second look sees the uploader's document, or that document came
 later, and then the uploader's ``ensure`` came after the blob was moved aside, found it gone
 and stored it again.
+
+A release that dies between its two looks leaves blobs retired; ``recover_retired`` (every
+worker, at start and then every ``blob_recover_interval_s``) decides for them as the release
+would have: back if something names the key, gone if not. Deciding late is as safe as deciding
+on time: an uploader that named the key after the blob was moved aside stored it again.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Iterable
 
 from app.core import blob_pins
@@ -25,6 +32,14 @@ from app.core.blobs import BlobStore
 from app.core.db import any_of, sorted_chunks
 from app.inputs.models import Input
 from app.models.models import ModelVersion
+
+log = logging.getLogger(__name__)
+
+# a blob retired longer ago than this was left by a release that died (a live one decides
+# within milliseconds of retiring)
+STALE_RETIRED_S = 60.0
+# a temporary file this old belongs to a write that died
+STALE_TEMPORARY_S = 3600.0
 
 
 async def named(keys: Iterable[str]) -> set[str]:
@@ -60,3 +75,42 @@ async def release_unused(blobs: BlobStore, keys: Iterable[str | None], batch: in
                 await blobs.restore(key, token)
             else:
                 await blobs.purge(key, token)
+
+
+async def recover_retired(blobs: BlobStore, older_than_s: float = STALE_RETIRED_S) -> tuple[int, int]:
+    """Decide for the blobs that releases retired and never decided for (they died): restore
+    each that something names, purge the rest. Returns (restored, purged)."""
+    tokens: dict[str, list[str]] = {}
+    for key, token in await blobs.stale_retired(older_than_s):
+        tokens.setdefault(key, []).append(token)
+    restored = purged = 0
+    for chunk in sorted_chunks(tokens, blob_pins.BATCH):
+        used = await named(chunk)
+        for key in chunk:
+            for token in tokens[key]:
+                if key in used:
+                    await blobs.restore(key, token)
+                    restored += 1
+                else:
+                    await blobs.purge(key, token)
+                    purged += 1
+    return restored, purged
+
+
+async def recover_forever(blobs: BlobStore, interval_s: float) -> None:
+    """A worker's background pass: ``recover_retired`` and stale temporary files, at start
+    and then every ``interval_s`` (survives MongoDB outages)."""
+    while True:
+        try:
+            restored, purged = await recover_retired(blobs)
+            dropped = await blobs.drop_stale_temporaries(STALE_TEMPORARY_S)
+            if restored or purged or dropped:
+                log.warning(
+                    "left by dead releases or writes: %d blobs restored, %d deleted, %d temporary files",
+                    restored,
+                    purged,
+                    dropped,
+                )
+        except Exception:
+            log.warning("recovering retired blobs failed; trying again", exc_info=True)
+        await asyncio.sleep(interval_s)

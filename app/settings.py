@@ -76,6 +76,9 @@ class Settings(BaseSettings):
     # by the next reconciliation, every reconcile_interval_s (app/tasks/scheduler.py)
     batch_lease_s: float = Field(default=30.0, gt=0, le=3600)
     reconcile_interval_s: float = Field(default=5.0, gt=0, le=600)
+    # every worker decides for blobs a dead release left retired, and deletes temporary files
+    # of dead writes, at start and then this often (app/blob_refs.py)
+    blob_recover_interval_s: float = Field(default=300.0, gt=0, le=86_400)
     batch_max_attempts: int = Field(default=8, ge=1, le=100)
     # background seeding and per-batch bounds (issue 11): a run over more inputs than
     # task_seed_sync_limit is seeded by a worker, chunk by chunk (app/tasks/seeding.py);

@@ -6,7 +6,9 @@ listeners), ``shutdown`` closes it.
 
 Idle, a worker sleeps on its queue's wake channel (``WakingWorker``, app/core/waking.py) rather
 than polling Redis; ``create_worker`` builds it from the settings. It unloads models nobody used
-for ``model_idle_unload_s`` (``unload_idle_forever``), giving their memory back.
+for ``model_idle_unload_s`` (``unload_idle_forever``), giving their memory back. At start and
+every ``blob_recover_interval_s`` it decides for blobs a dead release left retired
+(``app.blob_refs.recover_forever``).
 
 Operations (app/observability): ``startup`` sets up logging (``log_format``), starts the
 heartbeat ``/readyz`` of the API looks for (every ``worker_heartbeat_interval_s``, in Redis),
@@ -28,6 +30,7 @@ from typing import Any, ClassVar
 from arq.connections import RedisSettings
 from arq.worker import Function, func, get_kwargs
 
+from app import blob_refs
 from app.bootstrap import close_runtime, open_runtime
 from app.core.aio import cancel_and_wait
 from app.core.heap import limit_malloc_arenas
@@ -89,6 +92,9 @@ async def startup(ctx: dict[str, Any]) -> None:
     ctx["runtime"] = runtime = await open_runtime(settings)
     # work that lost its wake-up (Redis emptied) or its worker (lease lapsed) is woken again
     ctx["reconciler"] = asyncio.create_task(scheduler.reconcile_forever(runtime))
+    ctx["blob_recovery"] = asyncio.create_task(
+        blob_refs.recover_forever(runtime.blobs, settings.blob_recover_interval_s)
+    )
     if settings.model_idle_unload_s > 0:
         ctx["unloader"] = asyncio.create_task(unload_idle_forever(settings.model_idle_unload_s))
     identity = ctx.setdefault("worker_identity", worker_identity())
@@ -106,7 +112,7 @@ async def startup(ctx: dict[str, Any]) -> None:
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
-    for name in ("reconciler", "heartbeat", "unloader"):
+    for name in ("reconciler", "heartbeat", "unloader", "blob_recovery"):
         await cancel_and_wait(ctx.get(name))
     server = ctx.pop("metrics_server", None)
     if server is not None:

@@ -4,13 +4,16 @@ pin names it."""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
 
 from app.access import Principal
-from app.blob_refs import release_unused
+from app.blob_refs import recover_forever, recover_retired, release_unused
 from app.core.blob_pins import BlobPin
 from app.core.blobs import LocalBlobStore, blob_key
 from app.core.ids import new_id
@@ -47,6 +50,10 @@ async def test_a_blob_goes_only_when_no_input_model_version_or_pin_names_it(
     finally:
         for collection, doc in named:
             await collection.delete_one({"_id": doc["_id"]})
+
+
+def retired_copies(settings: Settings, key: str) -> list[Path]:
+    return list(settings.resolved_blob_dir.joinpath(".retired").glob(f"*-{key}"))
 
 
 class Interleaved(LocalBlobStore):
@@ -120,7 +127,7 @@ async def test_an_upload_of_the_same_bytes_during_a_release_keeps_them(
         # then the new input's bytes are there, and nothing is left aside
         assert not store.hooks, "every step ran"
         assert await store.get(key) == data
-        assert not list(settings.resolved_blob_dir.joinpath(key[:2]).glob(".retired-*"))
+        assert not retired_copies(settings, key)
     finally:
         await inputs.delete_one({"_id": uploaded["_id"]})
 
@@ -133,7 +140,7 @@ async def test_a_release_nobody_races_deletes_the_bytes_and_leaves_nothing_aside
     await release_unused(store, [key, key])
 
     assert await store.get(key) is None
-    assert not list(settings.resolved_blob_dir.joinpath(key[:2]).glob(".retired-*"))
+    assert not retired_copies(settings, key)
 
 
 class EnsureRecordingStore(LocalBlobStore):
@@ -165,3 +172,71 @@ async def test_adding_inputs_ensures_their_bytes_once_the_inputs_name_them(
 
     assert result.errors == [] and len(result.inputs) == 2
     assert store.named_at_ensure == {blob_key(p): True for p in images}
+
+
+async def retire_as_a_dead_release(store: LocalBlobStore, data: bytes, age_s: float) -> str:
+    """Store ``data`` and retire it as a release that died ``age_s`` ago would have left it."""
+    key = await store.put(data)
+    token = await store.retire(key)
+    assert token is not None
+    retired_at, _, rest = token.partition(".")
+    old = f"{int(retired_at) - int(age_s)}.{rest}"
+    store._retired(key, token).rename(store._retired(key, old))
+    return key
+
+
+async def test_blobs_a_dead_release_left_aside_come_back_when_named_and_go_when_not(
+    api: Api, settings: Settings
+) -> None:
+    store = LocalBlobStore(settings.resolved_blob_dir)
+    named_data, unnamed_data, fresh_data = b"recover: named", b"recover: unnamed", b"recover: fresh"
+    # given three blobs retired by releases that never decided: two long ago, one just now
+    named_key = await retire_as_a_dead_release(store, named_data, age_s=600)
+    unnamed_key = await retire_as_a_dead_release(store, unnamed_data, age_s=600)
+    fresh_key = await store.put(fresh_data)
+    assert await store.retire(fresh_key) is not None
+    # and an input that came to name the first one meanwhile
+    inputs = Input.get_pymongo_collection()
+    doc = {"_id": new_id(), "blob_key": named_key}
+    await inputs.insert_one(doc)
+    try:
+        # when a worker recovers what dead releases left
+        restored, purged = await recover_retired(store)
+
+        # then the named blob is back, the unnamed one is gone, a live release's is untouched
+        assert (restored, purged) == (1, 1)
+        assert await store.get(named_key) == named_data
+        assert await store.get(unnamed_key) is None
+        assert not retired_copies(settings, named_key) and not retired_copies(settings, unnamed_key)
+        assert len(retired_copies(settings, fresh_key)) == 1
+        assert await recover_retired(store) == (0, 0)
+    finally:
+        await inputs.delete_one({"_id": doc["_id"]})
+        await recover_retired(store, older_than_s=-1)  # the fresh one: nothing names it
+    assert not retired_copies(settings, fresh_key)
+
+
+async def test_the_worker_pass_recovers_retired_blobs_and_deletes_temporaries_of_dead_writes(
+    settings: Settings,
+) -> None:
+    store = LocalBlobStore(settings.resolved_blob_dir)
+    key = await retire_as_a_dead_release(store, b"recover: by the loop", age_s=600)
+    tmp = settings.resolved_blob_dir / ".tmp"
+    tmp.mkdir(exist_ok=True)
+    dead, live = tmp / ".tmp-dead-write", tmp / ".tmp-live-write"
+    dead.write_bytes(b"half")
+    live.write_bytes(b"half")
+    two_hours_ago = time.time() - 7200
+    os.utime(dead, (two_hours_ago, two_hours_ago))
+
+    loop = asyncio.create_task(recover_forever(store, interval_s=3600))
+    try:
+        deadline = time.monotonic() + 30
+        while retired_copies(settings, key) or dead.exists():
+            assert time.monotonic() < deadline, "the pass ran at start"
+            await asyncio.sleep(0.05)
+    finally:
+        loop.cancel()
+    assert await store.get(key) is None  # nothing named it
+    assert live.exists()
+    live.unlink()

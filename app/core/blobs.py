@@ -9,6 +9,11 @@ Deleting goes in two steps so that a concurrent upload of the same bytes cannot 
 either ``restore``s it (something named the key meanwhile) or ``purge``s it. An uploader, once
 the documents naming the key are written, calls ``ensure``: the bytes are stored again if a
 release took them meanwhile.
+
+A process that dies between the two steps leaves the blob retired. Retired blobs and the
+temporary files of unfinished writes live in two folders of their own (``.retired``, ``.tmp``),
+so finding the ones left behind (``stale_retired``, ``drop_stale_temporaries``) reads those
+folders, not the whole store; ``app.blob_refs.recover_retired`` decides for them.
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ import hashlib
 import os
 import secrets
 import tempfile
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
 
@@ -26,6 +33,10 @@ from typing import Protocol
 def blob_key(data: bytes) -> str:
     """The key ``put`` stores ``data`` under (its SHA-256, hex)."""
     return hashlib.sha256(data).hexdigest()
+
+
+def _is_key(key: str) -> bool:
+    return len(key) == 64 and all(c in "0123456789abcdef" for c in key)
 
 
 class BlobStore(Protocol):
@@ -36,14 +47,18 @@ class BlobStore(Protocol):
     async def retire(self, key: str) -> str | None: ...
     async def restore(self, key: str, token: str) -> None: ...
     async def purge(self, key: str, token: str) -> None: ...
+    async def stale_retired(self, older_than_s: float) -> list[tuple[str, str]]: ...
+    async def drop_stale_temporaries(self, older_than_s: float) -> int: ...
 
 
 class LocalBlobStore:
     def __init__(self, root: Path) -> None:
         self.root = root
+        self._retired_dir = root / ".retired"
+        self._tmp_dir = root / ".tmp"
 
     def _path(self, key: str) -> Path:
-        if len(key) != 64 or any(c not in "0123456789abcdef" for c in key):
+        if not _is_key(key):
             raise ValueError("invalid blob key")
         return self.root / key[:2] / key[2:]
 
@@ -52,8 +67,9 @@ class LocalBlobStore:
         if path.exists():
             return
         path.parent.mkdir(parents=True, exist_ok=True)
+        self._tmp_dir.mkdir(exist_ok=True)
         # write-then-rename: a crash never leaves a half-written blob under its final name
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        fd, tmp = tempfile.mkstemp(dir=self._tmp_dir, prefix=".tmp-")
         try:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
@@ -83,11 +99,14 @@ class LocalBlobStore:
             await asyncio.to_thread(self._put_sync, key, data)
 
     def _retired(self, key: str, token: str) -> Path:
-        return self._path(key).with_name(f".retired-{token}-{key[2:]}")
+        self._path(key)  # validates the key
+        return self._retired_dir / f"{token}-{key}"
 
     async def retire(self, key: str) -> str | None:
-        """Move the blob aside (an atomic rename); its token, or None when there is none."""
-        token = secrets.token_hex(8)
+        """Move the blob aside (an atomic rename); its token, or None when there is none.
+        The token starts with the time it was retired (``stale_retired``)."""
+        token = f"{int(time.time())}.{secrets.token_hex(8)}"
+        self._retired_dir.mkdir(exist_ok=True)
         try:
             os.rename(self._path(key), self._retired(key, token))
         except FileNotFoundError:
@@ -101,3 +120,34 @@ class LocalBlobStore:
 
     async def purge(self, key: str, token: str) -> None:
         self._retired(key, token).unlink(missing_ok=True)
+
+    @staticmethod
+    def _entries(folder: Path) -> Iterator[os.DirEntry[str]]:
+        try:
+            with os.scandir(folder) as it:
+                yield from it
+        except FileNotFoundError:
+            return
+
+    async def stale_retired(self, older_than_s: float) -> list[tuple[str, str]]:
+        """``(key, token)`` of every blob retired more than ``older_than_s`` ago and not yet
+        restored or purged: its release died, or is very slow."""
+        cutoff = time.time() - older_than_s
+        out = []
+        for entry in self._entries(self._retired_dir):
+            token, _, key = entry.name.rpartition("-")
+            retired_at, _, _ = token.partition(".")
+            if retired_at.isdigit() and int(retired_at) <= cutoff and _is_key(key):
+                out.append((key, token))
+        return out
+
+    async def drop_stale_temporaries(self, older_than_s: float) -> int:
+        """Delete the temporary files of writes that died more than ``older_than_s`` ago."""
+        cutoff = time.time() - older_than_s
+        dropped = 0
+        for entry in self._entries(self._tmp_dir):
+            with contextlib.suppress(FileNotFoundError):
+                if entry.stat().st_mtime <= cutoff:
+                    os.unlink(entry.path)
+                    dropped += 1
+        return dropped

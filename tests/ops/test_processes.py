@@ -6,6 +6,7 @@ Redis this test owns (so it can stop it), with JSON logs and the worker's own ``
 * the worker's ``/metrics`` shows the inference and job families after a task ran.
 * log lines are JSON, with the request id of the request (the client's ``X-Request-ID``) and
   the job id of the job that wrote them.
+* a blob a dead release left retired, named by an input meanwhile, is back once the worker runs.
 """
 
 from __future__ import annotations
@@ -22,13 +23,17 @@ import httpx
 import orjson
 import pytest
 
+from app.core.blobs import LocalBlobStore
+from app.core.ids import new_id
 from app.embedded import EmbeddedRedis, free_port
+from app.inputs.models import Input
 from app.settings import Settings
 from tests.factories import Api, world
 from tests.live.helpers import ApiProcess, env_for
 from tests.ops.test_metrics import families
 from tests.servers import restartable_port
 from tests.tasks_engine.helpers import create_dataset, create_task, get_task, image_inputs, null_model
+from tests.test_blob_refs import retire_as_a_dead_release
 
 pytestmark = pytest.mark.slow
 
@@ -107,6 +112,11 @@ async def test_readiness_metrics_and_json_logs_of_api_and_worker_processes(
             assert not_yet.json()["checks"]["worker"].startswith("no worker heartbeat")
             assert not_yet.json()["checks"]["mongodb"] == "ok" and not_yet.json()["checks"]["redis"] == "ok"
 
+            # a blob a release that died left aside, named meanwhile by an input
+            store = LocalBlobStore(settings.resolved_blob_dir)
+            left_aside = await retire_as_a_dead_release(store, b"ops: left aside", age_s=600)
+            await Input.get_pymongo_collection().insert_one({"_id": new_id(), "blob_key": left_aside})
+
             worker = _start_worker(env, worker_log)
 
             async def ready() -> bool:
@@ -132,6 +142,11 @@ async def test_readiness_metrics_and_json_logs_of_api_and_worker_processes(
                 return (await get_task(remote, w.owner, task["id"]))["status"] == "DONE"
 
             await _until(done, "DONE")
+
+            async def restored() -> bool:
+                return await store.get(left_aside) == b"ops: left aside"
+
+            await _until(restored, "restored by the worker")
             traced = await remote.raw(
                 "query Traced { __typename }", key=w.owner.key, headers={"X-Request-ID": "trace-me-42"}
             )
