@@ -104,6 +104,7 @@ class ModelVersion(BaseDocument):
         indexes = [
             IndexModel([("model_id", ASCENDING), ("number", ASCENDING)], unique=True),
             IndexModel([("app_id", ASCENDING)]),
+            IndexModel([("blob_key", ASCENDING)]),  # app.blob_refs.named, before a blob goes
         ]
 
 

@@ -20,10 +20,12 @@ from pymongo import AsyncMongoClient
 
 from app.annotations.models import Annotation, AnnotationStatus
 from app.annotations.service import AnnotationFilter, FilterOperator, filter_query, with_region
+from app.core.blob_pins import BlobPin
 from app.core.db import any_of, sorted_chunks
 from app.core.pagination import PAGE_KEY, after_filter
 from app.datasets.service import member_of
 from app.inputs.models import Input
+from app.models.models import ModelVersion
 from app.review.models import Assignment, AssignmentKind
 from app.review.queue import QueueOrder, _after, _cursor, queue_query, queue_sort
 from app.search.models import Embedding
@@ -245,3 +247,24 @@ def test_sorted_chunks_split_ids_in_order_without_repeats() -> None:
     assert list(sorted_chunks([], 3)) == []
     assert any_of([2, 1]) == {"$in": [2, 1]}  # BSON orders numbers and strings otherwise
     assert any_of(["a", None]) == {"$in": ["a", None]}
+
+
+@pytest.mark.parametrize(
+    ("model", "field"), [(Input, "blob_key"), (ModelVersion, "blob_key"), (BlobPin, "key")]
+)
+async def test_the_check_before_a_blob_goes_reads_each_collection_through_an_index(
+    db: Db, model: Any, field: str
+) -> None:
+    """``app.blob_refs.named``: by key, a sorted chunk, in inputs, model versions and pins."""
+    collection = db[model.Settings.name]
+    await collection.create_indexes(model.Settings.indexes)
+    # every field of the collection's unique indexes set (a missing one counts as null)
+    rows = [
+        {"_id": f"b{i}", field: f"{i:064x}", "model_id": f"m{i}", "number": 1, "owner": f"o{i}"}
+        for i in range(ROWS)
+    ]
+    await collection.insert_many(rows)
+    chunk = sorted(f"{i:064x}" for i in range(401, 440, 2))
+    query = {field: any_of(chunk)}
+    assert_indexed(await plan(db, model.Settings.name, query, {"_id": 1}))
+    assert len(await collection.find(query).to_list()) == 20
