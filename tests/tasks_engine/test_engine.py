@@ -264,6 +264,65 @@ async def test_url_inputs_are_fetched_measured_and_labeled(api: Api, drain: Drai
     assert (await get_task(api, w.owner, task["id"]))["metrics"]["approved"] == 1
 
 
+async def test_a_url_input_deleted_while_its_image_is_fetched_leaves_no_bytes_behind(
+    api: Api, drain: Drain, asgi_app: Any, settings: Any
+) -> None:
+    import http.server
+    import threading
+
+    from pymongo import MongoClient
+
+    from app.core.blobs import blob_key
+    from app.embedded import free_port
+    from tests.tasks_engine.helpers import add_inputs, png
+
+    body = png(8, (21, 13))
+    deleting: dict[str, str] = {}
+    client: MongoClient[Any] = MongoClient(settings.mongodb_url)
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            # the input is deleted while the worker waits for its image
+            client[settings.mongodb_db]["inputs"].delete_one({"_id": deleting["id"]})
+            self.send_response(200)
+            self.send_header("Content-Type", "image/png")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    port = free_port()
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        w = await world(api)
+        c = await _concepts(api, w.owner, w.app_id, "cat", "dog", "bird")
+        ds = await create_dataset(api, w.owner, w.app_id)
+        [deleting["id"]] = await add_inputs(
+            api, w.owner, w.app_id, [{"imageUrl": f"http://127.0.0.1:{port}/img.png", "datasetIds": [ds]}]
+        )
+        model = await null_model(api, w.owner, w.app_id, THREE)
+        task = await create_task(
+            api, w.owner, appId=w.app_id, datasetId=ds, modelId=model, conceptIds=list(c.values())
+        )
+        await drain()
+    finally:
+        server.shutdown()
+        client.close()
+
+    blobs = asgi_app.state.runtime.blobs
+    assert await blobs.get(blob_key(body)) is None, "nothing names the fetched bytes: not kept"
+    assert not list(settings.resolved_blob_dir.joinpath(".retired").glob("*"))
+    log = await api.gql(
+        w.owner,
+        """query($t: ID!) { taskInputs(taskId: $t, states: [FAILED]) { nodes { inputId code } } }""",
+        t=task["id"],
+    )
+    assert log["taskInputs"]["nodes"] == [{"inputId": deleting["id"], "code": "INPUT_MISSING"}]
+
+
 async def test_cancel_stops_further_work(api: Api, drain: Drain) -> None:
     s = await scenario(api, 12)  # 3 jobs of 4
     w, c, ds, model = s.w, s.c, s.ds, s.model

@@ -44,6 +44,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from app.blob_refs import release_unused
 from app.core.errors import ValidationFailed
 from app.inputs import images
 from app.inputs.models import Input, InputKind, InputStatus
@@ -107,7 +108,7 @@ async def _fetch(runtime: Runtime, doc: Input) -> bytes:
         )
         raise InputFailure(exc.code, exc.message) from exc
     key = await runtime.blobs.put(data)
-    await Input.get_pymongo_collection().update_one(
+    named = await Input.get_pymongo_collection().update_one(
         {"_id": doc.id},
         {
             "$set": {
@@ -121,6 +122,9 @@ async def _fetch(runtime: Runtime, doc: Input) -> bytes:
             "$currentDate": {"updated_at": True},
         },
     )
+    if named.matched_count == 0:  # deleted while fetched: its deletion released no bytes
+        await release_unused(runtime.blobs, [key])
+        raise InputFailure("INPUT_MISSING", "the input was deleted while its image was fetched")
     await runtime.blobs.ensure(key, data)  # a release of the same bytes meanwhile took them
     return data
 
