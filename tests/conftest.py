@@ -93,8 +93,20 @@ def current_engine() -> str:
 
 def pytest_collection_modifyitems(config: Any, items: list[pytest.Item]) -> None:
     """``@pytest.mark.engine_bug("ferretdb", "...")``: the assertion stays exactly as MongoDB
-    documents it; on that one engine the test must fail (strict), so a fixed engine shows up."""
+    documents it; on that one engine the test must fail (strict), so a fixed engine shows up.
+
+    With ``LABELSTREAM_TEST_ENGINE_TESTS_ONLY=1`` on another engine than the embedded one (CI's
+    second run), a test that does not use the ``servers`` fixture is skipped: it talks to no
+    MongoDB of this engine (it starts its own embedded servers, or none), so it runs exactly as
+    in the embedded run."""
+    import os
+
     engine = current_engine()
+    if engine != "embedded" and os.environ.get("LABELSTREAM_TEST_ENGINE_TESTS_ONLY") == "1":
+        same = pytest.mark.skip(reason=f"uses no MongoDB of the {engine} run: the embedded run covers it")
+        for item in items:
+            if "servers" not in getattr(item, "fixturenames", ()):
+                item.add_marker(same)
     for item in items:
         for mark in item.iter_markers("engine_bug"):
             if mark.args and mark.args[0] == engine:

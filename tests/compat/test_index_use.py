@@ -10,6 +10,7 @@ engine whose answer names neither skips.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 from collections.abc import AsyncIterator
@@ -39,12 +40,10 @@ AFTER = "0190" + "0" * 28
 ROWS = 800
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 async def db(servers: Servers) -> AsyncIterator[Db]:
-    client: AsyncMongoClient[Any] = AsyncMongoClient(servers.mongodb_url, tz_aware=True)
-    name = f"compat_{secrets.token_hex(4)}"
-    database = client[name]
-    try:
+    """One database for the module: every test here only reads it (and ``explain``s)."""
+    async with fresh_database(servers) as database:
         for model in (Annotation, Input, TaskInput, Assignment, Embedding):
             await database[model.Settings.name].create_indexes(model.Settings.indexes)  # type: ignore[attr-defined]
         # enough rows over several apps/tasks that a cost-based planner prefers the index
@@ -117,6 +116,14 @@ async def db(servers: Servers) -> AsyncIterator[Db]:
             ]
         )
         yield database
+
+
+@contextlib.asynccontextmanager
+async def fresh_database(servers: Servers) -> AsyncIterator[Db]:
+    client: AsyncMongoClient[Any] = AsyncMongoClient(servers.mongodb_url, tz_aware=True)
+    name = f"compat_{secrets.token_hex(4)}"
+    try:
+        yield client[name]
     finally:
         await client.drop_database(name)
         await client.close()
@@ -253,9 +260,14 @@ def test_sorted_chunks_split_ids_in_order_without_repeats() -> None:
     ("model", "field"), [(Input, "blob_key"), (ModelVersion, "blob_key"), (BlobPin, "key")]
 )
 async def test_the_check_before_a_blob_goes_reads_each_collection_through_an_index(
-    db: Db, model: Any, field: str
+    servers: Servers, model: Any, field: str
 ) -> None:
     """``app.blob_refs.named``: by key, a sorted chunk, in inputs, model versions and pins."""
+    async with fresh_database(servers) as db:
+        await _check_blob_reads(db, model, field)
+
+
+async def _check_blob_reads(db: Db, model: Any, field: str) -> None:
     collection = db[model.Settings.name]
     await collection.create_indexes(model.Settings.indexes)
     # every field of the collection's unique indexes set (a missing one counts as null)
