@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from app.annotations.models import Annotation, AnnotationStatus
@@ -205,18 +207,18 @@ async def test_bad_inputs_fail_alone_and_the_task_still_finishes(
     await assert_metrics_match_recount(task["id"])
 
 
-async def test_url_inputs_are_fetched_measured_and_labeled(api: Api, drain: Drain) -> None:
+@contextlib.contextmanager
+def image_server(body: bytes, on_get: Callable[[], None] = lambda: None) -> Iterator[int]:
+    """A real HTTP server on 127.0.0.1 (its port) that answers every GET with ``body`` as a PNG,
+    ``/redirect`` with a redirect to it; ``on_get`` runs first (in the server's thread)."""
     import http.server
     import threading
 
     from app.embedded import free_port
-    from app.inputs.models import Input
-    from tests.tasks_engine.helpers import png
-
-    body = png(7, (20, 10))
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
+            on_get()
             if self.path == "/redirect":
                 self.send_response(302)
                 self.send_header("Location", "/img.png")
@@ -233,29 +235,30 @@ async def test_url_inputs_are_fetched_measured_and_labeled(api: Api, drain: Drai
 
     port = free_port()
     server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
+        yield port
+    finally:
+        server.shutdown()
+
+
+async def test_url_inputs_are_fetched_measured_and_labeled(api: Api, drain: Drain) -> None:
+    from app.inputs.models import Input
+    from tests.tasks_engine.helpers import add_inputs, png
+
+    body = png(7, (20, 10))
+    with image_server(body) as port:
         w = await world(api)
         c = await _concepts(api, w.owner, w.app_id, "cat", "dog", "bird")
         ds = await create_dataset(api, w.owner, w.app_id)
-        from tests.tasks_engine.helpers import add_inputs
-
         ids = await add_inputs(
-            api,
-            w.owner,
-            w.app_id,
-            [
-                {"imageUrl": f"http://127.0.0.1:{port}/redirect", "datasetIds": [ds]},
-            ],
+            api, w.owner, w.app_id, [{"imageUrl": f"http://127.0.0.1:{port}/redirect", "datasetIds": [ds]}]
         )
         model = await null_model(api, w.owner, w.app_id, THREE)
         task = await create_task(
             api, w.owner, appId=w.app_id, datasetId=ds, modelId=model, conceptIds=list(c.values())
         )
         await drain()
-    finally:
-        server.shutdown()
     doc = await Input.get(ids[0])
     assert doc is not None
     assert (doc.status.value, doc.width, doc.height, doc.content_type) == ("READY", 20, 10, "image/png")
@@ -267,49 +270,32 @@ async def test_url_inputs_are_fetched_measured_and_labeled(api: Api, drain: Drai
 async def test_a_url_input_deleted_while_its_image_is_fetched_leaves_no_bytes_behind(
     api: Api, drain: Drain, asgi_app: Any, settings: Any
 ) -> None:
-    import http.server
-    import threading
-
     from pymongo import MongoClient
 
     from app.core.blobs import blob_key
-    from app.embedded import free_port
     from tests.tasks_engine.helpers import add_inputs, png
 
     body = png(8, (21, 13))
     deleting: dict[str, str] = {}
     client: MongoClient[Any] = MongoClient(settings.mongodb_url)
 
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            # the input is deleted while the worker waits for its image
-            client[settings.mongodb_db]["inputs"].delete_one({"_id": deleting["id"]})
-            self.send_response(200)
-            self.send_header("Content-Type", "image/png")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+    def delete_the_input() -> None:  # while the worker waits for its image
+        client[settings.mongodb_db]["inputs"].delete_one({"_id": deleting["id"]})
 
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    port = free_port()
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        w = await world(api)
-        c = await _concepts(api, w.owner, w.app_id, "cat", "dog", "bird")
-        ds = await create_dataset(api, w.owner, w.app_id)
-        [deleting["id"]] = await add_inputs(
-            api, w.owner, w.app_id, [{"imageUrl": f"http://127.0.0.1:{port}/img.png", "datasetIds": [ds]}]
-        )
-        model = await null_model(api, w.owner, w.app_id, THREE)
-        task = await create_task(
-            api, w.owner, appId=w.app_id, datasetId=ds, modelId=model, conceptIds=list(c.values())
-        )
-        await drain()
+        with image_server(body, on_get=delete_the_input) as port:
+            w = await world(api)
+            c = await _concepts(api, w.owner, w.app_id, "cat", "dog", "bird")
+            ds = await create_dataset(api, w.owner, w.app_id)
+            [deleting["id"]] = await add_inputs(
+                api, w.owner, w.app_id, [{"imageUrl": f"http://127.0.0.1:{port}/img.png", "datasetIds": [ds]}]
+            )
+            model = await null_model(api, w.owner, w.app_id, THREE)
+            task = await create_task(
+                api, w.owner, appId=w.app_id, datasetId=ds, modelId=model, conceptIds=list(c.values())
+            )
+            await drain()
     finally:
-        server.shutdown()
         client.close()
 
     blobs = asgi_app.state.runtime.blobs
