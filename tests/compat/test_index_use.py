@@ -10,14 +10,11 @@ engine whose answer names neither skips.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import secrets
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from pymongo import AsyncMongoClient
 
 from app.annotations.models import Annotation, AnnotationStatus
 from app.annotations.service import AnnotationFilter, FilterOperator, filter_query, with_region
@@ -31,9 +28,9 @@ from app.review.models import Assignment, AssignmentKind
 from app.review.queue import QueueOrder, _after, _cursor, queue_query, queue_sort
 from app.search.models import Embedding
 from app.tasks.models import InputState, TaskInput
+from tests.compat.helpers import Db, fresh_database
 from tests.servers import Servers
 
-Db = Any
 INDEXED = ("IXSCAN", "IDHACK", "USING INDEX", "USING COVERING INDEX", "Index Scan", "Index Only Scan")
 UNINDEXED = ("COLLSCAN", "SCAN ", "Seq Scan")
 AFTER = "0190" + "0" * 28
@@ -116,17 +113,6 @@ async def db(servers: Servers) -> AsyncIterator[Db]:
             ]
         )
         yield database
-
-
-@contextlib.asynccontextmanager
-async def fresh_database(servers: Servers) -> AsyncIterator[Db]:
-    client: AsyncMongoClient[Any] = AsyncMongoClient(servers.mongodb_url, tz_aware=True)
-    name = f"compat_{secrets.token_hex(4)}"
-    try:
-        yield client[name]
-    finally:
-        await client.drop_database(name)
-        await client.close()
 
 
 async def plan(db: Db, collection: str, filt: dict[str, Any], sort: dict[str, int]) -> str:

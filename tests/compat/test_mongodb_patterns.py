@@ -5,29 +5,21 @@ FerretDB with LABELSTREAM_TEST_ENGINE=ferretdb, a real server with MONGODB_URL."
 from __future__ import annotations
 
 import asyncio
-import secrets
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
-from pymongo import ASCENDING, AsyncMongoClient, IndexModel, InsertOne, ReturnDocument, UpdateOne
+from pymongo import ASCENDING, IndexModel, InsertOne, ReturnDocument, UpdateOne
 from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 
+from tests.compat.helpers import Db, fresh_database
 from tests.servers import Servers
-
-Db = Any
 
 
 @pytest.fixture
 async def db(servers: Servers) -> AsyncIterator[Db]:
-    client: AsyncMongoClient[Any] = AsyncMongoClient(servers.mongodb_url, tz_aware=True)
-    name = f"compat_{secrets.token_hex(4)}"
-    try:
-        yield client[name]
-    finally:
-        await client.drop_database(name)
-        await client.close()
+    async with fresh_database(servers) as database:
+        yield database
 
 
 async def test_string_ids_and_string_references(db: Db) -> None:
