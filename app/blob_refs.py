@@ -58,9 +58,11 @@ async def named(keys: Iterable[str]) -> set[str]:
     return used
 
 
-async def release_unused(blobs: BlobStore, keys: Iterable[str | None], batch: int = blob_pins.BATCH) -> None:
+async def release_unused(blobs: BlobStore, keys: Iterable[str | None], batch: int = blob_pins.BATCH) -> int:
     """Delete each of ``keys`` that nothing names, checked ``batch`` keys at a time in key order
-    (so each batch's ``any_of`` range stays narrow), in two looks (module docstring)."""
+    (so each batch's ``any_of`` range stays narrow), in two looks (module docstring). Returns
+    how many went."""
+    deleted = 0
     for chunk in sorted_chunks({k for k in keys if k}, batch):
         used = await named(chunk)
         retired = {}
@@ -75,6 +77,8 @@ async def release_unused(blobs: BlobStore, keys: Iterable[str | None], batch: in
                 await blobs.restore(key, token)
             else:
                 await blobs.purge(key, token)
+                deleted += 1
+    return deleted
 
 
 async def recover_retired(blobs: BlobStore, older_than_s: float = STALE_RETIRED_S) -> tuple[int, int]:
@@ -114,3 +118,19 @@ async def recover_forever(blobs: BlobStore, interval_s: float) -> None:
         except Exception:
             log.warning("recovering retired blobs failed; trying again", exc_info=True)
         await asyncio.sleep(interval_s)
+
+
+async def collect_garbage(blobs: BlobStore, older_than_s: float, *, dry_run: bool = False) -> tuple[int, int]:
+    """Delete every stored blob older than ``older_than_s`` that nothing names: what a deletion
+    that died before its release left, whatever the path. Safe while the service runs (the
+    same two looks as any release). Returns (scanned, unused): with ``dry_run``, the unused are
+    counted and kept; without it, they are deleted (those named by the second look stay)."""
+    scanned = unused = 0
+    async for keys in blobs.stored(older_than_s):
+        scanned += len(keys)
+        if dry_run:
+            for chunk in sorted_chunks(keys, blob_pins.BATCH):
+                unused += len(chunk) - len(await named(chunk))
+        else:
+            unused += await release_unused(blobs, keys)
+    return scanned, unused

@@ -4,6 +4,7 @@ labelstream up          embedded servers (when no URL is set) + API + one worker
 labelstream serve       the API only (needs MONGODB_URL; REDIS_URL for jobs)
 labelstream worker      one arq worker
 labelstream schema export|check
+labelstream blobs gc    delete stored files nothing names (left by a deletion that died)
 
 The API-client commands (login, logout, whoami, keys, import, tasks, versions, export) live in
 ``app/client/commands`` and talk to whichever server the user logged in to;
@@ -36,6 +37,8 @@ cli = typer.Typer(
 )
 schema_cli = typer.Typer(help="The GraphQL schema file (schema.graphql).", no_args_is_help=True)
 cli.add_typer(schema_cli, name="schema")
+blobs_cli = typer.Typer(help="The blob store: images and model files.", no_args_is_help=True)
+cli.add_typer(blobs_cli, name="blobs")
 console = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
 
@@ -252,6 +255,30 @@ def schema_check(
     sys.stdout.writelines(diff)
     err.print(f"[red]{path} differs from the code; run `labelstream schema export`[/red]")
     raise typer.Exit(1)
+
+
+@blobs_cli.command("gc")
+def blobs_gc(
+    data_dir: DataDirOpt = None,
+    older_than_hours: Annotated[
+        float, typer.Option("--older-than-hours", min=0, help="Only blobs stored longer ago than this.")
+    ] = 1.0,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Count the unused blobs, delete nothing.")
+    ] = False,
+) -> None:
+    """Delete stored images and model files that no input, model version or dataset version names
+    any more: what a deletion that died midway left. Safe while the service runs. Uses
+    MONGODB_URL, or the database of the `labelstream up` running on --data-dir."""
+    from app.blob_gc import gc
+    from app.cli_state import NoDatabase, database_settings
+
+    try:
+        with database_settings(_settings(data_dir=data_dir)) as found:
+            console.print(gc(found, older_than_hours, dry_run))
+    except NoDatabase as exc:
+        err.print(str(exc))
+        raise typer.Exit(2) from None
 
 
 from app.client.commands import register  # noqa: E402 - the API-client commands

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from app.access import Principal
-from app.blob_refs import recover_forever, recover_retired, release_unused
+from app.blob_refs import collect_garbage, recover_forever, recover_retired, release_unused
 from app.core.blob_pins import BlobPin
 from app.core.blobs import LocalBlobStore, blob_key
 from app.core.ids import new_id
@@ -240,3 +240,34 @@ async def test_the_worker_pass_recovers_retired_blobs_and_deletes_temporaries_of
     assert await store.get(key) is None  # nothing named it
     assert live.exists()
     live.unlink()
+
+
+async def test_garbage_is_an_old_blob_nothing_names_and_collecting_it_keeps_the_rest(
+    api: Api, tmp_path: Path
+) -> None:
+    store = LocalBlobStore(tmp_path / "blobs")
+    datas = {name: f"gc: {name}".encode() for name in ("unnamed", "by-input", "pinned", "fresh")}
+    keys = {name: await store.put(data) for name, data in datas.items()}
+    two_hours_ago = time.time() - 7200
+    for name in ("unnamed", "by-input", "pinned"):
+        os.utime(store._path(keys[name]), (two_hours_ago, two_hours_ago))
+    named = [
+        (Input.get_pymongo_collection(), {"_id": new_id(), "blob_key": keys["by-input"]}),
+        (BlobPin.get_pymongo_collection(), {"_id": new_id(), "key": keys["pinned"], "owner": "test"}),
+    ]
+    for collection, doc in named:
+        await collection.insert_one(doc)
+    try:
+        # a dry run counts the one old blob nothing names, and keeps it
+        assert await collect_garbage(store, 3600, dry_run=True) == (3, 1)
+        assert await store.get(keys["unnamed"]) == datas["unnamed"]
+
+        assert await collect_garbage(store, 3600) == (3, 1)
+
+        assert await store.get(keys["unnamed"]) is None
+        for name in ("by-input", "pinned", "fresh"):
+            assert await store.get(keys[name]) == datas[name], name
+        assert await collect_garbage(store, 3600) == (2, 0)
+    finally:
+        for collection, doc in named:
+            await collection.delete_one({"_id": doc["_id"]})

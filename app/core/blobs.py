@@ -25,7 +25,7 @@ import os
 import secrets
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Protocol
 
@@ -49,6 +49,7 @@ class BlobStore(Protocol):
     async def purge(self, key: str, token: str) -> None: ...
     async def stale_retired(self, older_than_s: float) -> list[tuple[str, str]]: ...
     async def drop_stale_temporaries(self, older_than_s: float) -> int: ...
+    def stored(self, older_than_s: float) -> AsyncIterator[list[str]]: ...
 
 
 class LocalBlobStore:
@@ -151,3 +152,28 @@ class LocalBlobStore:
                     os.unlink(entry.path)
                     dropped += 1
         return dropped
+
+    async def stored(self, older_than_s: float) -> AsyncIterator[list[str]]:
+        """Every key stored more than ``older_than_s`` ago, one sorted list per key folder (a
+        256th of the store each), so a scan of a large store never holds every key at once."""
+        cutoff = time.time() - older_than_s
+        hexdigits = set("0123456789abcdef")
+
+        def folder(path: str, prefix: str) -> list[str]:
+            keys = []
+            for entry in self._entries(Path(path)):
+                key = prefix + entry.name
+                with contextlib.suppress(FileNotFoundError):
+                    if _is_key(key) and entry.is_file() and entry.stat().st_mtime <= cutoff:
+                        keys.append(key)
+            return sorted(keys)
+
+        folders = sorted(
+            (e.name, e.path)
+            for e in self._entries(self.root)
+            if len(e.name) == 2 and set(e.name) <= hexdigits and e.is_dir()
+        )
+        for prefix, path in folders:
+            keys = await asyncio.to_thread(folder, path, prefix)
+            if keys:
+                yield keys
