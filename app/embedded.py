@@ -21,10 +21,10 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pymongo import MongoClient
-from pymongo.errors import PyMongoError
+if TYPE_CHECKING:
+    from pymongo import MongoClient
 
 _PR_SET_PDEATHSIG = 1
 
@@ -80,6 +80,10 @@ class EmbeddedMongo:
             stderr=subprocess.DEVNULL,
             preexec_fn=_die_with_parent if sys.platform == "linux" else None,
         )
+        # imported here: the command-line client imports this module and never starts a server
+        from pymongo import MongoClient
+        from pymongo.errors import PyMongoError
+
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
