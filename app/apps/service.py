@@ -69,19 +69,24 @@ async def delete_app(
     images. Blobs are content-addressed, so another app's input with the same bytes keeps one.
 
     The references go first (documents, then the app's pins), and each blob is deleted only
-    if no input, model version or pin names it afterwards (``app.core.blob_pins`` ordering)."""
+    if no input, model version or pin names it afterwards (``app.core.blob_pins`` ordering).
+
+    The memberships go last, after the app itself: a deletion that stops midway (the process
+    dies, the database goes away) leaves the app with its owner, who deletes it again. What
+    such a deletion released no bytes for, ``labelstream blobs gc`` deletes."""
     app, _ = await require_app(principal, app_id, (Role.OWNER,), field="id")
     keys = await _blob_keys(app.id)
     owners = await _pin_owners(app.id)
     for model in DOCUMENT_MODELS:
         if model is Annotation:
             await store.delete_app(app.id)
-        elif "app_id" in model.model_fields:
+        elif "app_id" in model.model_fields and model is not Membership:
             await model.get_pymongo_collection().delete_many({"app_id": app.id})
     for owner in owners:
         async for released in blob_pins.unpin(owner):
             keys.update(released)
     await app.delete()
+    await Membership.get_pymongo_collection().delete_many({"app_id": app.id})
     access_changed(principal, app_id=app.id)
     await pubsub.publish_access(redis, pubsub.AccessReason.APP_DELETED, app_id=app.id)
     if blobs is not None:
