@@ -78,6 +78,7 @@ def test_every_adapter_declares_a_closed_schema_and_known_kinds() -> None:
 SERVER_MODELS = {
     ("kserve-v2", "CLASSIFIER"): {"url": "http://h", "model_name": "m"},
     ("kserve-v2", "DETECTOR"): {"url": "http://h", "model_name": "m", "preprocess": "nanodet"},
+    ("kserve-v2", "SEGMENTER"): {"url": "http://h", "model_name": "m", "generic": {"output": "yolov8_seg"}},
     ("ls-ml-backend", "CLASSIFIER"): {"url": "http://h"},
     ("ls-ml-backend", "DETECTOR"): {"url": "http://h"},
     ("ls-ml-backend", "SEGMENTER"): {"url": "http://h"},

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import pytest
 from PIL import Image
@@ -336,3 +337,71 @@ async def test_only_the_inputs_of_failed_requests_fail(api: Api, tmp_path: Path)
     kept = ["in0", "in1", "in3", "in4"]
     assert sorted(outputs) == kept
     assert_same([[p for _, p in outputs[k]] for k in kept], [want[int(k[2:])] for k in kept])
+
+
+async def test_a_served_instance_segmenter_labels_like_the_same_file_uploaded(
+    api: Api, http: httpx.AsyncClient, drain: Drain, tmp_path: Path
+) -> None:
+    """``generic.output: yolov8_seg``: a YOLOv8-seg model on the server makes the polygon
+    annotations its file makes uploaded (the same decoding, ``onnx_layouts``)."""
+    from tests.models.onnx_files import constant_model
+    from tests.models.test_onnx_layouts import seg_outputs
+    from tests.models.upload_helpers import upload_model
+
+    data = constant_model(seg_outputs())
+    (tmp_path / "seg.onnx").write_bytes(data)
+    process = kserve_server(tmp_path / "server.log", models={"seg": tmp_path / "seg.onnx"}).start()
+    try:
+        w = await world(api)
+        ds = await create_dataset(api, w.owner, w.app_id)
+        images = [np.zeros((64, 64, 3), np.uint8), np.zeros((64, 128, 3), np.uint8)]  # the second letterboxed
+        await add_inputs(
+            api, w.owner, w.app_id, [{"imageBase64": b64(png(i)), "datasetIds": [ds]} for i in images]
+        )
+        names = [{"id": n, "name": n} for n in ("a", "cat", "c")]
+        uploaded = await upload_model(http, w.owner, w.app_id, data, kind="SEGMENTER", concepts=names)
+        assert uploaded["__typename"] == "ModelSuccess", uploaded
+        made = await api.gql(
+            w.owner,
+            """mutation($i: CreateModelInput!) { createModel(input: $i) {
+                 __typename ... on ModelSuccess { model { id } } ... on Error { code field message } } }""",
+            i={
+                "appId": w.app_id,
+                "name": "served segmenter",
+                "kind": "SEGMENTER",
+                "adapter": "kserve-v2",
+                "config": {
+                    "url": process.url,
+                    "model_name": "seg",
+                    "labels": ["a", "cat", "c"],
+                    "generic": {"input_size": [64, 64], "resize": "letterbox", "output": "yolov8_seg"},
+                },
+                "concepts": names,
+            },
+        )
+        assert made["createModel"]["__typename"] == "ModelSuccess", made
+        cat = await api.concept(w.owner, w.app_id, "cat")
+        fields = {
+            "appId": w.app_id,
+            "datasetId": ds,
+            "conceptIds": [cat],
+            "taskType": "POLYGON_DETECTION",
+            "thresholds": {"lower": 0.5, "upper": 0.8},
+        }
+        local = await create_task(api, w.owner, modelId=uploaded["model"]["id"], **fields)
+        remote = await create_task(api, w.owner, modelId=made["createModel"]["model"]["id"], **fields)
+        await drain()
+    finally:
+        process.stop()
+
+    for task in (local, remote):
+        assert (await get_task(api, w.owner, task["id"]))["status"] == "DONE"
+    want = {a.input_id: a for a in await annotations_of(local["id"])}
+    got = {a.input_id: a for a in await annotations_of(remote["id"])}
+    assert len(want) == 2 and want.keys() == got.keys()
+    for input_id, a in want.items():
+        b = got[input_id]
+        assert (b.concept_id, b.status, b.box) == (a.concept_id, a.status, None)
+        assert b.confidence == pytest.approx(a.confidence, abs=1e-6)
+        assert a.polygon is not None and b.polygon is not None and len(a.polygon) >= 8
+        assert np.allclose(b.polygon, a.polygon, atol=1e-5)

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .base import Polygon
+
 LAYOUTS = ("classification", "yolov5", "yolov8", "boxes_scores_labels", "nanodet", "yolov8_seg")
 MAX_POLYGON_POINTS = 200
 DETECTION_LAYOUTS = LAYOUTS[1:]
@@ -379,3 +381,13 @@ def mask_polygon(
         return None
     # pixel centres at prototype resolution -> input pixels
     return np.stack([(points[:, 0] + 0.5) / sx, (points[:, 1] + 0.5) / sy], 1)
+
+
+def image_polygon(
+    points: np.ndarray, pad: tuple[float, float], scale: tuple[float, float], size: tuple[int, int]
+) -> Polygon:
+    """``mask_polygon``'s input-pixel (x, y) points as a polygon normalised to the image: the
+    resize or letterbox undone (``pad``, ``scale``: x, y), divided by the image ``size`` (w, h)."""
+    xs = np.clip((points[:, 0] - pad[0]) / scale[0] / size[0], 0.0, 1.0)
+    ys = np.clip((points[:, 1] - pad[1]) / scale[1] / size[1], 0.0, 1.0)
+    return Polygon(tuple((float(r), float(c)) for r, c in zip(ys, xs, strict=True)))

@@ -20,7 +20,7 @@ import numpy as np
 from pydantic import Field
 
 from . import model_files
-from .base import AdapterInput, Box, ModelAdapter, ModelConcept, Polygon, Prediction, check_image, softmax
+from .base import AdapterInput, Box, ModelAdapter, ModelConcept, Prediction, check_image, softmax
 from .config import AdapterConfig, OnnxConfig
 from .errors import AdapterMismatch
 from .imaging import Fit, letterbox, nms, stretch
@@ -36,6 +36,7 @@ from .onnx_layouts import (
     decode_bsl,
     decode_yolo,
     decode_yolo_seg,
+    image_polygon,
     mask_polygon,
     seg_roles,
 )
@@ -295,15 +296,10 @@ class OnnxModelAdapter(ModelAdapter):
             points = mask_polygon(found.coefficients[i], outs[self._seg[1]], found.boxes[i], width, height)
             if points is None:
                 continue
-            xs = np.clip((points[:, 0] - fit.pad_x) / fit.scale_x / fit.image_width, 0.0, 1.0)
-            ys = np.clip((points[:, 1] - fit.pad_y) / fit.scale_y / fit.image_height, 0.0, 1.0)
-            out.append(
-                Prediction(
-                    concept=self.options.labels[int(labels[i])],
-                    confidence=float(found.scores[i]),
-                    region=Polygon(tuple((float(r), float(c)) for r, c in zip(ys, xs, strict=True))),
-                )
-            )
+            pad, scale = (fit.pad_x, fit.pad_y), (fit.scale_x, fit.scale_y)
+            region = image_polygon(points, pad, scale, (fit.image_width, fit.image_height))
+            concept = self.options.labels[int(labels[i])]
+            out.append(Prediction(concept=concept, confidence=float(found.scores[i]), region=region))
         return out
 
     def _boxes(self, found: Candidates, fit: Fit) -> list[Prediction]:

@@ -150,7 +150,18 @@ def test_one_concurrency_limit_per_server_and_model() -> None:
             "config.generic.output",
             ErrorCode.INVALID,
         ),
-        ("SEGMENTER", {"url": "http://h", "model_name": "m"}, "adapter", ErrorCode.ADAPTER_MISMATCH),
+        (
+            "SEGMENTER",
+            {"url": "http://h", "model_name": "m"},
+            "config.generic.output",
+            ErrorCode.ADAPTER_MISMATCH,
+        ),
+        (
+            "DETECTOR",
+            {"url": "http://h", "model_name": "m", "generic": {"output": "yolov8_seg"}},
+            "config.generic.output",
+            ErrorCode.ADAPTER_MISMATCH,
+        ),
         (
             "CLASSIFIER",
             {"url": "http://h", "model_name": "m", "generic": {"layout": "CHWN"}},

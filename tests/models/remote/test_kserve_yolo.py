@@ -1,5 +1,6 @@
-"""``kserve-v2`` with ``generic.output: yolov5 / yolov8``: a served ultralytics-style detector
-decodes as the same ONNX file uploaded (``onnx_layouts``), on KServe's real model server."""
+"""``kserve-v2`` with ``generic.output: yolov5 / yolov8 / yolov8_seg``: a served ultralytics-style
+detector or segmenter decodes as the same ONNX file uploaded (``onnx_layouts``), on KServe's real
+model server."""
 
 from __future__ import annotations
 
@@ -9,12 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.models.adapters import AdapterInput, Box, OnnxModelAdapter, model_files
+from app.models.adapters import AdapterInput, Box, OnnxModelAdapter, Polygon, model_files
 from app.models.adapters.onnx_check import check_onnx
 from app.models.adapters.remote import ServerFailure
 from tests.inference_servers.processes import ServerProcess, kserve_server
 from tests.models.onnx_files import constant_model, yolov5_output, yolov8_output
 from tests.models.remote.helpers import remote
+from tests.models.test_onnx_layouts import seg_outputs
 
 pytestmark = pytest.mark.slow
 
@@ -29,6 +31,7 @@ MODELS = {
         {"output0": yolov8_output(BOXES, CLASSES, SCORES, 3).transpose(0, 2, 1).copy()}
     ),
     "yolo5": constant_model({"output0": yolov5_output(BOXES, CLASSES, [1.0, 1.0, 1.0], SCORES, 3)}),
+    "seg": constant_model(seg_outputs()),
 }
 
 
@@ -44,8 +47,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     process.stop()
 
 
-def _uploaded(data: bytes, image: np.ndarray) -> list:
-    checked = check_onnx(data, "DETECTOR", None, [(x, x.upper()) for x in LABELS])
+def _uploaded(data: bytes, image: np.ndarray, kind: str = "DETECTOR") -> list:
+    checked = check_onnx(data, kind, None, [(x, x.upper()) for x in LABELS])
     model_files.provide(checked.config["blob_key"], data)
     try:
         return OnnxModelAdapter(checked.config).predict([AdapterInput(image=image)])[0]
@@ -112,3 +115,34 @@ def test_a_served_output_that_is_not_the_declared_layout_fails_the_batch(server:
             adapter.predict([AdapterInput(image=np.zeros((64, 64, 3), np.uint8))])
         assert caught.value.code == "INFERENCE_SERVER_ERROR"
         assert "config.generic.output" in caught.value.message
+
+
+def _polygons(predictions: list) -> list[tuple[str, float, tuple[tuple[float, float], ...]]]:
+    out = []
+    for p in predictions:
+        assert isinstance(p.region, Polygon)
+        points = tuple((round(r, 5), round(c, 5)) for r, c in p.region.points)
+        out.append((p.concept, round(p.confidence, 5), points))
+    return sorted(out)
+
+
+def test_a_served_yolov8_seg_output_decodes_as_the_same_file_uploaded(server: ServerProcess) -> None:
+    image = np.zeros((64, 128, 3), np.uint8)  # letterboxed: scale 0.5, 16 px bands
+    got = _served(server, "seg", "yolov8_seg").predict([AdapterInput(image=image)])[0]
+    want = _uploaded(MODELS["seg"], image, "SEGMENTER")
+    assert len(got) == 1 and got[0].concept == "b"
+    assert _polygons(got) == _polygons(want)
+    # the mask's input rows 16..32 of 64 (band 16..48 is the image) -> image rows 0..0.5
+    rows = [r for r, _ in got[0].region.points]
+    assert min(rows) == pytest.approx(0.0, abs=1 / 8) and max(rows) == pytest.approx(0.5, abs=1 / 8)
+
+
+def test_a_served_output_that_is_not_yolov8_seg_fails_the_batch(server: ServerProcess) -> None:
+    # a single-output detector declared as a segmenter; a segmenter read with a wrong class count
+    for adapter in (
+        _served(server, "yolo8", "yolov8_seg"),
+        _served(server, "seg", "yolov8_seg", labels=["a"]),
+    ):
+        with pytest.raises(ServerFailure) as caught:
+            adapter.predict([AdapterInput(image=np.zeros((64, 64, 3), np.uint8))])
+        assert caught.value.code == "INFERENCE_SERVER_ERROR"

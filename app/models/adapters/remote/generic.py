@@ -1,7 +1,8 @@
 """Declared pre- and post-processing for a model the built-in adapters do not know:
 resize or letterbox, mean/std, RGB/BGR, NCHW/NHWC in; classification scores, boxes + scores +
-labels, or an ultralytics YOLO output (decoded as for uploaded ONNX files, ``onnx_layouts``)
-out. Boxes come back normalised to the original image."""
+labels, an ultralytics YOLO output, or a YOLOv8-seg pair (detections with mask coefficients,
+mask prototypes) out, the YOLO ones decoded as for uploaded ONNX files (``onnx_layouts``).
+Boxes and polygons come back normalised to the original image."""
 
 from __future__ import annotations
 
@@ -28,14 +29,17 @@ class GenericSpec(AdapterConfig):
     std: Triple = Field((255.0, 255.0, 255.0), description="divided per channel, in channel_order")
     channel_order: Literal["RGB", "BGR"] = "RGB"
     layout: Literal["NCHW", "NHWC"] = "NCHW"
-    output: Literal["probabilities", "logits", "boxes_scores_labels", "yolov5", "yolov8"] = Field(
-        "logits",
-        description=(
-            "classification scores (softmax applied to logits), or detections: three outputs "
-            "(boxes, scores, labels), or one ultralytics YOLO output (yolov5: N x (5 + C) with "
-            "objectness; yolov8, also YOLO11: (4 + C) x N or N x (4 + C); cx, cy, w, h in input "
-            "pixels)"
-        ),
+    output: Literal["probabilities", "logits", "boxes_scores_labels", "yolov5", "yolov8", "yolov8_seg"] = (
+        Field(
+            "logits",
+            description=(
+                "classification scores (softmax applied to logits), or detections: three outputs "
+                "(boxes, scores, labels), or one ultralytics YOLO output (yolov5: N x (5 + C) with "
+                "objectness; yolov8, also YOLO11: (4 + C) x N or N x (4 + C); cx, cy, w, h in input "
+                "pixels), or instance segmentation: yolov8_seg, also YOLO11-seg, two outputs "
+                "((4 + C + M) x N detections with M mask coefficients, then M x h x w prototypes)"
+            ),
+        )
     )
     box_format: Literal["xyxy", "xywh"] = Field("xyxy", description="detections: corners or corner+size")
     boxes_normalized: bool = Field(False, description="detections: boxes in 0..1 of the input, else pixels")
@@ -158,11 +162,12 @@ def detect(
 
 DETECTIONS = ("boxes_scores_labels", "yolov5", "yolov8")
 YOLO = ("yolov5", "yolov8")
+SEGMENTS = ("yolov8_seg",)
 
 
 def outputs_needed(spec: GenericSpec) -> int:
     """How many output tensors the declared layout reads."""
-    return 3 if spec.output == "boxes_scores_labels" else 1
+    return {"boxes_scores_labels": 3, "yolov8_seg": 2}.get(spec.output, 1)
 
 
 def yolo_candidates(
@@ -186,6 +191,51 @@ def yolo_candidates(
     found = decode_yolo(rows, layout, transposed, n_classes, min_confidence, limit=30_000)
     pixels = spec.model_copy(update={"box_format": "xyxy", "boxes_normalized": False})
     return found.boxes, found.scores, found.labels, pixels
+
+
+def segment(
+    detections: np.ndarray,
+    protos: np.ndarray,
+    where: Fit,
+    spec: GenericSpec,
+    labels: list[str],
+    *,
+    min_confidence: float,
+    iou_threshold: float,
+    max_detections: int,
+) -> list[Prediction]:
+    """One image's YOLOv8-seg outputs as polygon predictions, decoded as for an uploaded model
+    (``onnx_layouts``: candidates, class-wise NMS on the image's boxes, each kept instance's mask
+    outline). Without labels the class count is read from the shapes; a ``ValueError`` names
+    outputs that are not the layout."""
+    from ..onnx_layouts import decode_yolo_seg, image_polygon, mask_polygon
+
+    if protos.ndim < 3:
+        raise ValueError(f"mask prototypes of shape {tuple(protos.shape)}: expected M x h x w")
+    m = int(protos.shape[-3])
+    rows = detections if detections.ndim == 2 else detections.reshape(detections.shape[-2:])
+    n_classes = len(labels) if labels else min(rows.shape) - 4 - m
+    if n_classes < 1:
+        raise ValueError(f"detections of shape {tuple(detections.shape)} have no class scores")
+    found = decode_yolo_seg(rows, protos, n_classes, min_confidence, limit=30_000)
+    if not found.scores.size or found.coefficients is None:
+        return []
+    w_in, h_in = spec.input_size
+    shift = np.array([where.pad_x, where.pad_y, where.pad_x, where.pad_y])
+    scale = np.array([where.scale_x, where.scale_y, where.scale_x, where.scale_y])
+    size = np.array([where.width, where.height, where.width, where.height], np.float64)
+    boxes = np.clip((found.boxes - shift) / scale / size, 0.0, 1.0)
+    classes = found.labels.astype(np.int64)
+    sides = (where.width, where.height)
+    out = []
+    for i in nms(boxes + classes[:, None] * 2.0, found.scores, iou_threshold, max_detections):
+        points = mask_polygon(found.coefficients[i], protos, found.boxes[i], w_in, h_in)
+        if points is None:
+            continue
+        region = image_polygon(points, (where.pad_x, where.pad_y), (where.scale_x, where.scale_y), sides)
+        concept = label(labels, int(classes[i]))
+        out.append(Prediction(concept=concept, confidence=float(min(1.0, found.scores[i])), region=region))
+    return out
 
 
 def label(labels: list[str], index: int) -> str:

@@ -50,6 +50,7 @@ from .config import RemoteConfig
 from .errors import ERROR, UNAVAILABLE, ServerFailure
 from .generic import (
     DETECTIONS,
+    SEGMENTS,
     YOLO,
     Fit,
     GenericSpec,
@@ -57,6 +58,7 @@ from .generic import (
     detect,
     outputs_needed,
     placement,
+    segment,
     to_tensor,
     yolo_candidates,
 )
@@ -152,7 +154,7 @@ class KServeV2Adapter(RemoteAdapter):
 
     name = "kserve-v2"
     kind = "CLASSIFIER"
-    kinds = frozenset({"CLASSIFIER", "DETECTOR"})
+    kinds = frozenset({"CLASSIFIER", "DETECTOR", "SEGMENTER"})
     config_schema = KServeConfig
     options: KServeConfig
 
@@ -194,7 +196,10 @@ class KServeV2Adapter(RemoteAdapter):
         wants = {"efficientnet_lite0": "CLASSIFIER", "nanodet": "DETECTOR"}.get(options.preprocess)
         if wants is None:
             spec = options.generic or GenericSpec()
-            wants = "DETECTOR" if spec.output in DETECTIONS else "CLASSIFIER"
+            if spec.output in SEGMENTS:
+                wants = "SEGMENTER"
+            else:
+                wants = "DETECTOR" if spec.output in DETECTIONS else "CLASSIFIER"
             field = "config.generic.output"
         else:
             field = "config.preprocess"
@@ -346,6 +351,24 @@ class KServeV2Adapter(RemoteAdapter):
     def _generic_predictions(self, outs: list[np.ndarray], fits: list[Fit]) -> list[list[Prediction]]:
         o, spec = self.options, self.spec
         n = len(fits)
+        if spec.output in SEGMENTS:
+            low = o.min_confidence if o.min_confidence is not None else 0.25
+            try:
+                return [
+                    segment(
+                        outs[0][i],
+                        outs[1][i],
+                        fits[i],
+                        spec,
+                        self.labels,
+                        min_confidence=low,
+                        iou_threshold=o.iou_threshold,
+                        max_detections=o.max_detections,
+                    )
+                    for i in range(n)
+                ]
+            except ValueError as exc:  # the served outputs are not the declared layout
+                raise ServerFailure(ERROR, f"config.generic.output {spec.output}: {exc}") from exc
         if spec.output not in DETECTIONS:
             low = o.min_confidence or 0.0
             return [classify(outs[0][i], spec, self.labels, o.top_k, low) for i in range(n)]
