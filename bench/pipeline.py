@@ -7,6 +7,10 @@
     python bench/pipeline.py --null-inputs 1000 --commands throughput
                                              # smaller run; print the MongoDB commands sent,
                                              # per command and collection, and per batch
+    python bench/pipeline.py --cpu throughput
+                                             # also the CPU seconds of the task: this process's
+                                             # main thread (event loop), its other threads
+                                             # (inference, decoding) and nx-27017 (Linux /proc)
     python bench/pipeline.py --engine ferretdb2 overhead throughput
                                              # the same on FerretDB 2 + DocumentDB (built by
                                              # .ci/build-ferretdb2.sh) instead of nx-27017
@@ -24,6 +28,7 @@ import base64
 import collections
 import contextlib
 import io
+import os
 import statistics
 import sys
 import tempfile
@@ -52,6 +57,31 @@ NULL_INPUTS = 5000
 NULL_BATCH = 250
 SEARCH_EMBED = True
 BURST_WORKER = False
+CPU = False
+
+
+def _cpu_s(stat: str) -> float:
+    """utime + stime of a /proc/.../stat line, in seconds."""
+    fields = stat.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_split() -> dict[str, float]:
+    """CPU seconds so far: this process's main thread, its other threads, and nx-27017."""
+    main = others = 0.0
+    for tid in os.listdir("/proc/self/task"):
+        with contextlib.suppress(OSError):
+            spent = _cpu_s(Path(f"/proc/self/task/{tid}/stat").read_text())
+            if int(tid) == os.getpid():
+                main = spent
+            else:
+                others += spent
+    server = 0.0
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        with contextlib.suppress(OSError):
+            if b"nx-27017" in cmdline.read_bytes():
+                server += _cpu_s((cmdline.parent / "stat").read_text())
+    return {"main_thread": main, "other_threads": others, "nx_27017": server}
 
 
 def sample_images(n: int) -> list[bytes]:
@@ -182,6 +212,7 @@ class Bench:
         worker = self.worker(burst=BURST_WORKER)
         running = None if BURST_WORKER else asyncio.create_task(worker.async_run())
         await asyncio.sleep(0.1)  # subscribed to its wake channel, as a running worker is
+        cpu_before = cpu_split() if CPU else {}
         start = time.perf_counter()
         made = await self.gql(
             "mutation($i: CreateLabelingTaskInput!) { createLabelingTask(input: $i) { "
@@ -216,6 +247,13 @@ class Bench:
             with contextlib.suppress(asyncio.CancelledError):
                 await running
         elapsed = await asyncio.wait_for(watching, 5)
+        if CPU:
+            spent = {k: v - cpu_before[k] for k, v in cpu_split().items()}
+            print(
+                f"cpu seconds until drained ({drained:.2f} s): "
+                + " ".join(f"{k}={v:.2f}" for k, v in spent.items()),
+                flush=True,
+            )
         await worker.close()
         task = (
             await self.gql(
@@ -439,10 +477,12 @@ if __name__ == "__main__":
     parser.add_argument(
         "--burst", action="store_true", help="run tasks with arq's burst loop, not the deployed worker"
     )
+    parser.add_argument("--cpu", action="store_true", help="print the CPU seconds of each task, per part")
     args = parser.parse_args()
     NULL_INPUTS = args.null_inputs
     SEARCH_EMBED = not args.no_embed
     BURST_WORKER = args.burst
+    CPU = args.cpu
     if args.commands:
         COUNTER = CommandCounter()
         monitoring.register(COUNTER)
