@@ -351,8 +351,11 @@ class KServeV2Adapter(RemoteAdapter):
     def _generic_predictions(self, outs: list[np.ndarray], fits: list[Fit]) -> list[list[Prediction]]:
         o, spec = self.options, self.spec
         n = len(fits)
+        if spec.output not in DETECTIONS + SEGMENTS:
+            low = o.min_confidence or 0.0
+            return [classify(outs[0][i], spec, self.labels, o.top_k, low) for i in range(n)]
+        low = o.min_confidence if o.min_confidence is not None else 0.25
         if spec.output in SEGMENTS:
-            low = o.min_confidence if o.min_confidence is not None else 0.25
             try:
                 return [
                     segment(
@@ -369,10 +372,6 @@ class KServeV2Adapter(RemoteAdapter):
                 ]
             except ValueError as exc:  # the served outputs are not the declared layout
                 raise ServerFailure(ERROR, f"config.generic.output {spec.output}: {exc}") from exc
-        if spec.output not in DETECTIONS:
-            low = o.min_confidence or 0.0
-            return [classify(outs[0][i], spec, self.labels, o.top_k, low) for i in range(n)]
-        low = o.min_confidence if o.min_confidence is not None else 0.25
         out = []
         for i in range(n):
             if spec.output in YOLO:
