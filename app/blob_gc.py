@@ -7,32 +7,58 @@ version or pin names (``app.blob_refs.collect_garbage``). It runs against ``MONG
 database of the ``labelstream up`` running on --data-dir, with that folder's blob store, and is
 safe while the service runs: an upload of the same bytes meanwhile keeps them, as with any
 deletion.
+
+It also finishes what dead releases and writes left, as the workers do every few minutes
+(``app.blob_refs.recover_retired``), including what the previous store layout left in key
+folders, which the workers' loop does not read (``LocalBlobStore.adopt_legacy``).
 """
 
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 
-from app.blob_refs import collect_garbage
+from app.blob_refs import STALE_TEMPORARY_S, collect_garbage, recover_retired
 from app.core.blobs import LocalBlobStore
 from app.documents import open_database
 from app.settings import Settings
 
 
-async def run_gc(settings: Settings, older_than_s: float, dry_run: bool) -> tuple[int, int]:
+@dataclass
+class GcResult:
+    scanned: int
+    unused: int
+    restored: int = 0  # retired by a release that died, named: put back
+    purged: int = 0  # retired by a release that died, named by nothing: deleted
+    temporaries: int = 0  # files of writes that died: deleted
+
+
+async def run_gc(settings: Settings, older_than_s: float, dry_run: bool) -> GcResult:
     assert settings.mongodb_url
     client = await open_database(settings.mongodb_url, settings.mongodb_db)
     try:
         blobs = LocalBlobStore(settings.resolved_blob_dir)
-        return await collect_garbage(blobs, older_than_s, dry_run=dry_run)
+        if dry_run:
+            return GcResult(*await collect_garbage(blobs, older_than_s, dry_run=True))
+        await blobs.adopt_legacy()
+        result = GcResult(*await collect_garbage(blobs, older_than_s))
+        result.restored, result.purged = await recover_retired(blobs)
+        result.temporaries = await blobs.drop_stale_temporaries(STALE_TEMPORARY_S)
+        return result
     finally:
         await client.close()
 
 
 def gc(settings: Settings, older_than_hours: float, dry_run: bool) -> str:
     """Run it and say what it did, in one line."""
-    scanned, unused = asyncio.run(run_gc(settings, older_than_hours * 3600, dry_run))
-    scope = f"{scanned} blobs older than {older_than_hours:g} h in {settings.resolved_blob_dir}"
+    r = asyncio.run(run_gc(settings, older_than_hours * 3600, dry_run))
+    scope = f"{r.scanned} blobs older than {older_than_hours:g} h in {settings.resolved_blob_dir}"
     if dry_run:
-        return f"{unused} unused of {scope} (--dry-run: kept)"
-    return f"deleted {unused} unused of {scope}"
+        return f"{r.unused} unused of {scope} (--dry-run: kept)"
+    line = f"deleted {r.unused} unused of {scope}"
+    if r.restored or r.purged or r.temporaries:
+        line += (
+            f"; left by dead releases and writes: {r.restored} blobs restored, {r.purged} deleted,"
+            f" {r.temporaries} temporary files deleted"
+        )
+    return line

@@ -149,11 +149,50 @@ class LocalBlobStore:
                     dropped += 1
         return dropped
 
+    def _key_folders(self) -> list[tuple[str, str]]:
+        """``(prefix, path)`` of every key folder (``ab/`` holds the keys starting ``ab``)."""
+        hexdigits = set("0123456789abcdef")
+        return sorted(
+            (e.name, e.path)
+            for e in self._entries(self.root)
+            if len(e.name) == 2 and set(e.name) <= hexdigits and e.is_dir()
+        )
+
+    async def adopt_legacy(self) -> int:
+        """Move what the previous layout left in key folders to this one's folders: a retired
+        blob ``.retired-<token>-<rest of key>`` joins ``.retired``, dated long ago so
+        ``stale_retired`` reports it at once; a temporary file ``.tmp-*`` joins ``.tmp`` with
+        its time. Returns how many moved. Reads every key folder: ``labelstream blobs gc``
+        calls it, not the workers' loop."""
+
+        def folder(path: str, prefix: str) -> int:
+            moved = 0
+            for entry in self._entries(Path(path)):
+                name = entry.name
+                if name.startswith(".retired-"):
+                    token, _, rest = name.removeprefix(".retired-").rpartition("-")
+                    if not (token and _is_key(prefix + rest)):
+                        continue
+                    target = self._retired(prefix + rest, f"0.{token}")
+                elif name.startswith(".tmp-"):
+                    target = self._tmp_dir / name
+                else:
+                    continue
+                target.parent.mkdir(exist_ok=True)
+                with contextlib.suppress(FileNotFoundError):
+                    os.rename(entry.path, target)
+                    moved += 1
+            return moved
+
+        moved = 0
+        for prefix, path in self._key_folders():
+            moved += await asyncio.to_thread(folder, path, prefix)
+        return moved
+
     async def stored(self, older_than_s: float) -> AsyncIterator[list[str]]:
         """Every key stored more than ``older_than_s`` ago, one sorted list per key folder (a
         256th of the store each), so a scan of a large store never holds every key at once."""
         cutoff = time.time() - older_than_s
-        hexdigits = set("0123456789abcdef")
 
         def folder(path: str, prefix: str) -> list[str]:
             keys = []
@@ -164,12 +203,7 @@ class LocalBlobStore:
                         keys.append(key)
             return sorted(keys)
 
-        folders = sorted(
-            (e.name, e.path)
-            for e in self._entries(self.root)
-            if len(e.name) == 2 and set(e.name) <= hexdigits and e.is_dir()
-        )
-        for prefix, path in folders:
+        for prefix, path in self._key_folders():
             keys = await asyncio.to_thread(folder, path, prefix)
             if keys:
                 yield keys

@@ -33,6 +33,38 @@ def test_gc_deletes_an_old_blob_nothing_names_and_dry_run_only_counts_it(
     assert client.ok("blobs", "gc", *where).startswith("deleted 0 unused of ")
 
 
+def test_gc_also_finishes_what_dead_releases_and_writes_left_in_either_layout(
+    client: Client, cli_server: Server
+) -> None:
+    # given, beside the blobs, a blob retired by a release that died under the previous layout
+    # (`.retired-<token>-<rest of key>` in its key folder) and an old temporary file of a dead
+    # write, and the same two in the current layout's folders
+    blobs = cli_server.data_dir / "blobs"
+    key = hashlib.sha256(b"blobs gc: legacy").hexdigest()
+    legacy = blobs / key[:2] / f".retired-00112233aabbccdd-{key[2:]}"
+    current = blobs / ".retired" / f"1000.aabbccdd-{hashlib.sha256(b'blobs gc: current').hexdigest()}"
+    temporaries = [blobs / key[:2] / ".tmp-legacy", blobs / ".tmp" / ".tmp-current"]
+    for path in (legacy, current, *temporaries):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"left behind")
+    two_hours_ago = time.time() - 7200
+    for path in temporaries:
+        os.utime(path, (two_hours_ago, two_hours_ago))
+    where = ["--data-dir", str(cli_server.data_dir)]
+
+    # a dry run touches none of them
+    client.ok("blobs", "gc", "--dry-run", *where)
+    assert all(p.exists() for p in (legacy, current, *temporaries))
+
+    line = client.ok("blobs", "gc", *where)
+
+    # nothing names either retired blob: both are deleted, with both temporary files
+    assert "left by dead releases and writes: 0 blobs restored, 2 deleted, 2 temporary files deleted" in line
+    assert not any(p.exists() for p in (legacy, current, *temporaries))
+    assert not list((blobs / ".retired").iterdir())
+    assert "left by" not in client.ok("blobs", "gc", *where)
+
+
 def test_gc_refuses_a_negative_age_and_a_folder_without_a_database(client: Client) -> None:
     negative = client.run("blobs", "gc", "--older-than-hours", "-1")
     assert negative.returncode == 2 and "older-than-hours" in negative.stderr
