@@ -322,11 +322,14 @@ async def overhead(settings: Settings) -> dict[str, float]:
 
 
 class CommandCounter(monitoring.CommandListener):
-    """Counts the commands this process sends to MongoDB, by (command, collection)."""
+    """Counts the commands this process sends to MongoDB, by (command, collection), with the
+    time each kind took from send to reply (the server's work, and its queue when busy)."""
 
     def __init__(self) -> None:
         self.counts: collections.Counter[tuple[str, str]] = collections.Counter()
         self.docs: collections.Counter[tuple[str, str]] = collections.Counter()
+        self.micros: collections.Counter[tuple[str, str]] = collections.Counter()
+        self._keys: dict[int, tuple[str, str]] = {}
 
     def started(self, event: monitoring.CommandStartedEvent) -> None:
         name = event.command_name
@@ -335,22 +338,26 @@ class CommandCounter(monitoring.CommandListener):
         target = event.command.get(name)
         key = (name, target if isinstance(target, str) else "")
         self.counts[key] += 1
+        self._keys[event.request_id] = key
         for field in ("documents", "updates", "deletes"):
             if field in event.command:
                 self.docs[key] += len(event.command[field])
 
     def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        pass
+        key = self._keys.pop(event.request_id, None)
+        if key is not None:
+            self.micros[key] += event.duration_micros
 
     def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        pass
+        self.succeeded(event)  # type: ignore[arg-type]
 
     def report(self, batches: int) -> str:
-        lines = [f"mongodb commands ({batches} batches): command collection count per-batch docs"]
-        for (name, coll), n in sorted(self.counts.items(), key=lambda kv: -kv[1]):
+        lines = [f"mongodb commands ({batches} batches): command collection count per-batch docs ms"]
+        for (name, coll), n in sorted(self.counts.items(), key=lambda kv: -self.micros[kv[0]]):
             docs = self.docs.get((name, coll), 0)
-            lines.append(f"  {name:<14} {coll:<22} {n:>7} {n / max(batches, 1):>8.2f} {docs:>8}")
-        lines.append(f"  total {sum(self.counts.values())}")
+            ms = self.micros[(name, coll)] / 1000
+            lines.append(f"  {name:<14} {coll:<22} {n:>7} {n / max(batches, 1):>8.2f} {docs:>8} {ms:>8.0f}")
+        lines.append(f"  total {sum(self.counts.values())}, {sum(self.micros.values()) / 1000:.0f} ms")
         return "\n".join(lines)
 
 

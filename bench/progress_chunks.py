@@ -1,15 +1,19 @@
 """What announcing progress within a batch costs: the null-model throughput of
-``bench/pipeline.py throughput`` with progress every 10 inputs (the default) against one
-announcement per batch (``progress_every_inputs`` = the batch size), side by side in one run.
+``bench/pipeline.py throughput`` for several ``progress_every_inputs`` (the most inputs a chunk
+of a batch holds before its results are written and announced), alternated in one run.
 
-    python bench/progress_chunks.py [inputs]     # default 2000 text inputs, batch 250
+    python bench/progress_chunks.py                          # 5,000 texts, 50 against 250, 3 rounds
+    python bench/progress_chunks.py --inputs 2000 --every 10,50,250 --rounds 2 --no-embed
 
+Each figure is the task's inputs per second until it is DONE, on fresh embedded servers.
 Figures are printed; bench/RESULTS.md records them.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -23,28 +27,41 @@ from app.embedded import EmbeddedServers
 from app.settings import Settings
 
 
-async def main(inputs: int) -> None:
+async def main(inputs: int, values: list[int], rounds: int, embed: bool) -> None:
     pipeline.NULL_INPUTS = inputs
-    for every in (pipeline.NULL_BATCH, 10, pipeline.NULL_BATCH, 10):
-        with tempfile.TemporaryDirectory() as tmp, EmbeddedServers(Path(tmp), None, None) as servers:
-            settings = Settings(
-                mongodb_url=servers.mongodb_url,
-                redis_url=servers.redis_url,
-                data_dir=Path(tmp),
-                mongodb_db="bench",
-                progress_every_inputs=every,
+    print(f"search embeddings {'on' if embed else 'off'}", flush=True)
+    figures: dict[int, list[float]] = {every: [] for every in values}
+    for _ in range(rounds):
+        for every in values:
+            with tempfile.TemporaryDirectory() as tmp, EmbeddedServers(Path(tmp), None, None) as servers:
+                settings = Settings(
+                    mongodb_url=servers.mongodb_url,
+                    redis_url=servers.redis_url,
+                    data_dir=Path(tmp),
+                    mongodb_db="bench",
+                    progress_every_inputs=every,
+                    search_embed_on_change=embed,
+                )
+                result = await pipeline.throughput(settings)
+            figures[every].append(result["inputs_per_s"])
+            print(
+                f"progress_every_inputs={every} inputs={inputs} batch={pipeline.NULL_BATCH} "
+                f"seconds={result['seconds']:.2f} inputs_per_s={result['inputs_per_s']:.0f}",
+                flush=True,
             )
-            result = await pipeline.throughput(settings)
-        print(
-            f"progress_every_inputs={every} inputs={inputs} batch={pipeline.NULL_BATCH} "
-            f"seconds={result['seconds']:.2f} inputs_per_s={result['inputs_per_s']:.0f}",
-            flush=True,
-        )
+    for every, runs in figures.items():
+        shown = ", ".join(f"{x:.0f}" for x in runs)
+        print(f"progress_every_inputs={every}: {shown} inputs/s (median {statistics.median(runs):.0f})")
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from bench.calibrate import print_calibration
 
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--inputs", type=int, default=5000)
+    parser.add_argument("--every", default="50,250", help="comma-separated progress_every_inputs values")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--no-embed", action="store_true", help="search embeddings off")
+    args = parser.parse_args()
     print_calibration()
-    asyncio.run(main(int(sys.argv[1]) if len(sys.argv) > 1 else 2000))
+    asyncio.run(main(args.inputs, [int(x) for x in args.every.split(",")], args.rounds, not args.no_embed))

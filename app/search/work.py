@@ -134,7 +134,7 @@ async def _embed_annotation_docs(runtime: Any, docs: Sequence[Region]) -> int:
 async def embed_inputs(runtime: Any, ids: Sequence[str]) -> int:
     stored = 0
     for k in range(0, len(ids), READ):
-        docs = await Input.find({"_id": {"$in": list(ids[k : k + READ])}}).to_list()
+        docs = await Input.find({"_id": {"$in": list(ids[k : k + READ])}}, batch_size=READ + 1).to_list()
         stored += await _embed_input_docs(runtime, docs)
     return stored
 

@@ -143,7 +143,10 @@ async def _load_one(runtime: Runtime, doc: Input) -> Loaded:
 async def load_inputs(
     runtime: Runtime, task: LabelingTask, input_ids: Sequence[str]
 ) -> tuple[list[Loaded], dict[str, InputFailure]]:
-    docs = await Input.find({"_id": {"$in": list(input_ids)}, "app_id": task.app_id}).to_list()
+    # in one reply (a find's first reply holds 101 documents unless told: a getMore each chunk)
+    docs = await Input.find(
+        {"_id": {"$in": list(input_ids)}, "app_id": task.app_id}, batch_size=len(input_ids) + 1
+    ).to_list()
     by_id = {d.id: d for d in docs}
     failures: dict[str, InputFailure] = {}
     loaded: list[Loaded] = []
