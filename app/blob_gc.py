@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from app.blob_refs import STALE_TEMPORARY_S, collect_garbage, recover_retired
+from app.blob_refs import STALE_RETIRED_S, STALE_TEMPORARY_S, collect_garbage, recover_retired
 from app.core.blobs import LocalBlobStore
 from app.documents import open_database
 from app.settings import Settings
@@ -40,7 +40,7 @@ async def run_gc(settings: Settings, older_than_s: float, dry_run: bool) -> GcRe
         blobs = LocalBlobStore(settings.resolved_blob_dir)
         if dry_run:
             return GcResult(*await collect_garbage(blobs, older_than_s, dry_run=True))
-        await blobs.adopt_legacy()
+        await blobs.adopt_legacy(STALE_RETIRED_S, STALE_TEMPORARY_S)
         result = GcResult(*await collect_garbage(blobs, older_than_s))
         result.restored, result.purged = await recover_retired(blobs)
         result.temporaries = await blobs.drop_stale_temporaries(STALE_TEMPORARY_S)

@@ -158,28 +158,37 @@ class LocalBlobStore:
             if len(e.name) == 2 and set(e.name) <= hexdigits and e.is_dir()
         )
 
-    async def adopt_legacy(self) -> int:
-        """Move what the previous layout left in key folders to this one's folders: a retired
-        blob ``.retired-<token>-<rest of key>`` joins ``.retired``, dated long ago so
-        ``stale_retired`` reports it at once; a temporary file ``.tmp-*`` joins ``.tmp`` with
-        its time. Returns how many moved. Reads every key folder: ``labelstream blobs gc``
-        calls it, not the workers' loop."""
+    async def adopt_legacy(self, retired_before_s: float, written_before_s: float) -> int:
+        """Move what the previous layout left in key folders to this one's folders: a blob
+        retired (``.retired-<token>-<rest of key>``) more than ``retired_before_s`` ago joins
+        ``.retired``, dated long ago so ``stale_retired`` reports it at once; a temporary file
+        (``.tmp-*``) last written more than ``written_before_s`` ago joins ``.tmp`` with its
+        time. Younger ones may belong to a process of the previous version still at work.
+        Returns how many moved. Reads every key folder: ``labelstream blobs gc`` calls it, not
+        the workers' loop."""
+        now = time.time()
 
         def folder(path: str, prefix: str) -> int:
             moved = 0
             for entry in self._entries(Path(path)):
                 name = entry.name
-                if name.startswith(".retired-"):
-                    token, _, rest = name.removeprefix(".retired-").rpartition("-")
-                    if not (token and _is_key(prefix + rest)):
-                        continue
-                    target = self._retired(prefix + rest, f"0.{token}")
-                elif name.startswith(".tmp-"):
-                    target = self._tmp_dir / name
-                else:
-                    continue
-                target.parent.mkdir(exist_ok=True)
                 with contextlib.suppress(FileNotFoundError):
+                    if name.startswith(".retired-"):
+                        token, _, rest = name.removeprefix(".retired-").rpartition("-")
+                        # a rename sets the inode's change time: when it was retired
+                        if (
+                            not (token and _is_key(prefix + rest))
+                            or entry.stat().st_ctime > now - retired_before_s
+                        ):
+                            continue
+                        target = self._retired(prefix + rest, f"0.{token}")
+                    elif name.startswith(".tmp-"):
+                        if entry.stat().st_mtime > now - written_before_s:
+                            continue
+                        target = self._tmp_dir / name
+                    else:
+                        continue
+                    target.parent.mkdir(exist_ok=True)
                     os.rename(entry.path, target)
                     moved += 1
             return moved

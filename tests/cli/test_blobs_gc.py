@@ -36,15 +36,15 @@ def test_gc_deletes_an_old_blob_nothing_names_and_dry_run_only_counts_it(
 def test_gc_also_finishes_what_dead_releases_and_writes_left_in_either_layout(
     client: Client, cli_server: Server
 ) -> None:
-    # given, beside the blobs, a blob retired by a release that died under the previous layout
-    # (`.retired-<token>-<rest of key>` in its key folder) and an old temporary file of a dead
-    # write, and the same two in the current layout's folders
+    # given a blob a dead release retired (current layout) and old temporary files of dead
+    # writes in both layouts (the previous one kept them in the key's folder), and a blob a
+    # release of the previous layout retired just now (it may still be deciding)
     blobs = cli_server.data_dir / "blobs"
     key = hashlib.sha256(b"blobs gc: legacy").hexdigest()
-    legacy = blobs / key[:2] / f".retired-00112233aabbccdd-{key[2:]}"
     current = blobs / ".retired" / f"1000.aabbccdd-{hashlib.sha256(b'blobs gc: current').hexdigest()}"
     temporaries = [blobs / key[:2] / ".tmp-legacy", blobs / ".tmp" / ".tmp-current"]
-    for path in (legacy, current, *temporaries):
+    just_retired = blobs / key[:2] / f".retired-00112233aabbccdd-{key[2:]}"
+    for path in (current, *temporaries, just_retired):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"left behind")
     two_hours_ago = time.time() - 7200
@@ -54,14 +54,15 @@ def test_gc_also_finishes_what_dead_releases_and_writes_left_in_either_layout(
 
     # a dry run touches none of them
     client.ok("blobs", "gc", "--dry-run", *where)
-    assert all(p.exists() for p in (legacy, current, *temporaries))
+    assert all(p.exists() for p in (current, *temporaries, just_retired))
 
     line = client.ok("blobs", "gc", *where)
 
-    # nothing names either retired blob: both are deleted, with both temporary files
-    assert "left by dead releases and writes: 0 blobs restored, 2 deleted, 2 temporary files deleted" in line
-    assert not any(p.exists() for p in (legacy, current, *temporaries))
-    assert not list((blobs / ".retired").iterdir())
+    # nothing names the retired blob: deleted, with both temporary files; the fresh one stays
+    assert "left by dead releases and writes: 0 blobs restored, 1 deleted, 2 temporary files deleted" in line
+    assert not any(p.exists() for p in (current, *temporaries))
+    assert just_retired.exists()
+    just_retired.unlink()
     assert "left by" not in client.ok("blobs", "gc", *where)
 
 
