@@ -56,6 +56,27 @@ def _where(index: int) -> str:
     return f"annotationIds.{index}"
 
 
+@dataclass
+class _Bulk:
+    """One bulk action under way: its items (position in the request, annotation) and outcome."""
+
+    runtime: Any
+    principal: Principal
+    app_id: str
+    action: BulkAction
+    concept_id: str
+    max_items: int
+    chosen: list[tuple[int, Annotation]]
+    out: BulkOutcome
+
+    def failed(self, failures: Sequence[ItemFailure], items: Sequence[tuple[int, Annotation]]) -> None:
+        """Per-item failures of a call made with ``items``, at their places in the request."""
+        for failure in failures:
+            index = items[failure.index][0]
+            failure.error.field = _where(index)
+            self.out.errors.append(ItemFailure(index, failure.error))
+
+
 async def apply(
     runtime: Any,
     principal: Principal,
@@ -102,109 +123,80 @@ async def apply(
             BulkAction.REJECT: _review,
             BulkAction.REMOVE: _remove,
         }[action]
-        await handler(runtime, principal, app_id, chosen, action, concept_id or "", out, max_items)
+        await handler(_Bulk(runtime, principal, app_id, action, concept_id or "", max_items, chosen, out))
     out.errors.sort(key=lambda e: e.index)
     return out
 
 
-async def _add_concept(
-    runtime: Any,
-    principal: Principal,
-    app_id: str,
-    chosen: list[tuple[int, Annotation]],
-    action: BulkAction,
-    concept_id: str,
-    out: BulkOutcome,
-    max_items: int,
-) -> None:
+async def _add_concept(b: _Bulk) -> None:
     items = [
         NewAnnotation(
             input_id=d.input_id,
-            concept_id=concept_id,
+            concept_id=b.concept_id,
             box=(d.box[0], d.box[1], d.box[2], d.box[3]) if d.box else None,
             polygon=[(d.polygon[k], d.polygon[k + 1]) for k in range(0, len(d.polygon), 2)]
             if d.polygon
             else None,
         )
-        for _, d in chosen
+        for _, d in b.chosen
     ]
     result = await annotation_service.add_annotations(
-        runtime, principal, app_id, items, max_items=max_items, gate=labeling.gate
+        b.runtime, b.principal, b.app_id, items, max_items=b.max_items, gate=labeling.gate
     )
-    for failure in result.errors:
-        index = chosen[failure.index][0]
-        failure.error.field = _where(index)
-        out.errors.append(ItemFailure(index, failure.error))
-    out.changed_ids += [a.id for a in result.annotations]
+    b.failed(result.errors, b.chosen)
+    b.out.changed_ids += [a.id for a in result.annotations]
 
 
-async def _relabel(
-    runtime: Any,
-    principal: Principal,
-    app_id: str,
-    chosen: list[tuple[int, Annotation]],
-    action: BulkAction,
-    concept_id: str,
-    out: BulkOutcome,
-    max_items: int,
-) -> None:
-    membership = await membership_of(principal, app_id)
+async def _relabel(b: _Bulk) -> None:
+    concept_id, principal = b.concept_id, b.principal
+    membership = await membership_of(principal, b.app_id)
     contributor = membership is not None and bool(set(CONTRIBUTORS).intersection(membership.roles))
-    for index, doc in chosen:
+    for index, doc in b.chosen:
         try:
             if doc.concept_id == concept_id:
                 raise Conflict(
                     f"annotation {doc.id!r} already has concept {concept_id!r}", code=ErrorCode.DUPLICATE
                 )
             if doc.task_id is not None:
-                await actions.edit(runtime, principal, doc.id, actions.Edit(concept_id=concept_id))
+                await actions.edit(b.runtime, principal, doc.id, actions.Edit(concept_id=concept_id))
             else:
                 if not contributor:
                     raise PermissionDenied(
                         "relabeling needs one of the roles ADMIN, LABELER, OWNER in the app"
                     )
                 updates = {"concept_id": concept_id, "edited_by": principal.user_id}
-                if not await store.edit(runtime, doc, updates, principal.user_id):
+                if not await store.edit(b.runtime, doc, updates, principal.user_id):
                     raise Conflict(
                         "the annotation changed meanwhile; reload it", code=ErrorCode.INVALID_STATE
                     )
-            out.changed_ids.append(doc.id)
+            b.out.changed_ids.append(doc.id)
         except DomainError as exc:
             exc.field = _where(index)
-            out.errors.append(ItemFailure(index, exc))
+            b.out.errors.append(ItemFailure(index, exc))
 
 
-async def _review(
-    runtime: Any,
-    principal: Principal,
-    app_id: str,
-    chosen: list[tuple[int, Annotation]],
-    action: BulkAction,
-    concept_id: str,
-    out: BulkOutcome,
-    max_items: int,
-) -> None:
-    review_action = ReviewAction.APPROVE if action == BulkAction.APPROVE else ReviewAction.REJECT
+async def _review(b: _Bulk) -> None:
+    review_action = ReviewAction.APPROVE if b.action == BulkAction.APPROVE else ReviewAction.REJECT
     by_task: dict[str, list[tuple[int, Annotation]]] = {}
-    for index, doc in chosen:
+    for index, doc in b.chosen:
         if doc.task_id is None:
             error = Conflict(
                 f"annotation {doc.id!r} belongs to no task: there is no review to decide",
                 field=_where(index),
                 code=ErrorCode.NOT_AWAITING_REVIEW,
             )
-            out.errors.append(ItemFailure(index, error))
+            b.out.errors.append(ItemFailure(index, error))
         else:
             by_task.setdefault(doc.task_id, []).append((index, doc))
     for task_id, group in by_task.items():
         try:
             result = await actions.review(
-                runtime,
-                principal,
+                b.runtime,
+                b.principal,
                 task_id,
                 review_action,
                 Selection(annotation_ids=[d.id for _, d in group]),
-                max_items=max_items,
+                max_items=b.max_items,
             )
         except DomainError as exc:  # the task itself: not a reviewer of it, or gone
             for index, doc in group:
@@ -212,30 +204,15 @@ async def _review(
                     NotFound("annotation", doc.id) if exc.code == ErrorCode.NOT_FOUND else copy.copy(exc)
                 )
                 failed.field = _where(index)
-                out.errors.append(ItemFailure(index, failed))
+                b.out.errors.append(ItemFailure(index, failed))
             continue
-        for failure in result.errors:
-            index = group[failure.index][0]
-            failure.error.field = _where(index)
-            out.errors.append(ItemFailure(index, failure.error))
-        out.changed_ids += result.changed_ids
+        b.failed(result.errors, group)
+        b.out.changed_ids += result.changed_ids
 
 
-async def _remove(
-    runtime: Any,
-    principal: Principal,
-    app_id: str,
-    chosen: list[tuple[int, Annotation]],
-    action: BulkAction,
-    concept_id: str,
-    out: BulkOutcome,
-    max_items: int,
-) -> None:
+async def _remove(b: _Bulk) -> None:
     result = await annotation_service.remove_annotations(
-        runtime, principal, [d.id for _, d in chosen], max_items=max_items
+        b.runtime, b.principal, [d.id for _, d in b.chosen], max_items=b.max_items
     )
-    for failure in result.errors:
-        index = chosen[failure.index][0]
-        failure.error.field = _where(index)
-        out.errors.append(ItemFailure(index, failure.error))
-    out.changed_ids += result.removed_ids
+    b.failed(result.errors, b.chosen)
+    b.out.changed_ids += result.removed_ids
