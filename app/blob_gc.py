@@ -9,7 +9,7 @@ safe while the service runs: an upload of the same bytes meanwhile keeps them, a
 deletion.
 
 It also finishes what dead releases and writes left, as the workers do every few minutes
-(``app.blob_refs.recover_retired``), including what the previous store layout left in key
+(``app.blob_refs.finish_dead``), including what the previous store layout left in key
 folders, which the workers' loop does not read (``LocalBlobStore.adopt_legacy``).
 """
 
@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from app.blob_refs import STALE_RETIRED_S, STALE_TEMPORARY_S, collect_garbage, recover_retired
+from app.blob_refs import STALE_RETIRED_S, STALE_TEMPORARY_S, collect_garbage, finish_dead
 from app.core.blobs import LocalBlobStore
 from app.documents import open_database
 from app.settings import Settings
@@ -42,8 +42,7 @@ async def run_gc(settings: Settings, older_than_s: float, dry_run: bool) -> GcRe
             return GcResult(*await collect_garbage(blobs, older_than_s, dry_run=True))
         await blobs.adopt_legacy(STALE_RETIRED_S, STALE_TEMPORARY_S)
         result = GcResult(*await collect_garbage(blobs, older_than_s))
-        result.restored, result.purged = await recover_retired(blobs)
-        result.temporaries = await blobs.drop_stale_temporaries(STALE_TEMPORARY_S)
+        result.restored, result.purged, result.temporaries = await finish_dead(blobs)
         return result
     finally:
         await client.close()

@@ -101,13 +101,19 @@ async def recover_retired(blobs: BlobStore, older_than_s: float = STALE_RETIRED_
     return restored, purged
 
 
+async def finish_dead(blobs: BlobStore) -> tuple[int, int, int]:
+    """What dead releases and writes left: ``recover_retired``, then temporary files over
+    ``STALE_TEMPORARY_S`` old deleted. Returns (restored, purged, temporaries deleted)."""
+    restored, purged = await recover_retired(blobs)
+    return restored, purged, await blobs.drop_stale_temporaries(STALE_TEMPORARY_S)
+
+
 async def recover_forever(blobs: BlobStore, interval_s: float) -> None:
-    """A worker's background pass: ``recover_retired`` and stale temporary files, at start
-    and then every ``interval_s`` (survives MongoDB outages)."""
+    """A worker's background pass: ``finish_dead``, at start and then every ``interval_s``
+    (survives MongoDB outages)."""
     while True:
         try:
-            restored, purged = await recover_retired(blobs)
-            dropped = await blobs.drop_stale_temporaries(STALE_TEMPORARY_S)
+            restored, purged, dropped = await finish_dead(blobs)
             if restored or purged or dropped:
                 log.warning(
                     "left by dead releases or writes: %d blobs restored, %d deleted, %d temporary files",
