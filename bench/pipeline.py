@@ -335,7 +335,8 @@ class CommandCounter(monitoring.CommandListener):
         name = event.command_name
         if name in {"hello", "isMaster", "ismaster", "ping", "endSessions"}:
             return
-        target = event.command.get(name)
+        # A getMore names its collection in a field of its own.
+        target = event.command.get("collection" if name == "getMore" else name)
         key = (name, target if isinstance(target, str) else "")
         self.counts[key] += 1
         self._keys[event.request_id] = key

@@ -47,6 +47,15 @@ class Change:
     input_id: str
     before: str | None
     after: str | None
+    # Whether the annotation has a region after the change: False lets the search listener
+    # skip reading it back to find out; None (not known to the writer) leaves it to the read.
+    region: bool | None = None
+
+
+def _region(doc: dict[str, Any]) -> bool | None:
+    if "box" not in doc and "polygon" not in doc:
+        return None
+    return doc.get("box") is not None or doc.get("polygon") is not None
 
 
 @dataclass
@@ -61,8 +70,12 @@ class ChangeSet:
     deleted_inputs: list[str] = field(default_factory=list)  # whatever work they had goes too
 
     def add(self, doc: dict[str, Any], before: str | None, after: str | None) -> None:
+        """``doc``: the annotation's head (as stored after the change where it has ``box`` or
+        ``polygon``, which tells whether it has a region)."""
         self.changes.append(
-            Change(doc["_id"], doc["app_id"], doc.get("task_id"), doc["input_id"], before, after)
+            Change(
+                doc["_id"], doc["app_id"], doc.get("task_id"), doc["input_id"], before, after, _region(doc)
+            )
         )
 
     def by_task(self) -> dict[str, list[str]]:

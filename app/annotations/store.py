@@ -63,7 +63,9 @@ async def insert(runtime: Any, docs: Sequence[Annotation], actor: str) -> None:
     changes = ChangeSet(Reason.LABELED, actor=actor)
     for d in docs:
         changes.add(
-            d.model_dump(by_alias=True, include={"id", "app_id", "task_id", "input_id"}), None, d.status
+            d.model_dump(by_alias=True, include={"id", "app_id", "task_id", "input_id", "box", "polygon"}),
+            None,
+            d.status,
         )
     await emit(runtime, changes)
 
@@ -90,7 +92,14 @@ async def edit(runtime: Any, doc: Annotation, updates: dict[str, Any], actor: st
     if res.matched_count == 0:
         return False
     changes = ChangeSet(Reason.EDITED, actor=actor)
-    head = {"_id": doc.id, "app_id": doc.app_id, "task_id": doc.task_id, "input_id": doc.input_id}
+    head = {
+        "_id": doc.id,
+        "app_id": doc.app_id,
+        "task_id": doc.task_id,
+        "input_id": doc.input_id,
+        "box": updates.get("box", doc.box),
+        "polygon": updates.get("polygon", doc.polygon),
+    }
     changes.add(head, doc.status.value, updates.get("status", doc.status.value))
     await emit(runtime, changes)
     return True
@@ -199,7 +208,7 @@ async def route(
         await _coll()
         .find(
             {"task_id": task_id, "input_id": any_of(input_ids)},
-            {**HEAD, "key": 1, "reviewed_by": 1, "labeled_by_model_id": 1},
+            {**HEAD, "key": 1, "reviewed_by": 1, "labeled_by_model_id": 1, "box": 1, "polygon": 1},
         )
         .to_list()
     )

@@ -53,8 +53,8 @@ from app.tasks.models import LabelingTask, PartitionStrategy
 LOCK_TTL = timedelta(seconds=60)
 LOCK_WAIT_S = 30.0
 WAITING = (AnnotationStatus.AWAITING_REVIEW.value, AnnotationStatus.AWAITING_CONSENSUS_REVIEW.value)
-USABLE = (AnnotationStatus.SUCCESS.value, *WAITING)
 CHUNK = 1000
+ONE_REPLY = 20_000  # annotations read in one reply (projected small; a reply stops at 16 MiB)
 # counts left by earlier holders are grouped again at least this often: a writer outside the
 # lock that died between its write and its ``forget_counts`` (or an input deletion racing a
 # holder's insert for that input) misleads the partition at most so long
@@ -189,18 +189,34 @@ def people_of(task: LabelingTask, kind: AssignmentKind) -> tuple[list[str], dict
     return task.reviewers(), weights
 
 
-async def _annotations(task_id: str, input_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+async def _annotations(
+    task_id: str, input_ids: Sequence[str], statuses: Sequence[str], fields: dict[str, int]
+) -> dict[str, list[dict[str, Any]]]:
+    """The task's annotations of ``input_ids`` in one of ``statuses``, by input. nx-27017
+    decodes every document it returns, whatever the projection, so only the statuses a plan
+    needs are read (a plain ``$in``: the input's index stays the one that narrows)."""
     out: dict[str, list[dict[str, Any]]] = {i: [] for i in input_ids}
-    fields = {"input_id": 1, "status": 1, "confidence": 1, "concept_id": 1, "approved_by": 1}
     for k in range(0, len(input_ids), CHUNK):
-        docs = (
-            await Annotation.get_pymongo_collection()
-            .find({"task_id": task_id, "input_id": any_of(input_ids[k : k + CHUNK])}, fields)
-            .to_list()
-        )
-        for d in docs:
+        query = {
+            "task_id": task_id,
+            "input_id": any_of(input_ids[k : k + CHUNK]),
+            "status": {"$in": list(statuses)},
+        }
+        cursor = Annotation.get_pymongo_collection().find(query, fields, batch_size=ONE_REPLY)
+        for d in await cursor.to_list():  # in one reply, not 101 documents and then getMores
             out.setdefault(d["input_id"], []).append(d)
     return out
+
+
+async def _usable(
+    task_id: str, input_ids: Sequence[str], waiting: dict[str, list[dict[str, Any]]]
+) -> set[str]:
+    """The inputs with an annotation a labeler need not redo (approved or waiting for review):
+    those with one waiting, and those of the others with an approved one."""
+    found = {i for i in input_ids if waiting.get(i)}
+    rest = [i for i in input_ids if i not in found]
+    approved = await _annotations(task_id, rest, (AnnotationStatus.SUCCESS.value,), {"input_id": 1})
+    return found | {i for i, docs in approved.items() if docs}
 
 
 async def _assignments(task_id: str, input_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
@@ -399,12 +415,12 @@ def _plan_review(
 
 
 def _plan_label(
-    plan: _Plan, input_id: str, anns: list[dict[str, Any]], existing: list[dict[str, Any]], reason: str | None
+    plan: _Plan, input_id: str, usable: bool, existing: list[dict[str, Any]], reason: str | None
 ) -> None:
-    """``reason``: EMPTY after routing, CHANGES_REQUESTED after a request for changes."""
+    """``reason``: EMPTY after routing, CHANGES_REQUESTED after a request for changes;
+    ``usable``: the input has an approved annotation or one waiting for review."""
     kind = AssignmentKind.LABEL.value
     doc = next((d for d in existing if d["kind"] == kind), None)
-    usable = any(a["status"] in USABLE for a in anns)
     wanted = reason == "CHANGES_REQUESTED" or (reason == "EMPTY" and not usable)
     if wanted:
         if doc is None:
@@ -460,13 +476,15 @@ async def sync_inputs(
         plan.label_people = people_of(task, AssignmentKind.LABEL)
         plan.review_open = open_counts(counts, AssignmentKind.REVIEW)
         plan.label_open = open_counts(counts, AssignmentKind.LABEL)
-        anns = await _annotations(task.id, input_ids)
+        fields = {"input_id": 1, "status": 1, "confidence": 1, "concept_id": 1, "approved_by": 1}
+        anns = await _annotations(task.id, input_ids, WAITING, fields)
+        usable = await _usable(task.id, input_ids, anns) if label_reason is not None else set()
         existing = await _assignments(task.id, input_ids)
         for input_id in input_ids:
             mine = existing.get(input_id, [])
             _plan_review(plan, input_id, anns.get(input_id, []), mine, finish)
             if label_reason is not None:
-                _plan_label(plan, input_id, anns.get(input_id, []), mine, label_reason)
+                _plan_label(plan, input_id, input_id in usable, mine, label_reason)
         await _write(plan)
         await keep_counts(task.id, token, plan.after, counted_at)
     plan.changes.counts_after = None if plan.after is None else {k: n for k, n in plan.after.items() if n}

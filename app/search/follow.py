@@ -1,7 +1,8 @@
 """Keeping embeddings current from annotation change records (an annotation listener).
 
 * a region annotation created, routed or edited: its crop is (re-)embedded by a worker job
-  (``search_embed``; the job skips an unchanged source, so a status-only change costs a read),
+  (``search_embed``; the job skips an unchanged source, so a status-only change costs a read;
+  an annotation its writer says has no region costs nothing),
   and so are the inputs a task looked at or a person labeled (whole image or text). The ids
   wait in Redis (``app.search.pending``) for one job per second, which lets task batches go
   first;
@@ -45,7 +46,8 @@ async def _follow(runtime: Any, changes: ChangeSet) -> None:
     settings = getattr(runtime, "settings", None)
     if settings is not None and not settings.search_embed_on_change:
         return
-    annotations = [c.annotation_id for c in changes.changes if c.after is not None]
+    # an annotation the writer knows has no region has no crop to embed
+    annotations = [c.annotation_id for c in changes.changes if c.after is not None and c.region is not False]
     inputs = list(dict.fromkeys([c.input_id for c in changes.changes if c.after is not None]))
     for considered in changes.considered.values():
         inputs = list(dict.fromkeys([*inputs, *considered]))

@@ -56,7 +56,7 @@ async def pending(task: LabelingTask, input_ids: Sequence[str], retry: bool) -> 
     ids = [task_input_id(task.id, i) for i in input_ids]
     states = (
         await TaskInput.get_pymongo_collection()
-        .find({"_id": {"$in": ids}}, {"input_id": 1, "state": 1})
+        .find({"_id": {"$in": ids}}, {"input_id": 1, "state": 1}, batch_size=len(ids) + 1)
         .to_list()
     )
     known = {s["input_id"] for s in states}

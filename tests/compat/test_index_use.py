@@ -212,6 +212,14 @@ async def test_a_chunks_reads_by_input_use_an_index_and_find_what_in_finds(db: D
         plain = await db.annotations.find({"task_id": "t3", "input_id": {"$in": chunk}}).to_list()
         bounded = await db.annotations.find(query).to_list()
         assert plain and sorted(d["_id"] for d in bounded) == sorted(d["_id"] for d in plain)
+        # review planning reads only the statuses it needs (``assign._annotations``)
+        by_status = {**query, "status": {"$in": ["SUCCESS", "AWAITING_REVIEW"]}}
+        assert_indexed(await plan(db, collection, by_status, {"_id": 1}))
+        assert sorted(d["_id"] for d in await db.annotations.find(by_status).to_list()) == sorted(
+            d["_id"] for d in plain
+        )
+        waiting = {**query, "status": {"$in": ["AWAITING_REVIEW", "AWAITING_CONSENSUS_REVIEW"]}}
+        assert await db.annotations.find(waiting).to_list() == []
 
 
 async def test_deleted_inputs_leave_their_tasks_through_an_index(db: Db) -> None:

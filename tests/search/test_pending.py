@@ -159,3 +159,26 @@ async def test_a_waiting_job_wakes_a_claimable_batch_whose_wake_up_was_lost(
     assert await pending.should_wait(runtime)
     queued = [j.function for j in await runtime.redis.queued_jobs()]
     assert sorted(queued) == ["process_next", "search_embed", "search_embed"]
+
+
+async def test_only_annotations_with_a_region_wait_for_an_embedding(
+    api: Api, drain: Drain, asgi_app: Starlette
+) -> None:
+    """A whole-image annotation has no crop: its writer says so, and no job reads it back."""
+    w = await world(api)
+    cat_c = await api.concept(w.owner, w.app_id, "cat")
+    inputs = await add_images(api, w.owner, w.app_id, [CAT])
+    whole, region = await annotate(
+        api,
+        w.owner,
+        w.app_id,
+        [
+            {"inputId": inputs[0], "conceptId": cat_c},
+            {"inputId": inputs[0], "conceptId": cat_c, "box": box(0.1, 0.35, 0.95, 0.95)},
+        ],
+    )
+    redis = asgi_app.state.runtime.redis
+    assert await redis.smembers(pending.ANNOTATIONS) == {region.encode()}
+    await drain()
+    assert await embedded(w.app_id) == {(RefKind.ANNOTATION, region), (RefKind.INPUT, inputs[0])}
+    assert whole not in {ref for _, ref in await embedded(w.app_id)}
