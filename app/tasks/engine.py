@@ -155,7 +155,8 @@ async def _label(
 class ChunkSizes(Iterator[int]):
     """Chunk sizes for ``total`` inputs: at most ``every``, each as many as take about
     ``interval_s`` at the time per input measured so far (at least one). Without a measure yet
-    (``per_input_s`` from an earlier batch of the run) the first chunk is one input.
+    (``per_input_s`` from an earlier batch of the run) the first chunk is one input. A chunk
+    takes the rest of the batch when less than half of one would be left (within ``every``).
 
     The time per input leaves out each chunk's bookkeeping (from ``writing()`` to the next
     chunk: its writes, state records and progress event), which costs about the same whatever
@@ -200,6 +201,8 @@ class ChunkSizes(Iterator[int]):
         else:
             size = self.every
         size = max(1, min(size, self.every, self.left))
+        if self.left - size < size // 2 and self.left <= self.every:
+            size = self.left  # no tail chunk of a few inputs paying a whole chunk's bookkeeping
         self.left -= size
         self.last = size
         return size

@@ -75,6 +75,11 @@ def test_chunks_cover_the_batch_never_exceed_n_and_follow_the_time_per_input() -
     fast = ChunkSizes(40, 10, 0.5, per_input_s=0.0001)
     assert next(fast) == 10  # measured before (an earlier batch of the run): no probe chunk
     assert list(ChunkSizes(0, 10, 0.5)) == []
+    # no tail chunk of a few inputs: at 20 ms an input, a chunk is 25, and 31 left are one
+    # chunk (25 would leave 6, less than half a chunk), not two
+    assert list(ChunkSizes(31, 250, 0.5, per_input_s=0.02)) == [31]
+    assert list(ChunkSizes(40, 250, 0.5, per_input_s=0.02)) == [25, 15]  # 15 is over half
+    assert list(ChunkSizes(300, 250, 0.5, per_input_s=0.0001)) == [250, 50]  # never over ``every``
 
 
 class _Clock:
