@@ -219,10 +219,11 @@ async def run_batch(
     if task is None or task.status not in progress.ACTIVE or task.run != run:
         result.skipped = len(input_ids)
         return result  # deleted, cancelled, or superseded by a newer start
-    await LabelingTask.get_pymongo_collection().update_one(
-        {"_id": task.id, "status": TaskStatus.QUEUED.value},
-        {"$set": {"status": TaskStatus.IN_PROGRESS.value}, "$currentDate": {"updated_at": True}},
-    )
+    if task.status is TaskStatus.QUEUED:  # the run's first batches (a write for every batch else)
+        await LabelingTask.get_pymongo_collection().update_one(
+            {"_id": task.id, "status": TaskStatus.QUEUED.value},
+            {"$set": {"status": TaskStatus.IN_PROGRESS.value}, "$currentDate": {"updated_at": True}},
+        )
     pending, previously_failed = await progress.pending(task, input_ids, retry)
     result.skipped = len(input_ids) - len(pending)
     settings = runtime.settings
