@@ -418,7 +418,7 @@ def _plan_label(
     plan: _Plan, input_id: str, usable: bool, existing: list[dict[str, Any]], reason: str | None
 ) -> None:
     """``reason``: EMPTY after routing, CHANGES_REQUESTED after a request for changes;
-    ``usable``: the input has an approved annotation or one waiting for review."""
+    ``usable`` (read for EMPTY only): the input has an approved annotation or one waiting."""
     kind = AssignmentKind.LABEL.value
     doc = next((d for d in existing if d["kind"] == kind), None)
     wanted = reason == "CHANGES_REQUESTED" or (reason == "EMPTY" and not usable)
@@ -478,7 +478,8 @@ async def sync_inputs(
         plan.label_open = open_counts(counts, AssignmentKind.LABEL)
         fields = {"input_id": 1, "status": 1, "confidence": 1, "concept_id": 1, "approved_by": 1}
         anns = await _annotations(task.id, input_ids, WAITING, fields)
-        usable = await _usable(task.id, input_ids, anns) if label_reason is not None else set()
+        # only the rule after routing (EMPTY) asks whether an input has a usable annotation
+        usable = await _usable(task.id, input_ids, anns) if label_reason == "EMPTY" else set()
         existing = await _assignments(task.id, input_ids)
         for input_id in input_ids:
             mine = existing.get(input_id, [])
