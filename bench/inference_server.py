@@ -185,20 +185,14 @@ async def tasks(args: argparse.Namespace, files: list[bytes]) -> tuple[list[floa
     """Seconds of a labeling task over ``files`` with the built-in classifier, then with the
     same model served (encoded files), each from createLabelingTask to the task closed."""
     from app.embedded import EmbeddedServers
-    from app.settings import Settings
-    from bench.pipeline import Bench
+    from bench.pipeline import Bench, bench_settings
 
     with tempfile.TemporaryDirectory() as tmp:
         kserve = kserve_server(Path(tmp) / "kserve.log", threads=args.server_threads).start()
         try:
             with EmbeddedServers(Path(tmp), None, None) as servers:
-                settings = Settings(
-                    mongodb_url=servers.mongodb_url,
-                    redis_url=servers.redis_url,
-                    data_dir=Path(tmp),
-                    mongodb_db="bench",
-                    task_batch_size=BATCH,
-                    inference_allow_private_networks=True,
+                settings = bench_settings(
+                    servers, Path(tmp), task_batch_size=BATCH, inference_allow_private_networks=True
                 )
                 async with Bench(settings) as bench:
                     app_id, ds = await bench.app_with_dataset(

@@ -300,8 +300,7 @@ async def create_task(bench: Any, http: Http, seeded: dict[str, Any], inputs: in
 
 async def bench_engine(engine: str, args: argparse.Namespace) -> dict[str, float]:
     from app.embedded import EmbeddedServers
-    from app.settings import Settings
-    from bench.pipeline import Bench
+    from bench.pipeline import Bench, bench_settings
 
     with contextlib.ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="labelstream-pages-")))
@@ -314,13 +313,7 @@ async def bench_engine(engine: str, args: argparse.Namespace) -> dict[str, float
                 raise SystemExit("no ferretdb binary: run .ci/build-ferretdb2.sh first")
             mongodb_url = stack.enter_context(FerretDBServer(binary, tmp / "ferretdb")).url
         servers = stack.enter_context(EmbeddedServers(tmp, mongodb_url, None))
-        settings = Settings(
-            mongodb_url=servers.mongodb_url,
-            redis_url=servers.redis_url,
-            data_dir=tmp,
-            mongodb_db="bench",
-            max_bulk_items=SEED_CHUNK,
-        )
+        settings = bench_settings(servers, tmp, max_bulk_items=SEED_CHUNK)
         async with Bench(settings) as bench:
             for name in ("httpx", "arq.worker", "labelstream.seeding"):
                 logging.getLogger(name).setLevel(logging.WARNING)

@@ -84,6 +84,18 @@ def cpu_split() -> dict[str, float]:
     return {"main_thread": main, "other_threads": others, "nx_27017": server}
 
 
+def bench_settings(servers: Any, data_dir: Path, **fields: Any) -> Settings:
+    """Settings of a benchmark against ``servers`` (``EmbeddedServers``), its data in
+    ``data_dir``, database ``bench``, with ``fields`` on top."""
+    return Settings(
+        mongodb_url=servers.mongodb_url,
+        redis_url=servers.redis_url,
+        data_dir=data_dir,
+        mongodb_db="bench",
+        **fields,
+    )
+
+
 def sample_images(n: int) -> list[bytes]:
     """n different JPEGs cut from the scikit-image samples (random crops, 256-480 px)."""
     from skimage import data
@@ -449,13 +461,7 @@ async def main(which: list[str], engine: str) -> None:
                 raise SystemExit("no ferretdb binary: run .ci/build-ferretdb2.sh first")
             mongodb_url = stack.enter_context(FerretDBServer(binary, Path(tmp) / "ferretdb")).url
         servers = stack.enter_context(EmbeddedServers(Path(tmp), mongodb_url, None))
-        settings = Settings(
-            mongodb_url=servers.mongodb_url,
-            redis_url=servers.redis_url,
-            data_dir=Path(tmp),
-            mongodb_db="bench",
-            search_embed_on_change=SEARCH_EMBED,
-        )
+        settings = bench_settings(servers, Path(tmp), search_embed_on_change=SEARCH_EMBED)
         from bench.calibrate import calibration
 
         print(f"engine: {engine}, search embeddings {'on' if SEARCH_EMBED else 'off'}", flush=True)

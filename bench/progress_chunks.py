@@ -24,7 +24,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import pipeline
 
 from app.embedded import EmbeddedServers
-from app.settings import Settings
 
 
 async def main(inputs: int, values: list[int], rounds: int, embed: bool) -> None:
@@ -34,13 +33,8 @@ async def main(inputs: int, values: list[int], rounds: int, embed: bool) -> None
     for _ in range(rounds):
         for every in values:
             with tempfile.TemporaryDirectory() as tmp, EmbeddedServers(Path(tmp), None, None) as servers:
-                settings = Settings(
-                    mongodb_url=servers.mongodb_url,
-                    redis_url=servers.redis_url,
-                    data_dir=Path(tmp),
-                    mongodb_db="bench",
-                    progress_every_inputs=every,
-                    search_embed_on_change=embed,
+                settings = pipeline.bench_settings(
+                    servers, Path(tmp), progress_every_inputs=every, search_embed_on_change=embed
                 )
                 result = await pipeline.throughput(settings)
             figures[every].append(result["inputs_per_s"])

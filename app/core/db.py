@@ -60,6 +60,13 @@ def duplicates_ignored() -> Iterator[None]:
             raise
 
 
+def one_reply(count: int) -> int:
+    """The ``batch_size`` of a find that returns at most ``count`` documents in one reply: a
+    first reply holds 101 unless told, then a ``getMore`` each (one more than ``count`` lets
+    the server close the cursor with that reply)."""
+    return count + 1
+
+
 def any_of(values: Iterable[Any]) -> dict[str, Any]:
     """The condition "the field equals one of ``values``" for an indexed field holding one
     string (an id): ``$in``, bounded by the values' own range.

@@ -33,7 +33,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from app.annotations.models import Annotation, AnnotationStatus
 from app.core import pubsub
-from app.core.db import any_of, is_duplicate_key
+from app.core.db import any_of, is_duplicate_key, one_reply
 from app.core.documents import utcnow
 from app.core.errors import Conflict, ErrorCode
 from app.core.ids import new_id
@@ -54,7 +54,7 @@ LOCK_TTL = timedelta(seconds=60)
 LOCK_WAIT_S = 30.0
 WAITING = (AnnotationStatus.AWAITING_REVIEW.value, AnnotationStatus.AWAITING_CONSENSUS_REVIEW.value)
 CHUNK = 1000
-ONE_REPLY = 20_000  # annotations read in one reply (projected small; a reply stops at 16 MiB)
+ONE_REPLY = one_reply(20_000)  # annotations read in one reply (projected small; a reply stops at 16 MiB)
 # counts left by earlier holders are grouped again at least this often: a writer outside the
 # lock that died between its write and its ``forget_counts`` (or an input deletion racing a
 # holder's insert for that input) misleads the partition at most so long
@@ -203,7 +203,7 @@ async def _annotations(
             "status": {"$in": list(statuses)},
         }
         cursor = Annotation.get_pymongo_collection().find(query, fields, batch_size=ONE_REPLY)
-        for d in await cursor.to_list():  # in one reply, not 101 documents and then getMores
+        for d in await cursor.to_list():
             out.setdefault(d["input_id"], []).append(d)
     return out
 

@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 from app.annotations.crops import Box, region_of
 from app.annotations.models import Annotation
+from app.core.db import one_reply
 from app.inputs.models import Input, InputKind
 from app.search import embed, pending, store
 from app.search.models import Backfill, BackfillStatus, RefKind
@@ -134,7 +135,8 @@ async def _embed_annotation_docs(runtime: Any, docs: Sequence[Region]) -> int:
 async def embed_inputs(runtime: Any, ids: Sequence[str]) -> int:
     stored = 0
     for k in range(0, len(ids), READ):
-        docs = await Input.find({"_id": {"$in": list(ids[k : k + READ])}}, batch_size=READ + 1).to_list()
+        chunk = {"_id": {"$in": list(ids[k : k + READ])}}
+        docs = await Input.find(chunk, batch_size=one_reply(READ)).to_list()
         stored += await _embed_input_docs(runtime, docs)
     return stored
 

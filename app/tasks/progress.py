@@ -22,7 +22,7 @@ from pymongo import ReturnDocument, UpdateMany
 from app.annotations.changes import ChangeSet, Reason, emit
 from app.annotations.models import Annotation, AnnotationStatus
 from app.core import pubsub
-from app.core.db import any_of, duplicates_ignored, sorted_chunks
+from app.core.db import any_of, duplicates_ignored, one_reply, sorted_chunks
 from app.core.documents import utcnow
 from app.tasks.models import InputState, LabelingTask, TaskInput, TaskStatus
 
@@ -56,7 +56,7 @@ async def pending(task: LabelingTask, input_ids: Sequence[str], retry: bool) -> 
     ids = [task_input_id(task.id, i) for i in input_ids]
     states = (
         await TaskInput.get_pymongo_collection()
-        .find({"_id": {"$in": ids}}, {"input_id": 1, "state": 1}, batch_size=len(ids) + 1)
+        .find({"_id": {"$in": ids}}, {"input_id": 1, "state": 1}, batch_size=one_reply(len(ids)))
         .to_list()
     )
     known = {s["input_id"] for s in states}

@@ -45,6 +45,7 @@ import numpy as np
 from PIL import Image
 
 from app.blob_refs import release_unused
+from app.core.db import one_reply
 from app.core.errors import ValidationFailed
 from app.inputs import images
 from app.inputs.models import Input, InputKind, InputStatus
@@ -143,9 +144,8 @@ async def _load_one(runtime: Runtime, doc: Input) -> Loaded:
 async def load_inputs(
     runtime: Runtime, task: LabelingTask, input_ids: Sequence[str]
 ) -> tuple[list[Loaded], dict[str, InputFailure]]:
-    # in one reply (a find's first reply holds 101 documents unless told: a getMore each chunk)
     docs = await Input.find(
-        {"_id": {"$in": list(input_ids)}, "app_id": task.app_id}, batch_size=len(input_ids) + 1
+        {"_id": {"$in": list(input_ids)}, "app_id": task.app_id}, batch_size=one_reply(len(input_ids))
     ).to_list()
     by_id = {d.id: d for d in docs}
     failures: dict[str, InputFailure] = {}
