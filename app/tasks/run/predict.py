@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -128,16 +129,20 @@ async def _load_models(task: LabelingTask) -> list[RunModel]:
     return [by_id[i] for i in ids if i in by_id]
 
 
-_inference_locks: dict[int, asyncio.Lock] = {}
+# by the loop itself, held weakly: keyed by ``id(loop)``, a new loop at a dead one's address
+# got its lock, left held forever by a job that loop never finished (a hang in tests)
+_inference_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def inference_lock() -> asyncio.Lock:
     """One model call at a time per process: onnxruntime already uses every core for one batch,
     so two at once only fight over the CPU while the other job's I/O could run instead."""
-    loop_id = id(asyncio.get_running_loop())
-    lock = _inference_locks.get(loop_id)
+    loop = asyncio.get_running_loop()
+    lock = _inference_locks.get(loop)
     if lock is None:
-        lock = _inference_locks[loop_id] = asyncio.Lock()
+        lock = _inference_locks[loop] = asyncio.Lock()
     return lock
 
 
